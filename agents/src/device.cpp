@@ -1,0 +1,35 @@
+#include "modiff/agents/device.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+DeviceChoice resolve_device(const std::string& flag_value) {
+  const bool cuda_available = torch::cuda::is_available();
+  DeviceChoice choice;
+  if (flag_value == "cpu" || (flag_value == "auto" && !cuda_available)) {
+    choice.kind = DeviceKind::Cpu;
+    choice.description = "cpu";
+    return choice;
+  }
+  if (flag_value == "cuda" || flag_value == "auto") {
+    if (!cuda_available) throw Error("--device cuda: LibTorch sees no CUDA device on this machine");
+    choice.kind = DeviceKind::Cuda;
+    choice.description = "cuda:0";
+    return choice;
+  }
+  throw Error("--device must be auto, cpu or cuda, got '" + flag_value + "'");
+}
+
+std::string torch_build_summary() {
+  std::string s = "LibTorch " + std::string(TORCH_VERSION) + "; intra-op threads " +
+                  std::to_string(at::get_num_threads()) + "; CUDA " +
+                  (torch::cuda::is_available() ? "available (" + std::to_string(torch::cuda::device_count()) + " devices)"
+                                               : std::string("not available"));
+  return s;
+}
+
+}  // namespace modiff::agents

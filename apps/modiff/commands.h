@@ -1,0 +1,17 @@
+#pragma once
+// Each subcommand lives in its own file and registers itself on the app.
+#include <CLI/CLI.hpp>
+
+namespace modiff::cli {
+
+void add_envs_command(CLI::App& app);
+void add_rollout_command(CLI::App& app);
+void add_fidelity_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+
+// Sets oneTBB's thread limit for the rest of the process (0 = all cores).
+void limit_threads(int threads);
+
+}  // namespace modiff::cli

@@ -1,0 +1,34 @@
+// modiff: the one command-line entry point. Subcommands are registered from
+// their own files; every error ends as one line on stderr and exit code 1
+// (2 for a bad command line).
+#include <iostream>
+
+#include "commands.h"
+#include "modiff/common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("modiff 0.1.0"));
+  modiff::cli::add_envs_command(app);
+  modiff::cli::add_rollout_command(app);
+  modiff::cli::add_fidelity_command(app);
+  modiff::cli::add_bench_command(app);
+  modiff::cli::add_run_command(app);
+  modiff::cli::add_info_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "modiff: error: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const modiff::Error& e) {
+    std::cerr << "modiff: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "modiff: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,189 @@
+#include "modiff/datasets/hdf5_file.h"
+
+#include <hdf5.h>
+
+#include <cstring>
+
+#include "modiff/common/error.h"
+
+namespace modiff::h5 {
+namespace {
+
+// HDF5 prints its whole error stack on stderr by default; modiff reports one line.
+void silence_hdf5_errors() {
+  static const bool once = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)once;
+}
+
+// Closes an HDF5 handle of any kind when it leaves scope.
+struct Handle {
+  hid_t id;
+  explicit Handle(hid_t i) : id(i) {}
+  ~Handle() {
+    if (id >= 0) H5Idec_ref(id);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+};
+
+template <typename T>
+Array<T> read_numeric(hid_t file, const std::string& key, hid_t mem_type, const std::string& where) {
+  if (H5Lexists(file, key.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": missing dataset");
+  Handle ds(H5Dopen2(file, key.c_str(), H5P_DEFAULT));
+  if (ds.id < 0) throw Error(where + ": not a readable dataset");
+  Handle space(H5Dget_space(ds.id));
+  const int rank = H5Sget_simple_extent_ndims(space.id);
+  if (rank < 0) throw Error(where + ": unreadable shape");
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  Array<T> out;
+  uint64_t n = 1;
+  for (hsize_t d : dims) {
+    out.shape.push_back(d);
+    n *= d;
+  }
+  Handle file_type(H5Dget_type(ds.id));
+  const H5T_class_t cls = H5Tget_class(file_type.id);
+  if (cls == H5T_ENUM || (cls == H5T_INTEGER && sizeof(T) == 1)) {
+    // h5py stores bool as an int8 enum {FALSE=0, TRUE=1}: read its raw
+    // integers and map non-zero to 1.
+    const size_t width = H5Tget_size(file_type.id);
+    Handle native(H5Tget_native_type(file_type.id, H5T_DIR_ASCEND));
+    std::vector<unsigned char> raw(n * width);
+    if (n > 0 && H5Dread(ds.id, native.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
+      throw Error(where + ": read failed (file truncated or corrupt?)");
+    out.data.resize(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      bool nonzero = false;
+      for (size_t b = 0; b < width; ++b) nonzero |= raw[i * width + b] != 0;
+      out.data[i] = static_cast<T>(nonzero ? 1 : 0);
+    }
+    return out;
+  }
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw Error(where + ": not a numeric dataset");
+  out.data.resize(n);
+  if (n > 0 && H5Dread(ds.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data.data()) < 0)
+    throw Error(where + ": read failed (file truncated or corrupt?)");
+  return out;
+}
+
+herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* names) {
+  static_cast<std::vector<std::string>*>(names)->emplace_back(name);
+  return 0;
+}
+
+}  // namespace
+
+File File::open_read(const std::string& path) {
+  silence_hdf5_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw Error(path + ": cannot open file (" + std::strerror(errno) + ")");
+    std::fclose(f);
+    throw Error(path + ": not an HDF5 file or corrupt");
+  }
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) throw Error(path + ": cannot open as HDF5 (truncated or corrupt?)");
+  return File(id, path);
+}
+
+File::File(File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Fclose(id_);
+    id_ = o.id_;
+    path_ = std::move(o.path_);
+    o.id_ = -1;
+  }
+  return *this;
+}
+File::~File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+std::string File::where(const std::string& key) const { return path_ + ": '" + key + "'"; }
+
+std::vector<std::string> File::children(const std::string& group) const {
+  std::vector<std::string> names;
+  Handle g(H5Gopen2(id_, group.c_str(), H5P_DEFAULT));
+  if (g.id < 0) throw Error(where(group) + ": missing group");
+  if (H5Literate(g.id, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names) < 0)
+    throw Error(where(group) + ": cannot list group (corrupt?)");
+  return names;
+}
+
+bool File::exists(const std::string& key) const {
+  // H5Lexists needs every intermediate group to exist, so walk the path.
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    size_t next = key.find('/', pos + 1);
+    partial = key.substr(0, next);
+    if (!partial.empty() && partial != "/" && H5Lexists(id_, partial.c_str(), H5P_DEFAULT) <= 0) return false;
+    pos = next;
+  }
+  return true;
+}
+
+Array<double> File::read_f64(const std::string& key) const {
+  return read_numeric<double>(id_, key, H5T_NATIVE_DOUBLE, where(key));
+}
+Array<float> File::read_f32(const std::string& key) const {
+  return read_numeric<float>(id_, key, H5T_NATIVE_FLOAT, where(key));
+}
+Array<uint8_t> File::read_u8(const std::string& key) const {
+  return read_numeric<uint8_t>(id_, key, H5T_NATIVE_UINT8, where(key));
+}
+
+bool File::has_attribute(const std::string& object, const std::string& name) const {
+  return exists(object) && H5Aexists_by_name(id_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::string File::attribute(const std::string& object, const std::string& name) const {
+  const std::string w = where(object) + " attribute '" + name + "'";
+  if (!has_attribute(object, name)) throw Error(w + ": missing");
+  Handle attr(H5Aopen_by_name(id_, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  if (attr.id < 0) throw Error(w + ": unreadable");
+  Handle type(H5Aget_type(attr.id));
+  Handle space(H5Aget_space(attr.id));
+  const H5T_class_t cls = H5Tget_class(type.id);
+  if (cls == H5T_STRING) {
+    if (H5Tis_variable_str(type.id) > 0) {
+      Handle mem(H5Tcopy(H5T_C_S1));
+      H5Tset_size(mem.id, H5T_VARIABLE);
+      H5Tset_cset(mem.id, H5Tget_cset(type.id));
+      char* value = nullptr;
+      if (H5Aread(attr.id, mem.id, &value) < 0) throw Error(w + ": unreadable");
+      std::string s = value ? value : "";
+      H5free_memory(value);
+      return s;
+    }
+    const size_t size = H5Tget_size(type.id);
+    std::string s(size, '\0');
+    Handle mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.id, size);
+    if (H5Aread(attr.id, mem.id, s.data()) < 0) throw Error(w + ": unreadable");
+    s.resize(std::strlen(s.c_str()));
+    return s;
+  }
+  if (cls == H5T_INTEGER) {
+    long long v = 0;
+    if (H5Sget_simple_extent_npoints(space.id) != 1 || H5Aread(attr.id, H5T_NATIVE_LLONG, &v) < 0)
+      throw Error(w + ": not a scalar");
+    return std::to_string(v);
+  }
+  if (cls == H5T_FLOAT) {
+    double v = 0;
+    if (H5Sget_simple_extent_npoints(space.id) != 1 || H5Aread(attr.id, H5T_NATIVE_DOUBLE, &v) < 0)
+      throw Error(w + ": not a scalar");
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+  }
+  throw Error(w + ": unsupported attribute type");
+}
+
+}  // namespace modiff::h5

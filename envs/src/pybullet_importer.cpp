@@ -1,0 +1,350 @@
+// Turns an MJCF model into a btMultiBody the way PyBullet does it: its MJCF
+// importer (BulletMJCFImporter) makes a URDF-like link tree, URDF2Bullet turns
+// that into a multibody, and the physics server adds default joint motors.
+// The rules below are PyBullet's, including its quirks, because the bullet-D4RL
+// data were recorded on them (docs/fidelity.md explains each one):
+// - every parsed number passes through single precision (the importer stores
+//   vector attributes as float), except sphere radii;
+// - each MJCF joint gets its own massless link; the body's own link hangs below
+//   the last one on a fixed joint; a root body with joints gets a massless,
+//   fixed base;
+// - mass is 1000 x geom volume (density and settotalmass ignored) unless an
+//   <inertial mass> is given; the centre of mass is the midpoint of the body's
+//   last fromto capsule, else the body origin;
+// - inertia is Bullet's calculateLocalInertia of the link's compound shape (a
+//   box approximation over its AABB), principal axes along the link frame;
+// - joint axes are not normalised; damping, armature and stiffness are ignored.
+#include <BulletCollision/CollisionShapes/btMultiSphereShape.h>
+#include <BulletDynamics/Featherstone/btMultiBodyJointLimitConstraint.h>
+#include <BulletDynamics/Featherstone/btMultiBodyJointMotor.h>
+
+#include <cmath>
+#include <deque>
+
+#include "modiff/common/error.h"
+#include "physics_world.h"
+
+namespace modiff::envs {
+namespace {
+
+double f32(double v) { return static_cast<double>(static_cast<float>(v)); }
+btVector3 f32(const Vec3& v) { return btVector3(f32(v[0]), f32(v[1]), f32(v[2])); }
+
+struct GeomShape {
+  std::unique_ptr<btCollisionShape> shape;
+  btTransform frame;  // in the body frame
+};
+
+// A link of the importer's URDF-like tree, in creation (= multibody) order.
+struct TreeLink {
+  std::string name;
+  int parent = -1;
+  LinkJointType joint = LinkJointType::Fixed;
+  std::string joint_name;
+  btVector3 axis{0, 0, 0};
+  double lower = 0, upper = 0;
+  btTransform parent_to_joint = btTransform::getIdentity();  // in the parent's link frame
+  btTransform world = btTransform::getIdentity();            // link frame at q = 0
+  std::vector<GeomShape> geoms;
+  double mass = 0;
+  btVector3 inertial_origin{0, 0, 0};
+  double friction = 0.5;  // Bullet's default for links without geoms
+  int group = 0, mask = 0;
+  bool has_geoms = false;
+};
+
+class TreeBuilder {
+ public:
+  explicit TreeBuilder(const MjcfModel& model) : model_(model) {}
+
+  std::deque<TreeLink> build() {
+    if (model_.bodies.size() != 1)
+      throw Error(model_.source + ": expected exactly one top-level <body> (the robot), found " +
+                  std::to_string(model_.bodies.size()));
+    add_body(model_.bodies.front(), -1, btTransform::getIdentity());
+    return std::move(links_);
+  }
+
+ private:
+  int new_link(const std::string& name) {
+    TreeLink l;
+    l.name = name.empty() ? "link0_" + std::to_string(links_.size() + 1) : name;
+    links_.push_back(std::move(l));
+    return static_cast<int>(links_.size()) - 1;
+  }
+
+  static btTransform body_frame(const MjcfBody& b) {
+    btTransform t = btTransform::getIdentity();
+    t.setOrigin(f32(b.pos));
+    if (b.quat) t.setRotation(btQuaternion(f32((*b.quat)[1]), f32((*b.quat)[2]), f32((*b.quat)[3]), f32((*b.quat)[0])));
+    return t;
+  }
+
+  void set_joint(TreeLink& link, const MjcfJoint& j) {
+    link.joint_name = j.name;
+    link.axis = f32(j.axis);
+    if (j.type == JointType::Slide) {
+      link.joint = LinkJointType::Prismatic;
+      // An unlimited slide keeps PyBullet's "no limit" range (1, 0).
+      link.lower = j.limited ? f32(j.range_lo) : 1.0;
+      link.upper = j.limited ? f32(j.range_hi) : 0.0;
+    } else if (j.limited) {
+      link.joint = LinkJointType::Revolute;
+      // Degrees become radians only here, for limited hinges (multiply, then divide).
+      link.lower = model_.angles_in_degrees ? f32(j.range_lo) * M_PI / 180.0 : f32(j.range_lo);
+      link.upper = model_.angles_in_degrees ? f32(j.range_hi) * M_PI / 180.0 : f32(j.range_hi);
+    } else {
+      link.joint = LinkJointType::Continuous;
+      link.lower = 1.0;
+      link.upper = 0.0;
+    }
+  }
+
+  void add_body(const MjcfBody& body, int parent_link, const btTransform& parent_world) {
+    const btTransform body_tf = body_frame(body);
+    const btTransform body_world = parent_world * body_tf;
+    std::vector<const MjcfJoint*> joints;
+    for (const auto& j : body.joints) {
+      if (j.type == JointType::Free) {
+        if (parent_link != -1)
+          throw Error(model_.source + ":" + std::to_string(j.line) + ": a free joint is only supported on the root body");
+        continue;  // the root body becomes a floating base
+      }
+      joints.push_back(&j);
+    }
+
+    int attach_to = parent_link;
+    btTransform attach_frame = body_tf;  // body link frame in the attach link's frame
+    if (!joints.empty()) {
+      if (parent_link == -1) {
+        // A jointed root hangs from a massless, hence fixed, base link.
+        attach_to = new_link("");
+        links_[attach_to].world = btTransform::getIdentity();
+      }
+      btTransform previous_joint_tf = btTransform::getIdentity();
+      for (size_t k = 0; k < joints.size(); ++k) {
+        btTransform joint_tf = btTransform::getIdentity();
+        joint_tf.setOrigin(f32(joints[k]->pos));
+        const int idx = new_link("");
+        TreeLink& jl = links_[idx];
+        jl.parent = attach_to;
+        jl.parent_to_joint = k == 0 ? body_tf * joint_tf : previous_joint_tf.inverse() * joint_tf;
+        jl.world = body_world * joint_tf;
+        set_joint(jl, *joints[k]);
+        attach_to = idx;
+        previous_joint_tf = joint_tf;
+      }
+      attach_frame = previous_joint_tf.inverse();
+    }
+
+    const int idx = new_link(body.name);
+    TreeLink& link = links_[idx];
+    link.parent = attach_to;
+    link.parent_to_joint = attach_frame;
+    link.world = body_world;
+    link.joint = LinkJointType::Fixed;
+    link.joint_name = "jointfix_" + std::to_string(idx);
+    add_geoms(link, body);
+    for (const auto& child : body.children) add_body(child, idx, body_world);
+  }
+
+  void add_geoms(TreeLink& link, const MjcfBody& body) {
+    double volume = 0;
+    bool origin_fixed_by_inertial = false;
+    for (const auto& g : body.geoms) {
+      GeomShape gs;
+      gs.frame = btTransform::getIdentity();
+      btVector3 geom_origin_for_com(0, 0, 0);
+      if (g.type == GeomType::Capsule && g.fromto) {
+        const auto& ft = *g.fromto;
+        btVector3 from(f32(ft[0]), f32(ft[1]), f32(ft[2])), to(f32(ft[3]), f32(ft[4]), f32(ft[5]));
+        const double r = f32(g.size[0]);
+        btVector3 centres[2] = {from, to};
+        btScalar radii[2] = {r, r};
+        gs.shape = std::make_unique<btMultiSphereShape>(centres, radii, 2);
+        volume += 4.0 / 3.0 * SIMD_PI * r * r * r;
+        volume += SIMD_PI * r * r * (to - from).length();
+        geom_origin_for_com = 0.5 * (from + to);
+      } else if (g.type == GeomType::Capsule) {
+        const double r = f32(g.size[0]);
+        const double height = f32(2.0 * f32(g.size[1]));
+        gs.shape = std::make_unique<btCapsuleShapeZ>(r, height);
+        gs.frame.setOrigin(f32(g.pos));
+        gs.frame.setRotation(geom_rotation(g));
+        volume += 4.0 / 3.0 * SIMD_PI * r * r * r;
+        volume += SIMD_PI * r * r * height;
+      } else if (g.type == GeomType::Sphere) {
+        const double r = g.size[0];  // read as a double by the importer
+        gs.shape = std::make_unique<btSphereShape>(r);
+        gs.frame.setOrigin(f32(g.pos));
+        volume += 4.0 / 3.0 * SIMD_PI * r * r * r;
+      } else {
+        throw Error(model_.source + ":" + std::to_string(g.line) + ": geom '" + g.name +
+                    "': only capsules and spheres are supported by the importer");
+      }
+      if (!origin_fixed_by_inertial) link.inertial_origin = geom_origin_for_com;
+      link.friction = f32(g.friction[0]);
+      link.group = g.contype;
+      link.mask = g.conaffinity;
+      link.has_geoms = true;
+      link.geoms.push_back(std::move(gs));
+    }
+    link.mass = 1000.0 * volume;
+    if (body.inertial) {
+      if (body.inertial->mass) link.mass = *body.inertial->mass;
+      link.inertial_origin = body.inertial->pos ? f32(*body.inertial->pos) : btVector3(0, 0, 0);
+      origin_fixed_by_inertial = true;
+    }
+  }
+
+  btQuaternion geom_rotation(const MjcfGeom& g) const {
+    if (g.quat) return btQuaternion(f32((*g.quat)[1]), f32((*g.quat)[2]), f32((*g.quat)[3]), f32((*g.quat)[0]));
+    if (g.axisangle) {
+      const auto& aa = *g.axisangle;
+      double angle = f32(aa[3]);
+      if (model_.angles_in_degrees) angle = angle * M_PI / 180.0;
+      btQuaternion q;
+      q.setRotation(btVector3(f32(aa[0]), f32(aa[1]), f32(aa[2])), angle);
+      return q;
+    }
+    return btQuaternion::getIdentity();
+  }
+
+  const MjcfModel& model_;
+  std::deque<TreeLink> links_;  // deque: references stay valid while links are added
+};
+
+}  // namespace
+
+RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& world) {
+  std::deque<TreeLink> tree = TreeBuilder(model).build();
+  RobotParts out;
+  const TreeLink& root = tree.front();
+  out.base_name = root.name;
+  out.fixed_base = root.mass == 0;
+  const int num_links = static_cast<int>(tree.size()) - 1;
+
+  // One collision shape per link: a compound of its geoms placed relative to
+  // the centre of mass, or the single geom itself when it sits exactly there.
+  std::vector<btCollisionShape*> link_shape(tree.size());
+  std::vector<btVector3> inertia(tree.size());
+  for (size_t i = 0; i < tree.size(); ++i) {
+    TreeLink& l = tree[i];
+    btTransform inertial_frame = btTransform::getIdentity();
+    inertial_frame.setOrigin(l.inertial_origin);
+    auto compound = std::make_unique<btCompoundShape>();
+    for (auto& g : l.geoms) {
+      compound->addChildShape(inertial_frame.inverse() * g.frame, g.shape.get());
+      out.shapes.push_back(std::move(g.shape));
+    }
+    btCollisionShape* shape = compound.get();
+    if (compound->getNumChildShapes() == 1 && compound->getChildTransform(0) == btTransform::getIdentity())
+      shape = compound->getChildShape(0);
+    inertia[i] = btVector3(0, 0, 0);
+    if (l.mass > 0) shape->calculateLocalInertia(l.mass, inertia[i]);
+    link_shape[i] = shape;
+    out.shapes.push_back(std::move(compound));
+  }
+
+  out.owned_body = std::make_unique<btMultiBody>(num_links, root.mass, inertia[0], out.fixed_base, false);
+  btMultiBody* mb = out.body = out.owned_body.get();
+  btTransform base_world = root.world;
+  base_world.setOrigin(root.world * root.inertial_origin);
+  mb->setBaseWorldTransform(base_world);
+  mb->setHasSelfCollision(true);
+
+  auto add_collider = [&](int tree_index, int mb_link) {
+    const TreeLink& l = tree[tree_index];
+    auto col = std::make_unique<btMultiBodyLinkCollider>(mb, mb_link);
+    col->setCollisionShape(link_shape[tree_index]);
+    btTransform com_world = l.world;
+    com_world.setOrigin(l.world * l.inertial_origin);
+    col->setWorldTransform(com_world);
+    col->setFriction(l.friction);
+    int group = btBroadphaseProxy::DefaultFilter, mask = btBroadphaseProxy::AllFilter;
+    if (mb_link == -1 && out.fixed_base) {
+      group = btBroadphaseProxy::StaticFilter;
+      mask = btBroadphaseProxy::AllFilter ^ btBroadphaseProxy::StaticFilter;
+      col->setCollisionFlags(col->getCollisionFlags() | btCollisionObject::CF_STATIC_OBJECT);
+    }
+    if (l.has_geoms) {
+      group = l.group;
+      mask = l.mask;
+    }
+    world.addCollisionObject(col.get(), group, mask);
+    if (mb_link == -1) mb->setBaseCollider(col.get());
+    else mb->getLink(mb_link).m_collider = col.get();
+    out.colliders.push_back(std::move(col));
+  };
+
+  add_collider(0, -1);
+  for (int i = 1; i <= num_links; ++i) {
+    const TreeLink& l = tree[i];
+    const TreeLink& p = tree[l.parent];
+    const int link = i - 1, parent = l.parent - 1;
+    // URDF2Bullet's frames: joint pivot relative to the parent's COM, COM relative
+    // to the pivot. Inertial frames never rotate here, so the joint axis stays
+    // in the link frame as written.
+    const btVector3 parent_com_to_pivot = l.parent_to_joint.getOrigin() - p.inertial_origin;
+    const btVector3 pivot_to_com = l.inertial_origin;
+    const btQuaternion rot_parent_to_this = l.parent_to_joint.getRotation().inverse();
+    LinkInfo info;
+    info.name = l.name;
+    info.joint_name = l.joint_name;
+    info.joint_type = l.joint;
+    info.lower_limit = l.lower;
+    info.upper_limit = l.upper;
+    info.has_shapes = l.has_geoms;
+    switch (l.joint) {
+      case LinkJointType::Fixed:
+        mb->setupFixed(link, l.mass, inertia[i], parent, rot_parent_to_this, parent_com_to_pivot, pivot_to_com);
+        break;
+      case LinkJointType::Revolute:
+      case LinkJointType::Continuous:
+        mb->setupRevolute(link, l.mass, inertia[i], parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
+                          pivot_to_com, true);
+        break;
+      case LinkJointType::Prismatic:
+        mb->setupPrismatic(link, l.mass, inertia[i], parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
+                           pivot_to_com, true);
+        break;
+    }
+    mb->getLink(link).m_jointLowerLimit = l.lower;
+    mb->getLink(link).m_jointUpperLimit = l.upper;
+    mb->getLink(link).m_flags |= BT_MULTIBODYLINKFLAGS_DISABLE_ALL_PARENT_COLLISION;
+    const bool limited = l.joint == LinkJointType::Revolute ||
+                         (l.joint == LinkJointType::Prismatic && l.lower <= l.upper);
+    if (limited) {
+      auto limit = std::make_unique<btMultiBodyJointLimitConstraint>(mb, link, l.lower, l.upper);
+      world.addMultiBodyConstraint(limit.get());
+      out.constraints.push_back(std::move(limit));
+    }
+    add_collider(i, link);
+    out.links.push_back(info);
+  }
+
+  mb->finalizeMultiDof();
+  btAlignedObjectArray<btQuaternion> scratch_q;
+  btAlignedObjectArray<btVector3> scratch_v;
+  mb->forwardKinematics(scratch_q, scratch_v);
+  mb->updateCollisionObjectWorldTransforms(scratch_q, scratch_v);
+  world.addMultiBody(mb);
+
+  // The server's default velocity motor on every 1-dof joint, which
+  // pybullet_envs then switches off (position control with force 0): its
+  // impulse is bounded by 0, kept so the solver's row order stays PyBullet's.
+  for (int link = 0; link < num_links; ++link) {
+    const auto type = mb->getLink(link).m_jointType;
+    if (type != btMultibodyLink::eRevolute && type != btMultibodyLink::ePrismatic) continue;
+    auto motor = std::make_unique<btMultiBodyJointMotor>(mb, link, 0, 0.0, 1.0);
+    motor->setPositionTarget(0, 0.1);
+    motor->setVelocityTarget(0, 0.1);
+    motor->setMaxAppliedImpulse(0);
+    world.addMultiBodyConstraint(motor.get());
+    out.constraints.push_back(std::move(motor));
+  }
+  mb->finalizeMultiDof();
+  return out;
+}
+
+}  // namespace modiff::envs

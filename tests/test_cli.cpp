@@ -1,1 +1,124 @@
+// The modiff command as a user meets it: outputs, exit codes, one-line errors.
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result modiff(const std::string& args) {
+  static int counter = 0;
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string out = (dir / ("modiff_out_" + tag)).string(), err = (dir / ("modiff_err_" + tag)).string();
+  const std::string cmd = std::string(MODIFF_BINARY) + " " + args + " >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  Result r{WEXITSTATUS(status), slurp(out), slurp(err)};
+  std::remove(out.c_str());
+  std::remove(err.c_str());
+  return r;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cli: envs lists the four tasks", "[cli]") {
+  Result r = modiff("envs --json");
+  CHECK(r.code == 0);
+  for (const char* id : {"bullet-hopper-v0", "bullet-walker2d-v0", "bullet-halfcheetah-v0", "bullet-ant-v0"})
+    CHECK(r.out.find(id) != std::string::npos);
+  CHECK(r.out.find("\"obs_dim\": 28") != std::string::npos);
+}
+
+TEST_CASE("cli: rollout prints the summary JSON the issue specifies", "[cli]") {
+  Result r = modiff("rollout --env HopperBulletEnv-v0 --policy random --episodes 4 --seed 3 --json");
+  REQUIRE(r.code == 0);
+  for (const char* key : {"\"env\": \"bullet-hopper-v0\"", "\"policy\": \"random\"", "\"episodes\": 4", "\"seed\": 3",
+                          "\"return\"", "\"length\"", "\"mean\"", "\"std\"", "\"min\"", "\"max\""})
+    CHECK(r.out.find(key) != std::string::npos);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("cli: rollout results do not depend on --threads", "[cli]") {
+  Result one = modiff("rollout --env bullet-walker2d-v0 --episodes 6 --seed 1 --threads 1 --json");
+  Result two = modiff("rollout --env bullet-walker2d-v0 --episodes 6 --seed 1 --threads 2 --json");
+  REQUIRE(one.code == 0);
+  CHECK(one.out == two.out);
+}
+
+TEST_CASE("cli: bad input gives one error line and a non-zero exit", "[cli]") {
+  struct Case {
+    const char* args;
+    int code;
+    const char* fragment;
+  };
+  const Case cases[] = {
+      {"rollout --env bullet-humanoid-v0", 1, "unknown env 'bullet-humanoid-v0'"},
+      {"rollout --env bullet-hopper-v0 --policy expert", 1, "unknown policy 'expert'"},
+      {"rollout --env bullet-hopper-v0 --episodes 0", 1, "--episodes must be positive"},
+      {"rollout --env bullet-hopper-v0 --episodes many", 2, "--episodes"},
+      {"rollout --env bullet-hopper-v0 --threads -2", 1, "--threads must be >= 0"},
+      {"rollout --env bullet-hopper-v0 --frobnicate", 2, "frobnicate"},
+      {"rollout", 2, "--env is required"},
+      {"fidelity /nonexistent/golden.h5", 1, "cannot open file"},
+      {"teleport", 2, "teleport"},
+      {"bench env --seconds -1", 1, "--seconds must be positive"},
+  };
+  for (const auto& c : cases) {
+    INFO("modiff " << c.args << "\nstderr: " << modiff(c.args).err);
+    Result r = modiff(c.args);
+    CHECK(r.code == c.code);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find(c.fragment) != std::string::npos);
+  }
+}
+
+TEST_CASE("cli: a truncated HDF5 file is rejected without a crash", "[cli]") {
+  const std::string src = std::string(MODIFF_TEST_DATA_DIR) + "/golden/hopper.h5";
+  const std::string cut = (std::filesystem::temp_directory_path() / "modiff_truncated.h5").string();
+  std::string bytes = slurp(src);
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  Result r = modiff("fidelity " + cut);
+  CHECK(r.code == 1);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find(cut) != std::string::npos);
+  std::remove(cut.c_str());
+}
+
+TEST_CASE("cli: fidelity reports per-step errors as JSON", "[cli]") {
+  Result r = modiff("fidelity " + std::string(MODIFF_TEST_DATA_DIR) + "/golden/hopper.h5 --json");
+  REQUIRE(r.code == 0);
+  for (const char* key : {"\"robot\":\"hopper\"", "\"steps_reference\"", "\"steps_replayed\"", "\"obs_max_abs_error\"",
+                          "\"reward_abs_error\"", "\"name\":\"zero_seed0\""})
+    CHECK(r.out.find(key) != std::string::npos);
+}
+
+TEST_CASE("cli: --help works for every command", "[cli]") {
+  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info"}) {
+    Result r = modiff(std::string(cmd) + " --help");
+    INFO(cmd);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("Usage") != std::string::npos);
+  }
+}

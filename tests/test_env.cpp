@@ -119,7 +119,7 @@ TEST_CASE("bad actions are rejected with a clear error", "[env]") {
   CHECK_THROWS_WITH(env.step_checked({0.1, INFINITY, 0.0}, obs), Catch::Contains("action[1] is not finite"));
 }
 
-TEST_CASE("a hopper given no torque falls and terminates; rewards add up", "[env]") {
+TEST_CASE("a hopper given no torque falls and terminates and its rewards add up", "[env]") {
   LocomotionEnv env(find_env("bullet-hopper-v0"));
   std::vector<float> obs(15);
   env.reset(0, obs.data());

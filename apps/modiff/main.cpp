@@ -16,6 +16,19 @@ int main(int argc, char** argv) {
   modiff::cli::add_bench_command(app);
   modiff::cli::add_run_command(app);
   modiff::cli::add_info_command(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string name = argv[1];
+    std::string known;
+    bool found = false;
+    for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      found |= sub->get_name() == name;
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!found) {
+      std::cerr << "modiff: error: unknown command '" << name << "' (commands: " << known << ")\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -3,20 +3,15 @@
 // --record FILE they replace this benchmark's section of a markdown file
 // (docs/benchmarks.md) together with the machine they ran on.
 #include <tbb/info.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "commands.h"
-#include "modiff/common/atomic_file.h"
+#include "modiff/bench/bench.h"
 #include "modiff/common/error.h"
-#include "modiff/common/rng.h"
-#include "modiff/envs/vector_env.h"
 
 namespace modiff::cli {
 namespace {
@@ -27,73 +22,11 @@ struct BenchRow {
   double steps_per_s;
 };
 
-std::string machine_description() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  while (std::getline(cpuinfo, line))
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  return model + ", " + std::to_string(tbb::info::default_concurrency()) + " cores (host " + host + ")";
-}
-
-// Steps `num_envs` envs with uniform random actions (auto-reset included) for
-// at least `seconds`, after a short warm-up; returns env-steps per second.
-double measure(const envs::EnvSpec& spec, int num_envs, double seconds) {
-  envs::VectorEnv venv(spec, num_envs, 0);
-  venv.reset();
-  Rng rng(7);
-  std::vector<double> actions(static_cast<size_t>(num_envs) * spec.act_dim);
-  auto fill = [&] {
-    for (auto& a : actions) a = rng.uniform(-1, 1);
-  };
-  for (int i = 0; i < 20; ++i) {
-    fill();
-    venv.step(actions.data());
-  }
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  long steps = 0;
-  double elapsed = 0;
-  while (elapsed < seconds) {
-    for (int i = 0; i < 20; ++i) {
-      fill();
-      venv.step(actions.data());
-    }
-    steps += 20L * num_envs;
-    elapsed = std::chrono::duration<double>(clock::now() - start).count();
-  }
-  return steps / elapsed;
-}
-
-void record_markdown(const std::string& path, const std::string& section, const std::string& body) {
-  std::string text;
-  {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
-  const std::string begin = "<!-- " + section + " begin -->", end = "<!-- " + section + " end -->";
-  const std::string block = begin + "\n" + body + end;
-  auto b = text.find(begin), e = text.find(end);
-  if (b != std::string::npos && e != std::string::npos && e > b) {
-    text.replace(b, e + end.size() - b, block);
-  } else {
-    if (!text.empty() && text.back() != '\n') text += "\n";
-    text += "\n" + block + "\n";
-  }
-  write_text_atomically(path, text);
-}
-
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks (figures for docs/benchmarks.md)");
-  bench->require_subcommand(1);
+  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks (figures for docs/benchmarks.md)");
+  bench_cmd->require_subcommand(1);
   struct Args {
     bool json = false;
     double seconds = 2.0;
@@ -102,7 +35,7 @@ void add_bench_command(CLI::App& app) {
     std::string threads_list;
   };
   auto args = std::make_shared<Args>();
-  auto* env_cmd = bench->add_subcommand("env", "Env-steps/s: one thread per env, then the vector env over thread counts");
+  auto* env_cmd = bench_cmd->add_subcommand("env", "Env-steps/s: one thread per env, then the vector env over thread counts");
   env_cmd->add_flag("--json", args->json, "Print JSON");
   env_cmd->add_option("--seconds", args->seconds, "Measuring time per configuration")->capture_default_str();
   env_cmd->add_option("--env", args->only_env, "Only this env (default: all four)");
@@ -139,14 +72,14 @@ void add_bench_command(CLI::App& app) {
       for (int t : thread_counts) {
         limit_threads(t);
         const int n = args->num_envs > 0 ? args->num_envs : (t == 1 ? 1 : 8 * t);
-        rows.push_back({spec->id, t, n, measure(*spec, n, args->seconds)});
+        rows.push_back({spec->id, t, n, bench::env_steps_per_second(*spec, n, args->seconds)});
         if (!args->json)
           std::fprintf(stderr, "%-24s threads %3d envs %4d: %10.0f steps/s\n", spec->id.c_str(), t, n,
                        rows.back().steps_per_s);
       }
       limit_threads(0);
     }
-    const std::string machine = machine_description();
+    const std::string machine = bench::machine_description();
     if (args->json) {
       nlohmann::json results = nlohmann::json::array();
       for (const auto& r : rows)
@@ -168,9 +101,7 @@ void add_bench_command(CLI::App& app) {
     }
     if (!args->json) std::cout << md.str();
     if (!args->record.empty()) {
-      char host[256] = {0};
-      gethostname(host, sizeof host - 1);
-      record_markdown(args->record, "bench env " + std::to_string(cores) + " cores", md.str());
+      bench::record_markdown_section(args->record, "bench env " + std::to_string(cores) + " cores", md.str());
     }
   });
 }

@@ -110,7 +110,13 @@ struct LocomotionEnv::Impl {
   std::vector<std::string> joint_names;
   std::vector<double> power_coef;
   std::vector<int> foot_links;
-  std::vector<int> parts;  // link indices (-1 base, kFloorPart floor) in pybullet_envs' dict order
+  // pybullet_envs' `parts` dict in its order: a link's centre of mass (offset 0)
+  // or the frame of a joint link folded into it; -1 is the base.
+  struct Part {
+    int link;
+    btVector3 offset_in_com;
+  };
+  std::vector<Part> parts;
   int torso_link = -1;
   std::vector<uint8_t> root_is_floating;
 
@@ -135,24 +141,25 @@ struct LocomotionEnv::Impl {
     const int n = static_cast<int>(rp.links.size());
     bool torso_found = false;
     std::map<std::string, size_t> part_position;
-    auto put_part = [&](const std::string& key, int link) {
+    auto put_part = [&](const std::string& key, int link, btVector3 offset) {
       auto found = part_position.find(key);
       if (found != part_position.end()) {
-        parts[found->second] = link;  // a dict keeps a re-assigned key where it was
+        parts[found->second] = {link, offset};  // a dict keeps a re-assigned key where it was
       } else {
         part_position[key] = parts.size();
-        parts.push_back(link);
+        parts.push_back({link, offset});
       }
     };
     for (int j = 0; j < n; ++j) {
       const LinkInfo& l = rp.links[j];
-      put_part(l.name, j);
+      if (!l.joint_link_name.empty()) put_part(l.joint_link_name, j, l.joint_frame_in_com);
+      put_part(l.name, j, btVector3(0, 0, 0));
       if (l.name == "torso") {
         torso_link = j;
         torso_found = true;
       }
       if (j == 0 && !torso_found) {
-        put_part("torso", -1);
+        put_part("torso", -1, btVector3(0, 0, 0));
         torso_link = -1;
       }
       const bool actuated = l.joint_type != LinkJointType::Fixed && l.joint_name.rfind("ignore", 0) != 0;
@@ -228,8 +235,8 @@ struct LocomotionEnv::Impl {
     const btTransform torso = com_frame(torso_link);
     double xs[128], ys[128];
     size_t count = 0;
-    for (int part : parts) {
-      btVector3 p = com_frame(part).getOrigin();
+    for (const Part& part : parts) {
+      const btVector3 p = com_frame(part.link) * part.offset_in_com;
       xs[count] = p.x();
       ys[count] = p.y();
       ++count;

@@ -39,6 +39,12 @@ struct LinkInfo {
   LinkJointType joint_type = LinkJointType::Fixed;
   double lower_limit = 0, upper_limit = 0;  // as PyBullet's getJointInfo reports them
   bool has_shapes = false;
+  // PyBullet gives each joint a massless link and hangs the body below it on a
+  // fixed joint; modiff folds the two into one link (same dynamics, half the
+  // links). The folded-in joint link keeps its name for the "body parts" mean,
+  // at `joint_frame_in_com` in this link's centre-of-mass frame.
+  std::string joint_link_name;
+  btVector3 joint_frame_in_com{0, 0, 0};
 };
 
 // Keeps the Bullet objects of one robot alive and in creation order.

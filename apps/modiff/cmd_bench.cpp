@@ -14,15 +14,6 @@
 #include "modiff/common/error.h"
 
 namespace modiff::cli {
-namespace {
-
-struct BenchRow {
-  std::string env;
-  int threads, num_envs;
-  double steps_per_s;
-};
-
-}  // namespace
 
 void add_bench_command(CLI::App& app) {
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks (figures for docs/benchmarks.md)");
@@ -58,50 +49,26 @@ void add_bench_command(CLI::App& app) {
         if (v <= 0) throw Error("--threads: counts must be positive, got " + t);
         thread_counts.push_back(v);
       }
-    } else {
-      for (int t = 1; t < cores; t *= 2) thread_counts.push_back(t);
-      thread_counts.push_back(cores);
     }
-    std::vector<const envs::EnvSpec*> specs;
-    if (!args->only_env.empty()) specs.push_back(&envs::find_env(args->only_env));
-    else
-      for (const auto& s : envs::all_envs()) specs.push_back(&s);
-
-    std::vector<BenchRow> rows;
-    for (const auto* spec : specs) {
-      for (int t : thread_counts) {
-        limit_threads(t);
-        const int n = args->num_envs > 0 ? args->num_envs : (t == 1 ? 1 : 8 * t);
-        rows.push_back({spec->id, t, n, bench::env_steps_per_second(*spec, n, args->seconds)});
-        if (!args->json)
-          std::fprintf(stderr, "%-24s threads %3d envs %4d: %10.0f steps/s\n", spec->id.c_str(), t, n,
-                       rows.back().steps_per_s);
-      }
-      limit_threads(0);
-    }
+    bench::EnvBenchOptions opt;
+    opt.thread_counts = thread_counts;
+    opt.num_envs = args->num_envs;
+    opt.seconds = args->seconds;
+    opt.progress = !args->json;
+    if (!args->only_env.empty()) opt.envs.push_back(&envs::find_env(args->only_env));
+    const auto rows = bench::run_env_benchmark(opt);
     const std::string machine = bench::machine_description();
+    const std::string md = bench::env_benchmark_markdown(rows, machine);
     if (args->json) {
       nlohmann::json results = nlohmann::json::array();
       for (const auto& r : rows)
         results.push_back({{"env", r.env}, {"threads", r.threads}, {"num_envs", r.num_envs}, {"steps_per_s", r.steps_per_s}});
       std::cout << nlohmann::json{{"machine", machine}, {"results", results}}.dump(2) << "\n";
+    } else {
+      std::cout << md;
     }
-    std::ostringstream md;
-    md << "Machine: " << machine << ". Uniform random actions, auto-reset included.\n\n"
-       << "| env | threads | envs | steps/s | speed-up | parallel efficiency |\n|---|---|---|---|---|---|\n";
-    for (const auto& r : rows) {
-      double base = 0;
-      for (const auto& b : rows)
-        if (b.env == r.env && b.threads == 1) base = b.steps_per_s;
-      char line[256];
-      std::snprintf(line, sizeof line, "| %s | %d | %d | %.0f | %.2f | %.0f%% |\n", r.env.c_str(), r.threads,
-                    r.num_envs, r.steps_per_s, base > 0 ? r.steps_per_s / base : 0.0,
-                    base > 0 ? 100.0 * r.steps_per_s / (base * r.threads) : 0.0);
-      md << line;
-    }
-    if (!args->json) std::cout << md.str();
     if (!args->record.empty()) {
-      bench::record_markdown_section(args->record, "bench env " + std::to_string(cores) + " cores", md.str());
+      bench::record_markdown_section(args->record, "bench env " + std::to_string(cores) + " cores", md);
     }
   });
 }

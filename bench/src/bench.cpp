@@ -1,9 +1,12 @@
 #include "modiff/bench/bench.h"
 
+#include <tbb/global_control.h>
 #include <tbb/info.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <memory>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -34,6 +37,46 @@ double env_steps_per_second(const envs::EnvSpec& spec, int num_envs, double seco
     elapsed = std::chrono::duration<double>(clock::now() - start).count();
   }
   return steps / elapsed;
+}
+
+std::vector<EnvBenchRow> run_env_benchmark(const EnvBenchOptions& options) {
+  std::vector<const envs::EnvSpec*> specs = options.envs;
+  if (specs.empty())
+    for (const auto& s : envs::all_envs()) specs.push_back(&s);
+  std::vector<int> threads = options.thread_counts;
+  if (threads.empty()) {
+    const int cores = tbb::info::default_concurrency();
+    for (int t = 1; t < cores; t *= 2) threads.push_back(t);
+    threads.push_back(cores);
+  }
+  std::vector<EnvBenchRow> rows;
+  for (const auto* spec : specs)
+    for (int t : threads) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(t));
+      const int n = options.num_envs > 0 ? options.num_envs : (t == 1 ? 1 : 8 * t);
+      rows.push_back({spec->id, t, n, env_steps_per_second(*spec, n, options.seconds)});
+      if (options.progress)
+        std::fprintf(stderr, "%-24s threads %3d envs %4d: %10.0f steps/s\n", spec->id.c_str(), t, n,
+                     rows.back().steps_per_s);
+    }
+  return rows;
+}
+
+std::string env_benchmark_markdown(const std::vector<EnvBenchRow>& rows, const std::string& machine) {
+  std::ostringstream md;
+  md << "Machine: " << machine << ". Uniform random actions, auto-reset included.\n\n"
+     << "| env | threads | envs | steps/s | speed-up | parallel efficiency |\n|---|---|---|---|---|---|\n";
+  for (const auto& r : rows) {
+    double base = 0;
+    for (const auto& b : rows)
+      if (b.env == r.env && b.threads == 1) base = b.steps_per_s;
+    char line[256];
+    std::snprintf(line, sizeof line, "| %s | %d | %d | %.0f | %.2f | %.0f%% |\n", r.env.c_str(), r.threads, r.num_envs,
+                  r.steps_per_s, base > 0 ? r.steps_per_s / base : 0.0,
+                  base > 0 ? 100.0 * r.steps_per_s / (base * r.threads) : 0.0);
+    md << line;
+  }
+  return md.str();
 }
 
 std::string machine_description() {

@@ -16,10 +16,10 @@
 // - joint axes are not normalised; damping, armature and stiffness are ignored.
 #include <BulletCollision/CollisionShapes/btMultiSphereShape.h>
 #include <BulletDynamics/Featherstone/btMultiBodyJointLimitConstraint.h>
-#include <BulletDynamics/Featherstone/btMultiBodyJointMotor.h>
 
 #include <cmath>
 #include <deque>
+#include <functional>
 
 #include "modiff/common/error.h"
 #include "physics_world.h"
@@ -263,6 +263,24 @@ class TreeBuilder {
   std::deque<TreeLink> links_;  // deque: references stay valid while links are added
 };
 
+// Where btAlignedObjectArray::quickSort moves each element when all keys are
+// equal: result[p] = the original index now at position p. (Its partition
+// swaps equal elements, so this is a fixed permutation of the array size.)
+std::vector<int> equal_key_quicksort_order(int n) {
+  std::vector<int> a(n);
+  for (int i = 0; i < n; ++i) a[i] = i;
+  std::function<void(int, int)> sort = [&](int lo, int hi) {
+    int i = lo, j = hi;
+    do {
+      if (i <= j) std::swap(a[i++], a[j--]);
+    } while (i <= j);
+    if (lo < j) sort(lo, j);
+    if (i < hi) sort(i, hi);
+  };
+  if (n > 1) sort(0, n - 1);
+  return a;
+}
+
 }  // namespace
 
 RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& world) {
@@ -365,11 +383,7 @@ RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& w
     mb->getLink(link).m_flags |= BT_MULTIBODYLINKFLAGS_DISABLE_ALL_PARENT_COLLISION;
     const bool limited = l.joint == LinkJointType::Revolute ||
                          (l.joint == LinkJointType::Prismatic && l.lower <= l.upper);
-    if (limited) {
-      auto limit = std::make_unique<btMultiBodyJointLimitConstraint>(mb, link, l.lower, l.upper);
-      world.addMultiBodyConstraint(limit.get());
-      out.constraints.push_back(std::move(limit));
-    }
+    if (limited) out.constraints.push_back(std::make_unique<btMultiBodyJointLimitConstraint>(mb, link, l.lower, l.upper));
     add_collider(i, link);
     out.links.push_back(info);
   }
@@ -381,19 +395,33 @@ RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& w
   mb->updateCollisionObjectWorldTransforms(scratch_q, scratch_v);
   world.addMultiBody(mb);
 
-  // The server's default velocity motor on every 1-dof joint, which
-  // pybullet_envs then switches off (position control with force 0): its
-  // impulse is bounded by 0, kept so the solver's row order stays PyBullet's.
+  // PyBullet's server also gives every 1-dof joint a velocity motor, added
+  // after the limits, which pybullet_envs switches off (position control with
+  // force 0). Their rows are bounded by [0, 0] and never apply an impulse, but
+  // they change where the limits land when Bullet sorts the multibody
+  // constraints by island each substep (an unstable quicksort over equal keys).
+  // modiff leaves the motors out, which saves a row setup per joint and
+  // substep, and adds the limits in the order that puts them, after that sort,
+  // exactly where PyBullet's solver sees them.
+  int motors = 0;
   for (int link = 0; link < num_links; ++link) {
     const auto type = mb->getLink(link).m_jointType;
-    if (type != btMultibodyLink::eRevolute && type != btMultibodyLink::ePrismatic) continue;
-    auto motor = std::make_unique<btMultiBodyJointMotor>(mb, link, 0, 0.0, 1.0);
-    motor->setPositionTarget(0, 0.1);
-    motor->setVelocityTarget(0, 0.1);
-    motor->setMaxAppliedImpulse(0);
-    world.addMultiBodyConstraint(motor.get());
-    out.constraints.push_back(std::move(motor));
+    motors += type == btMultibodyLink::eRevolute || type == btMultibodyLink::ePrismatic;
   }
+  const int limits = static_cast<int>(out.constraints.size());
+  const std::vector<int> with_motors = equal_key_quicksort_order(limits + motors);
+  std::vector<int> wanted;  // limit indices in the order PyBullet's sort leaves them
+  for (int original : with_motors)
+    if (original < limits) wanted.push_back(original);
+  const std::vector<int> alone = equal_key_quicksort_order(limits);
+  std::vector<int> insertion(limits);
+  for (int position = 0; position < limits; ++position) insertion[alone[position]] = wanted[position];
+  std::vector<std::unique_ptr<btMultiBodyConstraint>> ordered;
+  for (int index : insertion) {
+    world.addMultiBodyConstraint(out.constraints[index].get());
+    ordered.push_back(std::move(out.constraints[index]));
+  }
+  out.constraints = std::move(ordered);
   mb->finalizeMultiDof();
   return out;
 }

@@ -1,6 +1,6 @@
 // modiff-env-bench: `modiff bench env` without LibTorch, for machines where only
 // the physics libraries are carried (the lent GPU machine: see docs/benchmarks.md).
-// Usage: modiff-env-bench [SECONDS] [THREADS,...]
+// Usage: modiff-env-bench [SECONDS] [THREADS,...] [NUM_ENVS] [ENV]
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
     std::stringstream ss(argv[2]);
     for (std::string t; std::getline(ss, t, ',');) opt.thread_counts.push_back(std::atoi(t.c_str()));
   }
+  if (argc > 3) opt.num_envs = std::atoi(argv[3]);
+  if (argc > 4) opt.envs.push_back(&modiff::envs::find_env(argv[4]));
   if (opt.seconds <= 0) {
     std::fprintf(stderr, "modiff-env-bench: error: SECONDS must be positive\n");
     return 2;

@@ -30,7 +30,7 @@ void add_bench_command(CLI::App& app) {
   env_cmd->add_flag("--json", args->json, "Print JSON");
   env_cmd->add_option("--seconds", args->seconds, "Measuring time per configuration")->capture_default_str();
   env_cmd->add_option("--env", args->only_env, "Only this env (default: all four)");
-  env_cmd->add_option("--num-envs", args->num_envs, "Envs in the vector env (default: 8 per thread)");
+  env_cmd->add_option("--num-envs", args->num_envs, "Envs in the vector env (default: 1 on one thread, else 32 per thread)");
   env_cmd->add_option("--threads", args->threads_list, "Comma-separated thread counts (default: 1,2,4,... up to all cores)");
   env_cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   env_cmd->callback([args] {

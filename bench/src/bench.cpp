@@ -50,26 +50,32 @@ std::vector<EnvBenchRow> run_env_benchmark(const EnvBenchOptions& options) {
     threads.push_back(cores);
   }
   std::vector<EnvBenchRow> rows;
-  for (const auto* spec : specs)
-    for (int t : threads) {
-      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(t));
-      const int n = options.num_envs > 0 ? options.num_envs : (t == 1 ? 1 : 8 * t);
-      rows.push_back({spec->id, t, n, env_steps_per_second(*spec, n, options.seconds)});
-      if (options.progress)
-        std::fprintf(stderr, "%-24s threads %3d envs %4d: %10.0f steps/s\n", spec->id.c_str(), t, n,
-                     rows.back().steps_per_s);
-    }
+  auto measure = [&](const envs::EnvSpec& spec, int t, int n) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(t));
+    rows.push_back({spec.id, t, n, env_steps_per_second(spec, n, options.seconds)});
+    if (options.progress)
+      std::fprintf(stderr, "%-24s threads %3d envs %4d: %10.0f steps/s\n", spec.id.c_str(), t, n,
+                   rows.back().steps_per_s);
+  };
+  for (const auto* spec : specs) {
+    // One env on one thread: the single-threaded figure. Then the vector env
+    // with a fixed number of envs per thread, so every thread count does the
+    // same work per thread (efficiency is measured against its 1-thread row).
+    if (options.num_envs == 0) measure(*spec, 1, 1);
+    for (int t : threads) measure(*spec, t, options.num_envs > 0 ? options.num_envs : 32 * t);
+  }
   return rows;
 }
 
 std::string env_benchmark_markdown(const std::vector<EnvBenchRow>& rows, const std::string& machine) {
   std::ostringstream md;
-  md << "Machine: " << machine << ". Uniform random actions, auto-reset included.\n\n"
+  md << "Machine: " << machine << ". Uniform random actions, auto-reset included. Speed-up and efficiency are "
+     << "against the same env count per thread on one thread.\n\n"
      << "| env | threads | envs | steps/s | speed-up | parallel efficiency |\n|---|---|---|---|---|---|\n";
   for (const auto& r : rows) {
     double base = 0;
     for (const auto& b : rows)
-      if (b.env == r.env && b.threads == 1) base = b.steps_per_s;
+      if (b.env == r.env && b.threads == 1 && b.num_envs * r.threads == r.num_envs) base = b.steps_per_s;
     char line[256];
     std::snprintf(line, sizeof line, "| %s | %d | %d | %.0f | %.2f | %.0f%% |\n", r.env.c_str(), r.threads, r.num_envs,
                   r.steps_per_s, base > 0 ? r.steps_per_s / base : 0.0,

@@ -197,15 +197,15 @@ struct LocomotionEnv::Impl {
   }
 
   // getLinkState(computeLinkVelocity=1)[6] / getBaseVelocity: COM velocity in world axes.
+  mutable btAlignedObjectArray<btVector3> velocity_scratch_omega, velocity_scratch_vel;
   btVector3 com_velocity(int link) const {
     const btMultiBody& mb = physics->robot();
     if (link < 0) return mb.getBaseVel();
     const int n = mb.getNumLinks();
-    btAlignedObjectArray<btVector3> omega, vel;
-    omega.resize(n + 1);
-    vel.resize(n + 1);
-    mb.compTreeLinkVelocities(&omega[0], &vel[0]);
-    return mb.getLink(link).m_cachedWorldTransform.getBasis() * vel[link + 1];
+    velocity_scratch_omega.resize(n + 1);
+    velocity_scratch_vel.resize(n + 1);
+    mb.compTreeLinkVelocities(&velocity_scratch_omega[0], &velocity_scratch_vel[0]);
+    return mb.getLink(link).m_cachedWorldTransform.getBasis() * velocity_scratch_vel[link + 1];
   }
 
   void refresh_kinematics() {

@@ -19,7 +19,7 @@ struct EnvBenchRow {
 struct EnvBenchOptions {
   std::vector<const envs::EnvSpec*> envs;  // empty: all four
   std::vector<int> thread_counts;          // empty: 1, 2, 4, ... and all cores
-  int num_envs = 0;                        // 0: 1 env on 1 thread, else 8 envs per thread
+  int num_envs = 0;                        // 0: 1 env on 1 thread, then 32 envs per thread
   double seconds = 2.0;
   bool progress = true;                    // one line per configuration on stderr
 };

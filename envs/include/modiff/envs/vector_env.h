@@ -4,6 +4,7 @@
 // its own random stream afterwards, so the results are identical to stepping
 // the envs one at a time, whatever the thread count.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "modiff/envs/locomotion_env.h"
@@ -13,6 +14,8 @@ namespace modiff::envs {
 class VectorEnv {
  public:
   VectorEnv(const EnvSpec& spec, int num_envs, uint64_t seed);
+  ~VectorEnv();
+  VectorEnv(VectorEnv&&) noexcept;
 
   int num_envs() const { return static_cast<int>(envs_.size()); }
   const EnvSpec& spec() const { return spec_; }
@@ -36,12 +39,14 @@ class VectorEnv {
   const std::vector<double>& episode_returns() const { return episode_return_done_; }
   const std::vector<int>& episode_lengths() const { return episode_length_done_; }
 
-  LocomotionEnv& env(int i) { return envs_[i]; }
+  LocomotionEnv& env(int i) { return *envs_[i]; }
 
  private:
   EnvSpec spec_;
   uint64_t seed_;
-  std::vector<LocomotionEnv> envs_;
+  std::vector<std::unique_ptr<LocomotionEnv>> envs_;
+  struct Affinity;  // oneTBB's affinity partitioner: remembers which thread ran which env
+  std::unique_ptr<Affinity> affinity_;
   std::vector<float> obs_, final_obs_;
   std::vector<double> rewards_, running_return_, episode_return_done_;
   std::vector<int> running_length_, episode_length_done_;

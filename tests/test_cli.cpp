@@ -114,8 +114,31 @@ TEST_CASE("cli: fidelity reports per-step errors as JSON", "[cli]") {
     CHECK(r.out.find(key) != std::string::npos);
 }
 
+TEST_CASE("cli: robot shows the multibody PyBullet's importer would build", "[cli]") {
+  Result r = modiff("robot " + std::string(MODIFF_ASSETS_DIR) + "/robots/hopper.xml --json");
+  REQUIRE(r.code == 0);
+  // hopper torso: 1000 kg/m^3 x (sphere r 0.05 + cylinder 0.4 m), as PyBullet computes it
+  CHECK(r.out.find("\"fixed_base\": true") != std::string::npos);
+  CHECK(r.out.find("3.66519") != std::string::npos);
+  CHECK(r.out.find("\"joint\": \"thigh_joint\"") != std::string::npos);
+}
+
+TEST_CASE("cli: a malformed robot file is one error line naming file and line", "[cli]") {
+  const std::string path = (std::filesystem::temp_directory_path() / "modiff_bad_robot.xml").string();
+  std::ofstream(path) << "<mujoco>\n<worldbody>\n<body name=\"a\">\n<geom type=\"mesh\" size=\"1\"/>\n</body></worldbody></mujoco>\n";
+  Result r = modiff("robot " + path);
+  CHECK(r.code == 1);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find(path + ":4:") != std::string::npos);
+  CHECK(r.err.find("unsupported geom type 'mesh'") != std::string::npos);
+  std::remove(path.c_str());
+  Result missing = modiff("robot /nonexistent/robot.xml");
+  CHECK(missing.code == 1);
+  CHECK(missing.err.find("cannot open robot file") != std::string::npos);
+}
+
 TEST_CASE("cli: --help works for every command", "[cli]") {
-  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info"}) {
+  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot"}) {
     Result r = modiff(std::string(cmd) + " --help");
     INFO(cmd);
     CHECK(r.code == 0);

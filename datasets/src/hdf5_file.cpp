@@ -2,6 +2,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "modiff/common/error.h"
@@ -88,6 +89,113 @@ File File::open_read(const std::string& path) {
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) throw Error(path + ": cannot open as HDF5 (truncated or corrupt?)");
   return File(id, path);
+}
+
+File File::create(const std::string& path) {
+  silence_hdf5_errors();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) throw Error(path + ": cannot create HDF5 file");
+  return File(id, path);
+}
+
+namespace {
+
+hid_t dataset_creation(uint64_t rows, uint64_t cols, int rank) {
+  hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+  if (rows == 0) return plist;
+  // About 1 MiB chunks of whole rows: fast deflate, cheap row-range reads.
+  const uint64_t row_bytes = std::max<uint64_t>(1, cols) * 4;
+  hsize_t chunk[2] = {std::min<hsize_t>(rows, std::max<hsize_t>(1, (1u << 20) / row_bytes)), cols};
+  H5Pset_chunk(plist, rank, chunk);
+  H5Pset_deflate(plist, 1);
+  return plist;
+}
+
+}  // namespace
+
+void File::write_f32(const std::string& key, const float* data, const std::vector<uint64_t>& shape) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  const uint64_t rows = dims.empty() ? 1 : dims[0];
+  const uint64_t cols = dims.size() > 1 ? dims[1] : 1;
+  Handle plist(dataset_creation(rows, cols, static_cast<int>(dims.size())));
+  Handle ds(H5Dcreate2(id_, key.c_str(), H5T_IEEE_F32LE, space.id, H5P_DEFAULT, plist.id, H5P_DEFAULT));
+  if (ds.id < 0) throw Error(where(key) + ": cannot create dataset");
+  if (rows > 0 && H5Dwrite(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw Error(where(key) + ": write failed (disk full?)");
+}
+
+void File::write_bool(const std::string& key, const uint8_t* data, uint64_t count) {
+  Handle type(H5Tenum_create(H5T_NATIVE_INT8));
+  int8_t no = 0, yes = 1;
+  H5Tenum_insert(type.id, "FALSE", &no);
+  H5Tenum_insert(type.id, "TRUE", &yes);
+  hsize_t dims[1] = {count};
+  Handle space(H5Screate_simple(1, dims, nullptr));
+  Handle plist(dataset_creation(count, 1, 1));
+  Handle ds(H5Dcreate2(id_, key.c_str(), type.id, space.id, H5P_DEFAULT, plist.id, H5P_DEFAULT));
+  if (ds.id < 0) throw Error(where(key) + ": cannot create dataset");
+  std::vector<int8_t> values(data, data + count);
+  for (auto& v : values) v = v ? 1 : 0;
+  if (count > 0 && H5Dwrite(ds.id, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
+    throw Error(where(key) + ": write failed (disk full?)");
+}
+
+void File::create_group(const std::string& name) {
+  Handle g(H5Gcreate2(id_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (g.id < 0) throw Error(where(name) + ": cannot create group");
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Tset_cset(type.id, H5T_CSET_UTF8);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle attr(H5Acreate_by_name(id_, object.c_str(), name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT,
+                                H5P_DEFAULT));
+  const char* ptr = value.c_str();
+  if (attr.id < 0 || H5Awrite(attr.id, type.id, &ptr) < 0) throw Error(where(object) + ": cannot write attribute " + name);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, double value) {
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle attr(H5Acreate_by_name(id_, object.c_str(), name.c_str(), H5T_IEEE_F64LE, space.id, H5P_DEFAULT,
+                                H5P_DEFAULT, H5P_DEFAULT));
+  if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_DOUBLE, &value) < 0)
+    throw Error(where(object) + ": cannot write attribute " + name);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, long long value) {
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle attr(H5Acreate_by_name(id_, object.c_str(), name.c_str(), H5T_STD_I64LE, space.id, H5P_DEFAULT,
+                                H5P_DEFAULT, H5P_DEFAULT));
+  if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_LLONG, &value) < 0)
+    throw Error(where(object) + ": cannot write attribute " + name);
+}
+
+std::string File::type_class(const std::string& key) const {
+  Handle ds(H5Dopen2(id_, key.c_str(), H5P_DEFAULT));
+  if (ds.id < 0) throw Error(where(key) + ": missing dataset");
+  Handle type(H5Dget_type(ds.id));
+  switch (H5Tget_class(type.id)) {
+    case H5T_FLOAT: return "float";
+    case H5T_INTEGER: return "integer";
+    case H5T_ENUM: return "bool";
+    case H5T_BITFIELD: return "bool";
+    case H5T_STRING: return "string";
+    default: return "other";
+  }
+}
+
+std::vector<uint64_t> File::shape(const std::string& key) const {
+  Handle ds(H5Dopen2(id_, key.c_str(), H5P_DEFAULT));
+  if (ds.id < 0) throw Error(where(key) + ": missing dataset");
+  Handle space(H5Dget_space(ds.id));
+  const int rank = H5Sget_simple_extent_ndims(space.id);
+  if (rank < 0) throw Error(where(key) + ": unreadable shape");
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  return std::vector<uint64_t>(dims.begin(), dims.end());
 }
 
 File::File(File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }

@@ -24,6 +24,9 @@ struct Array {
 class File {
  public:
   static File open_read(const std::string& path);
+  // Creates (truncates) a file for writing. Callers write to a temporary name
+  // and rename it into place (modiff::write_atomically).
+  static File create(const std::string& path);
   File(File&&) noexcept;
   File& operator=(File&&) noexcept;
   File(const File&) = delete;
@@ -41,6 +44,18 @@ class File {
   Array<double> read_f64(const std::string& key) const;
   Array<float> read_f32(const std::string& key) const;
   Array<uint8_t> read_u8(const std::string& key) const;
+
+  // Writing: float datasets are chunked and deflate-compressed; booleans use
+  // h5py's enum layout so numpy reads them as bool.
+  void write_f32(const std::string& key, const float* data, const std::vector<uint64_t>& shape);
+  void write_bool(const std::string& key, const uint8_t* data, uint64_t count);
+  void create_group(const std::string& name);
+  void set_attribute(const std::string& object, const std::string& name, const std::string& value);
+  void set_attribute(const std::string& object, const std::string& name, double value);
+  void set_attribute(const std::string& object, const std::string& name, long long value);
+  // Datatype class of a dataset: "float", "integer", "bool" (enum/bool), "string" or "other".
+  std::string type_class(const std::string& key) const;
+  std::vector<uint64_t> shape(const std::string& key) const;
 
   // String (or numeric, formatted) attribute of an object; throws if missing.
   std::string attribute(const std::string& object, const std::string& name) const;

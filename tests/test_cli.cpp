@@ -8,40 +8,9 @@
 #include <fstream>
 #include <sstream>
 
-namespace {
+#include "cli_runner.h"
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Result modiff(const std::string& args) {
-  static int counter = 0;
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  const std::string out = (dir / ("modiff_out_" + tag)).string(), err = (dir / ("modiff_err_" + tag)).string();
-  const std::string cmd = std::string(MODIFF_BINARY) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  Result r{WEXITSTATUS(status), slurp(out), slurp(err)};
-  std::remove(out.c_str());
-  std::remove(err.c_str());
-  return r;
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
-
-}  // namespace
+using namespace modiff_test;
 
 TEST_CASE("cli: envs lists the four tasks", "[cli]") {
   Result r = modiff("envs --json");
@@ -138,7 +107,7 @@ TEST_CASE("cli: a malformed robot file is one error line naming file and line", 
 }
 
 TEST_CASE("cli: --help works for every command", "[cli]") {
-  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot"}) {
+  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot", "data", "data import", "data info", "data list"}) {
     Result r = modiff(std::string(cmd) + " --help");
     INFO(cmd);
     CHECK(r.code == 0);

@@ -299,3 +299,45 @@ TEST_CASE("datasets: imports never replace an existing dataset by accident", "[d
   // No temporary files are left behind.
   for (const auto& e : fs::directory_iterator(home.dir / "datasets")) CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
 }
+
+#include "cli_runner.h"
+
+TEST_CASE("cli: data import, info and list", "[datasets][cli]") {
+  using modiff_test::lines;
+  using modiff_test::modiff;
+  TempHome home;
+  const auto& spec = envs::find_env("bullet-walker2d-v0");
+  const std::string src = home.file("walker.hdf5");
+  datasets::write_d4rl_file(src, small_dataset(spec, 150, 8));
+
+  auto imported = modiff("data import " + src + " --format d4rl --as walker-test --json");
+  REQUIRE(imported.code == 0);
+  CHECK(imported.out.find("\"transitions\": 150") != std::string::npos);
+
+  auto info = modiff("data info walker-test --json");
+  REQUIRE(info.code == 0);
+  for (const char* key : {"\"name\": \"walker-test\"", "\"sha256\"", "\"transitions\": 150", "\"episodes\"",
+                          "\"return\"", "\"normalized_return\"", "\"env\": \"bullet-walker2d-v0\""})
+    CHECK(info.out.find(key) != std::string::npos);
+  // info also takes a file path
+  CHECK(modiff("data info " + src).code == 0);
+
+  auto list = modiff("data list --json");
+  REQUIRE(list.code == 0);
+  CHECK(list.out.find("bullet-ant-medium-expert-v0") != std::string::npos);
+  CHECK(list.out.find("walker-test") != std::string::npos);
+
+  auto again = modiff("data import " + src + " --as walker-test");
+  CHECK(again.code == 1);
+  CHECK(lines(again.err) == 1);
+  CHECK(again.err.find("already exists") != std::string::npos);
+  auto format = modiff("data import " + src + " --format csv --as x");
+  CHECK(format.code == 1);
+  CHECK(format.err.find("unknown --format 'csv'") != std::string::npos);
+  auto unknown = modiff("data info no-such-dataset");
+  CHECK(unknown.code == 1);
+  CHECK(unknown.err.find("neither a file nor in the data home") != std::string::npos);
+  auto wrong_env = modiff("data import " + src + " --as w2 --env bullet-ant-v0");
+  CHECK(wrong_env.code == 1);
+  CHECK(wrong_env.err.find("expected bullet-ant-v0") != std::string::npos);
+}

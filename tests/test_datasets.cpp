@@ -112,6 +112,7 @@ TEST_CASE("datasets: the same seed builds an identical file", "[datasets]") {
   TempHome home;
   const auto& spec = envs::find_env("bullet-walker2d-v0");
   const std::string a = datasets::write_d4rl_file(home.file("a.hdf5"), small_dataset(spec, 200, 9));
+  sleep(1);  // files written in different seconds must still be byte-identical
   const std::string b = datasets::write_d4rl_file(home.file("b.hdf5"), small_dataset(spec, 200, 9));
   CHECK(a == b);
 }

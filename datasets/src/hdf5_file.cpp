@@ -102,6 +102,9 @@ namespace {
 
 hid_t dataset_creation(uint64_t rows, uint64_t cols, int rank) {
   hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+  // No modification times in object headers: the same data make the same bytes
+  // (and sha256), whenever they are written.
+  H5Pset_obj_track_times(plist, false);
   if (rows == 0) return plist;
   // About 1 MiB chunks of whole rows: fast deflate, cheap row-range reads.
   const uint64_t row_bytes = std::max<uint64_t>(1, cols) * 4;
@@ -142,7 +145,9 @@ void File::write_bool(const std::string& key, const uint8_t* data, uint64_t coun
 }
 
 void File::create_group(const std::string& name) {
-  Handle g(H5Gcreate2(id_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Handle plist(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_obj_track_times(plist.id, false);
+  Handle g(H5Gcreate2(id_, name.c_str(), H5P_DEFAULT, plist.id, H5P_DEFAULT));
   if (g.id < 0) throw Error(where(name) + ": cannot create group");
 }
 

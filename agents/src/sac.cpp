@@ -160,8 +160,26 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     buffer.actions = tensors.at(3).to(device);
     buffer.rewards = tensors.at(4).to(device);
     buffer.dones = tensors.at(5).to(device);
+    buffer.capacity = buffer.obs.size(0);  // the buffer keeps the size it was created with
     buffer.size = state.at("buffer_size").get<long>();
     buffer.pos = state.at("buffer_pos").get<long>();
+    if (buffer.size > buffer.capacity || buffer.pos >= buffer.capacity || buffer.obs.size(1) != obs_dim ||
+        buffer.actions.size(1) != act_dim)
+      throw Error(ckpt.string() + ": replay buffer does not match its state.json or the env");
+    // A run resumed with more steps gets the larger buffer it would have had.
+    const long wanted = std::min(cfg.buffer_size, opt.total_steps);
+    if (wanted > buffer.capacity) {
+      ReplayBuffer grown(wanted, obs_dim, act_dim, device);
+      using torch::indexing::Slice;
+      grown.obs.index_put_({Slice(0, buffer.capacity)}, buffer.obs);
+      grown.next_obs.index_put_({Slice(0, buffer.capacity)}, buffer.next_obs);
+      grown.actions.index_put_({Slice(0, buffer.capacity)}, buffer.actions);
+      grown.rewards.index_put_({Slice(0, buffer.capacity)}, buffer.rewards);
+      grown.dones.index_put_({Slice(0, buffer.capacity)}, buffer.dones);
+      grown.size = buffer.size;
+      grown.pos = buffer.size < buffer.capacity ? buffer.pos : buffer.capacity;
+      buffer = std::move(grown);
+    }
     torch::manual_seed(opt.seed + static_cast<uint64_t>(step));
   }
 

@@ -1,6 +1,7 @@
 // `modiff data import|info|list`: datasets in D4RL's HDF5 layout in the data home.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -8,8 +9,10 @@
 #include "commands.h"
 #include "modiff/common/error.h"
 #include "modiff/common/summary.h"
+#include "modiff/agents/gaussian_policy.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
+#include "modiff/datasets/generate.h"
 #include "modiff/datasets/import.h"
 #include "modiff/datasets/sha256.h"
 
@@ -124,14 +127,110 @@ void add_list(CLI::App& data) {
   });
 }
 
+// The committed behavior policy of a suite level: assets/behavior/<env id>/<level>.pt.
+std::string behavior_policy_file(const envs::EnvSpec& env, const std::string& level) {
+  const char* override_dir = std::getenv("MODIFF_ASSETS");
+  const std::string assets = override_dir && *override_dir ? override_dir : MODIFF_ASSETS_DIR;
+  return assets + "/behavior/" + env.id + "/" + level + ".pt";
+}
+
+void add_build(CLI::App& data) {
+  struct Args {
+    std::string name, out, policy, env;
+    long transitions = 1000000;
+    uint64_t seed = 0;
+    int num_envs = 64, threads = 0;
+    bool force = false, json = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = data.add_subcommand("build", "Generate a dataset by rolling out a behavior policy on the vector env");
+  cmd->add_option("name", args->name, "Suite name (bullet-hopper-random-v0, ...) or a new name with --env and --policy")
+      ->required();
+  cmd->add_option("--transitions", args->transitions, "Rows to generate")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed (env i gets seed + i)")->capture_default_str();
+  cmd->add_option("--out", args->out, "Output file (default: the data home)");
+  cmd->add_option("--policy", args->policy, "Actor file from `modiff behavior train` instead of the suite's policy");
+  cmd->add_option("--env", args->env, "Env, for a name outside the suite");
+  cmd->add_option("--num-envs", args->num_envs, "Envs stepped together")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Worker threads (0 = all cores); results do not depend on it");
+  cmd->add_flag("--force", args->force, "Replace an existing dataset");
+  cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->callback([args] {
+    datasets::check_dataset_name(args->name);
+    const datasets::SuiteEntry* entry = nullptr;
+    for (const auto& e : datasets::suite())
+      if (e.name == args->name) entry = &e;
+    const envs::EnvSpec* env = entry ? entry->env : nullptr;
+    if (!args->env.empty()) {
+      const auto& named = envs::find_env(args->env);
+      if (env && env->id != named.id) throw Error(args->name + " is a " + env->id + " dataset, not " + named.id);
+      env = &named;
+    }
+    if (!env) throw Error("'" + args->name + "' is not a bullet-D4RL suite name: give --env and --policy");
+    std::string level = entry ? entry->level : "custom";
+    if (!args->policy.empty()) level = entry ? entry->level : "custom";
+    const std::string target = args->out.empty() ? datasets::dataset_path(args->name) : args->out;
+    if (!args->force && std::filesystem::exists(target))
+      throw Error(target + " already exists (use --force to rebuild it)");
+    limit_threads(args->threads);
+
+    // Which policy produces the actions.
+    std::string policy_file = args->policy, description;
+    if (policy_file.empty() && level != "random") {
+      if (level == "medium-replay" || level == "medium-expert")
+        throw Error(args->name + ": " + level +
+                    " is assembled from the medium training run and the medium/expert datasets, which need the "
+                    "committed behavior policies (assets/behavior/); not available yet");
+      policy_file = behavior_policy_file(*env, level);
+      if (!std::filesystem::exists(policy_file))
+        throw Error(args->name + ": no behavior policy at " + policy_file +
+                    " (train one with `modiff behavior train`, or pass --policy FILE)");
+    }
+    agents::GaussianPolicy policy = policy_file.empty() ? agents::GaussianPolicy::random_init(env->id, 256, args->seed)
+                                                        : agents::GaussianPolicy::load(policy_file);
+    if (policy.info().env_id != env->id)
+      throw Error(policy_file + ": a policy for " + policy.info().env_id + ", not " + env->id);
+    policy.reseed(args->seed + 1);
+    description = policy_file.empty() ? "randomly initialized SAC actor (seed " + std::to_string(args->seed) + ")"
+                                      : "SAC actor " + policy_file;
+    datasets::GenerateOptions opt;
+    opt.transitions = args->transitions;
+    opt.seed = args->seed;
+    opt.num_envs = args->num_envs;
+    auto dataset = datasets::generate_dataset(
+        *env, [&](const float* obs, int n, double* actions) { policy.act(obs, n, actions, false); }, opt);
+    const auto episodes = datasets::summarize_episodes(dataset);
+    const Summary ret = summarize(episodes.returns);
+    dataset.attributes.name = args->name;
+    dataset.attributes.level = level;
+    dataset.attributes.generator = "modiff 0.1.0";
+    dataset.attributes.behavior_policy = description;
+    dataset.attributes.behavior_return = ret.mean;
+    const std::string sha = datasets::write_d4rl_file(target, dataset);
+    if (args->json) {
+      std::cout << nlohmann::json{{"name", args->name}, {"file", target}, {"sha256", sha},
+                                  {"transitions", dataset.size()}, {"episodes", episodes.returns.size()},
+                                  {"return", summary_json(ret)},
+                                  {"normalized_return_mean", envs::normalized_score(*env, ret.mean)}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::printf("built %s: %zu transitions, %zu episodes, mean return %.2f (normalized %.2f) -> %s\n",
+                  args->name.c_str(), dataset.size(), episodes.returns.size(), ret.mean,
+                  envs::normalized_score(*env, ret.mean), target.c_str());
+    }
+  });
+}
+
 }  // namespace
 
 void add_data_command(CLI::App& app) {
-  auto* data = app.add_subcommand("data", "Datasets in D4RL's HDF5 layout (import, info, list)");
+  auto* data = app.add_subcommand("data", "Datasets in D4RL's HDF5 layout (build, import, info, list)");
   data->require_subcommand(1);
   add_import(*data);
   add_info(*data);
   add_list(*data);
+  add_build(*data);
 }
 
 }  // namespace modiff::cli

@@ -1,0 +1,139 @@
+// SAC behavior training, behavior policy files, and dataset generation with them.
+#include <tbb/global_control.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "modiff/agents/gaussian_policy.h"
+#include "modiff/agents/sac.h"
+#include "modiff/common/error.h"
+#include "modiff/datasets/generate.h"
+
+using namespace modiff;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& tag) {
+  fs::path d = fs::temp_directory_path() / ("modiff_agents_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("sac: trains, snapshots, checkpoints and resumes", "[agents][sac]") {
+  const fs::path dir = fresh_dir("sac");
+  agents::SacRunOptions opt;
+  opt.env_id = "bullet-hopper-v0";
+  opt.total_steps = 300;
+  opt.snapshot_every = 150;
+  opt.eval_episodes = 2;
+  opt.out_dir = dir.string();
+  opt.quiet = true;
+  opt.device = "cpu";
+  agents::SacConfig cfg;
+  cfg.learning_starts = 100;
+  cfg.batch_size = 32;
+  cfg.hidden = 32;
+  auto first = agents::train_sac(opt, cfg);
+  REQUIRE(first.snapshots.size() == 2);
+  CHECK(first.snapshots[1].step == 300);
+  CHECK(fs::exists(dir / first.snapshots[1].file));
+  CHECK(fs::exists(dir / "checkpoint" / "state.json"));
+  // A second run into the same directory must be an explicit resume.
+  CHECK_THROWS_WITH(agents::train_sac(opt, cfg), Catch::Contains("use --resume"));
+  opt.resume = true;
+  opt.total_steps = 450;
+  auto resumed = agents::train_sac(opt, cfg);
+  REQUIRE(resumed.snapshots.size() == 3);
+  CHECK(resumed.snapshots[2].step == 450);
+  nlohmann::json state;
+  std::ifstream(dir / "checkpoint" / "state.json") >> state;
+  CHECK(state["step"] == 450);
+  // A snapshot is a loadable behavior policy that acts in [-1, 1].
+  auto policy = agents::GaussianPolicy::load((dir / resumed.snapshots[2].file).string());
+  CHECK(policy.info().env_id == "bullet-hopper-v0");
+  std::vector<float> obs(2 * 15, 0.1f);
+  std::vector<double> a(2 * 3), b(2 * 3);
+  policy.reseed(5);
+  policy.act(obs.data(), 2, a.data(), false);
+  policy.reseed(5);
+  policy.act(obs.data(), 2, b.data(), false);
+  CHECK(a == b);
+  for (double v : a) CHECK(std::abs(v) <= 1.0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("sac: bad runs are refused", "[agents][sac]") {
+  agents::SacRunOptions opt;
+  opt.env_id = "bullet-hopper-v0";
+  opt.out_dir = fresh_dir("none").string();
+  opt.resume = true;
+  CHECK_THROWS_WITH(agents::train_sac(opt), Catch::Contains("no checkpoint to resume from"));
+  opt.resume = false;
+  opt.env_id = "bullet-humanoid-v0";
+  CHECK_THROWS_WITH(agents::train_sac(opt), Catch::Contains("unknown env"));
+}
+
+TEST_CASE("policy files: a corrupt or mismatched file is rejected", "[agents]") {
+  const fs::path dir = fresh_dir("policy");
+  fs::create_directories(dir);
+  auto policy = agents::GaussianPolicy::random_init("bullet-walker2d-v0", 64, 3);
+  const std::string path = (dir / "actor.pt").string();
+  policy.save(path);
+  CHECK(agents::GaussianPolicy::load(path).info().act_dim == 6);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "garbage";
+  CHECK_THROWS_WITH(agents::GaussianPolicy::load(path), Catch::Contains("cannot load actor weights"));
+  CHECK_THROWS_WITH(agents::GaussianPolicy::load((dir / "absent.pt").string()), Catch::Contains("cannot open"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("dataset generation depends on the seed only, not the thread count", "[agents][datasets]") {
+  const auto& spec = envs::find_env("bullet-hopper-v0");
+  auto build = [&](size_t threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    auto policy = agents::GaussianPolicy::random_init(spec.id, 64, 11);
+    policy.reseed(12);
+    datasets::GenerateOptions opt;
+    opt.transitions = 700;
+    opt.seed = 11;
+    opt.num_envs = 8;
+    return datasets::generate_dataset(
+        spec, [&](const float* o, int n, double* a) { policy.act(o, n, a, false); }, opt);
+  };
+  auto one = build(1), two = build(2);
+  REQUIRE(one.size() == 700);
+  CHECK(one.observations == two.observations);
+  CHECK(one.actions == two.actions);
+  CHECK(one.rewards == two.rewards);
+  CHECK(one.terminals == two.terminals);
+  datasets::validate_dataset(one, "generated", &spec);  // consistent episode boundaries
+}
+
+TEST_CASE("cli: data build makes a random-policy dataset, reproducibly", "[agents][cli]") {
+  using modiff_test::modiff;
+  const fs::path home = fresh_dir("home");
+  setenv("MODIFF_HOME", home.c_str(), 1);
+  auto a = modiff("data build bullet-walker2d-random-v0 --transitions 3000 --seed 2 --json");
+  REQUIRE(a.code == 0);
+  CHECK(a.out.find("\"transitions\": 3000") != std::string::npos);
+  auto again = modiff("data build bullet-walker2d-random-v0 --transitions 3000 --seed 2");
+  CHECK(again.code == 1);
+  CHECK(again.err.find("already exists") != std::string::npos);
+  auto b = modiff("data build bullet-walker2d-random-v0 --transitions 3000 --seed 2 --force --json");
+  REQUIRE(b.code == 0);
+  auto sha = [](const std::string& s) { return s.substr(s.find("\"sha256\""), 80); };
+  CHECK(sha(a.out) == sha(b.out));
+  auto missing = modiff("data build bullet-ant-expert-v0 --transitions 100");
+  CHECK(missing.code == 1);
+  CHECK(missing.err.find("no behavior policy at") != std::string::npos);
+  auto custom = modiff("data build my-data --transitions 100");
+  CHECK(custom.code == 1);
+  CHECK(custom.err.find("give --env and --policy") != std::string::npos);
+  unsetenv("MODIFF_HOME");
+  fs::remove_all(home);
+}

@@ -10,6 +10,7 @@
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/agents/sac.h"
 #include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
 #include "modiff/datasets/generate.h"
 
 using namespace modiff;
@@ -19,7 +20,7 @@ namespace {
 
 fs::path fresh_dir(const std::string& tag) {
   fs::path d = fs::temp_directory_path() / ("modiff_agents_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  modiff::remove_tree((d).string());
   return d;
 }
 
@@ -65,7 +66,7 @@ TEST_CASE("sac: trains, snapshots, checkpoints and resumes", "[agents][sac]") {
   policy.act(obs.data(), 2, b.data(), false);
   CHECK(a == b);
   for (double v : a) CHECK(std::abs(v) <= 1.0);
-  fs::remove_all(dir);
+  modiff::remove_tree((dir).string());
 }
 
 TEST_CASE("sac: bad runs are refused", "[agents][sac]") {
@@ -89,7 +90,7 @@ TEST_CASE("policy files: a corrupt or mismatched file is rejected", "[agents]") 
   std::ofstream(path, std::ios::binary | std::ios::trunc) << "garbage";
   CHECK_THROWS_WITH(agents::GaussianPolicy::load(path), Catch::Contains("cannot load actor weights"));
   CHECK_THROWS_WITH(agents::GaussianPolicy::load((dir / "absent.pt").string()), Catch::Contains("cannot open"));
-  fs::remove_all(dir);
+  modiff::remove_tree((dir).string());
 }
 
 TEST_CASE("dataset generation depends on the seed only, not the thread count", "[agents][datasets]") {
@@ -135,5 +136,5 @@ TEST_CASE("cli: data build makes a random-policy dataset, reproducibly", "[agent
   CHECK(custom.code == 1);
   CHECK(custom.err.find("give --env and --policy") != std::string::npos);
   unsetenv("MODIFF_HOME");
-  fs::remove_all(home);
+  modiff::remove_tree((home).string());
 }

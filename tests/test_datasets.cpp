@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
@@ -30,12 +31,12 @@ struct TempHome {
   TempHome() {
     dir = fs::temp_directory_path() / ("modiff_test_home_" + std::to_string(::getpid()) + "_" +
                                        std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffff));
-    fs::remove_all(dir);
+    modiff::remove_tree((dir).string());
     fs::create_directories(dir);
     setenv("MODIFF_HOME", dir.c_str(), 1);
   }
   ~TempHome() {
-    fs::remove_all(dir);
+    modiff::remove_tree((dir).string());
     unsetenv("MODIFF_HOME");
   }
   std::string file(const std::string& name) const { return (dir / name).string(); }

@@ -16,6 +16,7 @@
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
 #include "modiff/envs/vector_env.h"
 #include "gaussian_policy_impl.h"
@@ -192,7 +193,7 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
 
   auto save_checkpoint = [&] {
     const fs::path tmp = out / ("checkpoint.tmp." + std::to_string(::getpid()));
-    fs::remove_all(tmp);
+    remove_tree(tmp.string());
     fs::create_directories(tmp);
     torch::save(actor, (tmp / "actor.pt").string());
     torch::save(qf1, (tmp / "qf1.pt").string());
@@ -214,10 +215,10 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
     // Swap directories so that a complete checkpoint always exists under one name.
     const fs::path old = out / "checkpoint.old";
-    fs::remove_all(old);
+    remove_tree(old.string());
     if (fs::exists(ckpt)) fs::rename(ckpt, old);
     fs::rename(tmp, ckpt);
-    fs::remove_all(old);
+    remove_tree(old.string());
     write_text_atomically((out / "snapshots.json").string(), snaps.dump(2) + "\n");
   };
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
+#include "modiff/agents/behavior_suite.h"
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/agents/sac.h"
 #include "modiff/common/error.h"
@@ -131,10 +132,52 @@ TEST_CASE("cli: data build makes a random-policy dataset, reproducibly", "[agent
   CHECK(sha(a.out) == sha(b.out));
   auto missing = modiff("data build bullet-ant-expert-v0 --transitions 100");
   CHECK(missing.code == 1);
-  CHECK(missing.err.find("no behavior policy at") != std::string::npos);
+  CHECK(missing.err.find("no behavior policies for bullet-ant-v0") != std::string::npos);
   auto custom = modiff("data build my-data --transitions 100");
   CHECK(custom.code == 1);
   CHECK(custom.err.find("give --env and --policy") != std::string::npos);
   unsetenv("MODIFF_HOME");
   modiff::remove_tree((home).string());
+}
+
+TEST_CASE("behavior export and the suite levels built from it", "[agents][datasets]") {
+  using modiff_test::modiff;
+  const fs::path dir = fresh_dir("suite"), assets = dir / "assets";
+  agents::SacRunOptions opt;
+  opt.env_id = "bullet-hopper-v0";
+  opt.total_steps = 400;
+  opt.snapshot_every = 100;
+  opt.eval_episodes = 2;
+  opt.out_dir = (dir / "run").string();
+  opt.quiet = true;
+  opt.device = "cpu";
+  agents::SacConfig cfg;
+  cfg.learning_starts = 50;
+  cfg.batch_size = 16;
+  cfg.hidden = 32;
+  agents::train_sac(opt, cfg);
+  auto exported = modiff("behavior export " + opt.out_dir + " --expert-step 400 --medium-step 300 --to " +
+                         (assets / "behavior" / "bullet-hopper-v0").string());
+  REQUIRE(exported.code == 0);
+  CHECK(fs::exists(assets / "behavior" / "bullet-hopper-v0" / "replay" / "step_00000200.pt"));
+  setenv("MODIFF_ASSETS", assets.c_str(), 1);
+  agents::SuiteBuildOptions build;
+  build.transitions = 500;
+  build.num_envs = 4;
+  const auto& spec = envs::find_env("bullet-hopper-v0");
+  for (const auto& entry : datasets::suite()) {
+    if (entry.env != &spec) continue;
+    INFO(entry.name);
+    auto d = agents::build_suite_dataset(entry, build);
+    datasets::validate_dataset(d, entry.name, &spec);
+    if (entry.level == "medium-expert") CHECK(d.size() == 1000);
+    else if (entry.level == "medium-replay") CHECK(d.size() == 300);  // training steps until the medium snapshot
+    else CHECK(d.size() == 500);
+    CHECK(d.attributes.level == entry.level);
+  }
+  unsetenv("MODIFF_ASSETS");
+  auto bad = modiff("behavior export " + (dir / "nothing").string());
+  CHECK(bad.code == 1);
+  CHECK(bad.err.find("not a `modiff behavior train` run") != std::string::npos);
+  modiff::remove_tree(dir.string());
 }

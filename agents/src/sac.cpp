@@ -210,7 +210,8 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     for (const auto& s : snapshots)
       snaps.push_back({{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return},
                        {"normalized_return", s.normalized_return}});
-    nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"buffer_size", buffer.size},
+    nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
+                            {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
                             {"buffer_pos", buffer.pos}, {"snapshots", snaps}};
     std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
     // Swap directories so that a complete checkpoint always exists under one name.

@@ -1,15 +1,113 @@
 // `modiff behavior train`: Soft Actor-Critic on the vector env, the behavior
 // policies of the datasets; snapshots with their measured returns along the way.
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "modiff/agents/behavior_suite.h"
 #include "modiff/agents/sac.h"
+#include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 #include "modiff/envs/env_spec.h"
 
 namespace modiff::cli {
+
+namespace {
+
+// `modiff behavior export RUN`: picks the expert (best evaluated snapshot) and
+// the medium policy (the earlier snapshot closest to a third of the expert's
+// return, as D4RL defined medium) from a training run and copies them, with
+// the snapshots before the medium one (for medium-replay), into
+// assets/behavior/<env>/ with a manifest.
+void add_export(CLI::App& behavior) {
+  struct Args {
+    std::string run, to;
+    long expert_step = -1, medium_step = -1;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = behavior.add_subcommand("export", "Copy a run's expert, medium and replay snapshots into assets/behavior/");
+  cmd->add_option("run", args->run, "Run directory of `modiff behavior train`")->required();
+  cmd->add_option("--to", args->to, "Destination (default: assets/behavior/<env>)");
+  cmd->add_option("--expert-step", args->expert_step, "Snapshot step for the expert (default: best evaluated)");
+  cmd->add_option("--medium-step", args->medium_step, "Snapshot step for medium (default: closest to expert/3)");
+  cmd->callback([args] {
+    namespace fs = std::filesystem;
+    const fs::path run(args->run);
+    nlohmann::json state, snaps;
+    {
+      std::ifstream s(run / "checkpoint" / "state.json"), j(run / "snapshots.json");
+      if (!s || !j) throw Error(args->run + ": not a `modiff behavior train` run (no checkpoint/state.json or snapshots.json)");
+      try {
+        s >> state;
+        j >> snaps;
+      } catch (const std::exception& e) {
+        throw Error(args->run + ": unreadable run files (" + e.what() + ")");
+      }
+    }
+    if (snaps.empty()) throw Error(args->run + ": the run has no snapshots yet");
+    const auto& env = envs::find_env(state.at("env_id").get<std::string>());
+    auto find_step = [&](long step) -> const nlohmann::json& {
+      for (const auto& s : snaps)
+        if (s.at("step").get<long>() == step) return s;
+      throw Error(args->run + ": no snapshot at step " + std::to_string(step));
+    };
+    const nlohmann::json* expert = &snaps[0];
+    if (args->expert_step >= 0) expert = &find_step(args->expert_step);
+    else
+      for (const auto& s : snaps)
+        if (s.at("mean_return").get<double>() > expert->at("mean_return").get<double>()) expert = &s;
+    const double expert_return = expert->at("mean_return").get<double>();
+    const nlohmann::json* medium = nullptr;
+    if (args->medium_step >= 0) {
+      medium = &find_step(args->medium_step);
+    } else {
+      for (const auto& s : snaps)
+        if (s.at("step").get<long>() < expert->at("step").get<long>() &&
+            (!medium || std::abs(s.at("mean_return").get<double>() - expert_return / 3) <
+                            std::abs(medium->at("mean_return").get<double>() - expert_return / 3)))
+          medium = &s;
+    }
+    if (!medium) throw Error(args->run + ": no snapshot before the expert's to serve as medium");
+    const fs::path to = args->to.empty() ? fs::path(agents::behavior_dir(env)) : fs::path(args->to);
+    fs::create_directories(to / "replay");
+    auto copy_policy = [&](const nlohmann::json& snap, const std::string& name) {
+      const fs::path src = run / snap.at("file").get<std::string>();
+      fs::copy_file(src, to / name, fs::copy_options::overwrite_existing);
+      fs::copy_file(src.string() + ".json", (to / name).string() + ".json", fs::copy_options::overwrite_existing);
+      return nlohmann::json{{"file", name}, {"step", snap.at("step")}, {"mean_return", snap.at("mean_return")},
+                            {"normalized_return", snap.at("normalized_return")}};
+    };
+    nlohmann::json manifest = {{"env_id", env.id},
+                               {"trained_with", {{"algorithm", "SAC, CleanRL defaults (modiff behavior train)"},
+                                                 {"seed", state.at("seed")},
+                                                 {"steps", state.at("step")}}},
+                               {"expert", copy_policy(*expert, "expert.pt")},
+                               {"medium", copy_policy(*medium, "medium.pt")}};
+    nlohmann::json replay = nlohmann::json::array();
+    for (const auto& s : snaps)
+      if (s.at("step").get<long>() < medium->at("step").get<long>()) {
+        char name[64];
+        std::snprintf(name, sizeof name, "replay/step_%08ld.pt", s.at("step").get<long>());
+        replay.push_back(copy_policy(s, name));
+      }
+    agents::SacConfig defaults;  // runs from before state.json recorded these used the defaults
+    manifest["replay"] = {{"learning_starts", state.value("learning_starts", defaults.learning_starts)},
+                          {"hidden", state.value("hidden", defaults.hidden)},
+                          {"seed", state.at("seed")}, {"until_step", medium->at("step")}, {"snapshots", replay}};
+    write_text_atomically((to / "manifest.json").string(), manifest.dump(2) + "\n");
+    std::printf("exported to %s: expert step %ld (return %.1f, normalized %.1f), medium step %ld (return %.1f, "
+                "normalized %.1f), %zu replay snapshots\n",
+                to.string().c_str(), expert->at("step").get<long>(), expert_return,
+                expert->at("normalized_return").get<double>(), medium->at("step").get<long>(),
+                medium->at("mean_return").get<double>(), medium->at("normalized_return").get<double>(), replay.size());
+  });
+}
+
+}  // namespace
 
 void add_behavior_command(CLI::App& app) {
   auto* behavior = app.add_subcommand("behavior", "Behavior policies (Soft Actor-Critic) for dataset generation");
@@ -39,6 +137,7 @@ void add_behavior_command(CLI::App& app) {
   train->add_option("--threads", args->threads, "Env worker threads (0 = all cores)")->capture_default_str();
   train->add_flag("--resume", args->run.resume, "Continue the run in --out from its checkpoint");
   train->add_flag("--json", args->json, "Print the snapshots as JSON at the end (quiet meanwhile)");
+  add_export(*behavior);
   train->callback([args] {
     envs::find_env(args->run.env_id);  // unknown names fail before any work
     if (args->run.snapshot_every <= 0) throw Error("--snapshot-every must be positive");

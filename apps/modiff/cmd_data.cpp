@@ -9,10 +9,9 @@
 #include "commands.h"
 #include "modiff/common/error.h"
 #include "modiff/common/summary.h"
-#include "modiff/agents/gaussian_policy.h"
+#include "modiff/agents/behavior_suite.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
-#include "modiff/datasets/generate.h"
 #include "modiff/datasets/import.h"
 #include "modiff/datasets/sha256.h"
 
@@ -127,13 +126,6 @@ void add_list(CLI::App& data) {
   });
 }
 
-// The committed behavior policy of a suite level: assets/behavior/<env id>/<level>.pt.
-std::string behavior_policy_file(const envs::EnvSpec& env, const std::string& level) {
-  const char* override_dir = std::getenv("MODIFF_ASSETS");
-  const std::string assets = override_dir && *override_dir ? override_dir : MODIFF_ASSETS_DIR;
-  return assets + "/behavior/" + env.id + "/" + level + ".pt";
-}
-
 void add_build(CLI::App& data) {
   struct Args {
     std::string name, out, policy, env;
@@ -167,45 +159,26 @@ void add_build(CLI::App& data) {
       env = &named;
     }
     if (!env) throw Error("'" + args->name + "' is not a bullet-D4RL suite name: give --env and --policy");
-    std::string level = entry ? entry->level : "custom";
-    if (!args->policy.empty()) level = entry ? entry->level : "custom";
+    if (!entry && args->policy.empty()) throw Error("'" + args->name + "' is not a bullet-D4RL suite name: give --policy");
+    const std::string level = entry && args->policy.empty() ? entry->level : "custom";
     const std::string target = args->out.empty() ? datasets::dataset_path(args->name) : args->out;
     if (!args->force && std::filesystem::exists(target))
       throw Error(target + " already exists (use --force to rebuild it)");
     limit_threads(args->threads);
 
-    // Which policy produces the actions.
-    std::string policy_file = args->policy, description;
-    if (policy_file.empty() && level != "random") {
-      if (level == "medium-replay" || level == "medium-expert")
-        throw Error(args->name + ": " + level +
-                    " is assembled from the medium training run and the medium/expert datasets, which need the "
-                    "committed behavior policies (assets/behavior/); not available yet");
-      policy_file = behavior_policy_file(*env, level);
-      if (!std::filesystem::exists(policy_file))
-        throw Error(args->name + ": no behavior policy at " + policy_file +
-                    " (train one with `modiff behavior train`, or pass --policy FILE)");
-    }
-    agents::GaussianPolicy policy = policy_file.empty() ? agents::GaussianPolicy::random_init(env->id, 256, args->seed)
-                                                        : agents::GaussianPolicy::load(policy_file);
-    if (policy.info().env_id != env->id)
-      throw Error(policy_file + ": a policy for " + policy.info().env_id + ", not " + env->id);
-    policy.reseed(args->seed + 1);
-    description = policy_file.empty() ? "randomly initialized SAC actor (seed " + std::to_string(args->seed) + ")"
-                                      : "SAC actor " + policy_file;
-    datasets::GenerateOptions opt;
+    agents::SuiteBuildOptions opt;
     opt.transitions = args->transitions;
     opt.seed = args->seed;
     opt.num_envs = args->num_envs;
-    auto dataset = datasets::generate_dataset(
-        *env, [&](const float* obs, int n, double* actions) { policy.act(obs, n, actions, false); }, opt);
+    datasets::Dataset dataset = (entry && args->policy.empty())
+                                    ? agents::build_suite_dataset(*entry, opt)
+                                    : agents::build_policy_dataset(*env, args->policy, opt);
     const auto episodes = datasets::summarize_episodes(dataset);
     const Summary ret = summarize(episodes.returns);
     dataset.attributes.name = args->name;
     dataset.attributes.level = level;
     dataset.attributes.generator = "modiff 0.1.0";
-    dataset.attributes.behavior_policy = description;
-    dataset.attributes.behavior_return = ret.mean;
+    dataset.attributes.seed = static_cast<long long>(args->seed);
     const std::string sha = datasets::write_d4rl_file(target, dataset);
     if (args->json) {
       std::cout << nlohmann::json{{"name", args->name}, {"file", target}, {"sha256", sha},

@@ -59,7 +59,11 @@ Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, c
       e.term.push_back(venv.terminated()[i]);
       e.tout.push_back(venv.truncated()[i]);
       if (ended) {
-        append(e, std::min(e.rew.size(), want - d.size()));
+        const size_t rows = std::min(e.rew.size(), want - d.size());
+        append(e, rows);
+        // An episode cut short by the dataset's size ends in a truncation: a
+        // timeout, so that D4RL's logic bootstraps there and datasets concatenate.
+        if (rows < e.rew.size()) d.timeouts.back() = 1;
         e.clear();
       }
     }

@@ -20,8 +20,8 @@ struct GenerateOptions {
 
 // Steps `num_envs` envs in lockstep with `policy` and appends every finished
 // episode (in the order episodes finish; ties by env index) until `transitions`
-// rows; the last episode is cut there, with neither a terminal nor a timeout on
-// its last row. The result depends on the seed and the policy only.
+// rows; the last episode is cut there and its last row marked as a timeout (a
+// truncation). The result depends on the seed and the policy only.
 Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, const GenerateOptions& options);
 
 }  // namespace modiff::datasets

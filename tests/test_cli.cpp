@@ -53,6 +53,10 @@ TEST_CASE("cli: bad input gives one error line and a non-zero exit", "[cli]") {
       {"fidelity /nonexistent/golden.h5", 1, "cannot open file"},
       {"teleport", 2, "teleport"},
       {"bench env --seconds -1", 1, "--seconds must be positive"},
+      {"behavior train --env bullet-humanoid-v0", 1, "unknown env 'bullet-humanoid-v0'"},
+      {"behavior train --env bullet-hopper-v0 --resume --out /nonexistent/run", 1, "no checkpoint to resume from"},
+      {"behavior train --env bullet-hopper-v0 --device tpu", 1, "--device must be auto, cpu or cuda"},
+      {"data build bullet-hopper-random-v0 --transitions 0 --out /tmp/modiff_never.hdf5", 1, "--transitions must be positive"},
   };
   for (const auto& c : cases) {
     INFO("modiff " << c.args << "\nstderr: " << modiff(c.args).err);
@@ -107,7 +111,7 @@ TEST_CASE("cli: a malformed robot file is one error line naming file and line", 
 }
 
 TEST_CASE("cli: --help works for every command", "[cli]") {
-  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot", "data", "data import", "data info", "data list"}) {
+  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot", "data", "data import", "data info", "data list", "data build", "behavior", "behavior train", "behavior export"}) {
     Result r = modiff(std::string(cmd) + " --help");
     INFO(cmd);
     CHECK(r.code == 0);

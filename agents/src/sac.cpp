@@ -134,6 +134,13 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   torch::optim::Adam alpha_optimizer({log_alpha}, torch::optim::AdamOptions(cfg.q_lr));
   ReplayBuffer buffer(std::min(cfg.buffer_size, opt.total_steps), obs_dim, act_dim, device);
 
+  // Everything a checkpoint holds besides the replay buffer, by file name.
+  const std::vector<std::pair<std::string, torch::nn::Module*>> modules = {
+      {"actor", actor.get()}, {"qf1", qf1.get()}, {"qf2", qf2.get()},
+      {"qf1_target", qf1_target.get()}, {"qf2_target", qf2_target.get()}};
+  const std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers = {
+      {"q_optimizer", &q_optimizer}, {"actor_optimizer", &actor_optimizer}, {"alpha_optimizer", &alpha_optimizer}};
+
   long step = 0;
   std::vector<SnapshotRecord> snapshots;
   if (opt.resume) {
@@ -142,14 +149,16 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     step = state.at("step").get<long>();
     for (const auto& s : state.at("snapshots"))
       snapshots.push_back({s.at("step"), s.at("file"), s.at("mean_return"), s.at("normalized_return")});
-    torch::load(actor, (ckpt / "actor.pt").string());
-    torch::load(qf1, (ckpt / "qf1.pt").string());
-    torch::load(qf2, (ckpt / "qf2.pt").string());
-    torch::load(qf1_target, (ckpt / "qf1_target.pt").string());
-    torch::load(qf2_target, (ckpt / "qf2_target.pt").string());
-    torch::load(q_optimizer, (ckpt / "q_optimizer.pt").string());
-    torch::load(actor_optimizer, (ckpt / "actor_optimizer.pt").string());
-    torch::load(alpha_optimizer, (ckpt / "alpha_optimizer.pt").string());
+    for (const auto& [name, module] : modules) {
+      torch::serialize::InputArchive archive;
+      archive.load_from((ckpt / (name + ".pt")).string(), device);
+      module->load(archive);
+    }
+    for (const auto& [name, optimizer] : optimizers) {
+      torch::serialize::InputArchive archive;
+      archive.load_from((ckpt / (name + ".pt")).string(), device);
+      optimizer->load(archive);
+    }
     std::vector<torch::Tensor> tensors;
     torch::load(tensors, (ckpt / "buffer.pt").string());
     {
@@ -195,14 +204,16 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     const fs::path tmp = out / ("checkpoint.tmp." + std::to_string(::getpid()));
     remove_tree(tmp.string());
     fs::create_directories(tmp);
-    torch::save(actor, (tmp / "actor.pt").string());
-    torch::save(qf1, (tmp / "qf1.pt").string());
-    torch::save(qf2, (tmp / "qf2.pt").string());
-    torch::save(qf1_target, (tmp / "qf1_target.pt").string());
-    torch::save(qf2_target, (tmp / "qf2_target.pt").string());
-    torch::save(q_optimizer, (tmp / "q_optimizer.pt").string());
-    torch::save(actor_optimizer, (tmp / "actor_optimizer.pt").string());
-    torch::save(alpha_optimizer, (tmp / "alpha_optimizer.pt").string());
+    for (const auto& [name, module] : modules) {
+      torch::serialize::OutputArchive archive;
+      module->save(archive);
+      archive.save_to((tmp / (name + ".pt")).string());
+    }
+    for (const auto& [name, optimizer] : optimizers) {
+      torch::serialize::OutputArchive archive;
+      optimizer->save(archive);
+      archive.save_to((tmp / (name + ".pt")).string());
+    }
     std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
                                           buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
     torch::save(tensors, (tmp / "buffer.pt").string());

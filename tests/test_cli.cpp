@@ -111,7 +111,7 @@ TEST_CASE("cli: a malformed robot file is one error line naming file and line", 
 }
 
 TEST_CASE("cli: --help works for every command", "[cli]") {
-  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "run", "info", "robot", "data", "data import", "data info", "data list", "data build", "behavior", "behavior train", "behavior export"}) {
+  for (const char* cmd : {"", "envs", "rollout", "fidelity", "bench", "bench env", "bench data", "run", "info", "robot", "data", "data import", "data info", "data list", "data build", "behavior", "behavior train", "behavior export"}) {
     Result r = modiff(std::string(cmd) + " --help");
     INFO(cmd);
     CHECK(r.code == 0);

@@ -4,20 +4,77 @@
 // (docs/benchmarks.md) together with the machine they ran on.
 #include <tbb/info.h>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "commands.h"
+#include "modiff/agents/behavior_suite.h"
 #include "modiff/bench/bench.h"
+#include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/common/error.h"
 
 namespace modiff::cli {
 
+namespace {
+
+// `modiff bench data`: transitions per second of dataset generation (a
+// random-init SAC actor on the vector env, the `random` level's path), and of
+// writing the HDF5 file.
+void add_data_bench(CLI::App& bench_cmd) {
+  struct Args {
+    long transitions = 200000;
+    std::string record, env = "bullet-hopper-v0";
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = bench_cmd.add_subcommand("data", "Dataset generation: transitions/s on all cores, and the file write");
+  cmd->add_option("--env", args->env, "Environment")->capture_default_str();
+  cmd->add_option("--transitions", args->transitions, "Transitions to generate")->capture_default_str();
+  cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file");
+  cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->callback([args] {
+    const auto& env = envs::find_env(args->env);
+    agents::SuiteBuildOptions opt;
+    opt.transitions = args->transitions;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto d = agents::build_policy_dataset(env, "", opt);
+    const auto t1 = clock::now();
+    const std::string path = (std::filesystem::temp_directory_path() / "modiff_bench_data.hdf5").string();
+    datasets::write_d4rl_file(path, d);
+    const auto t2 = clock::now();
+    std::filesystem::remove(path);
+    const double gen_s = std::chrono::duration<double>(t1 - t0).count(), write_s = std::chrono::duration<double>(t2 - t1).count();
+    const std::string machine = bench::machine_description();
+    if (args->json) {
+      std::cout << nlohmann::json{{"machine", machine}, {"env", env.id}, {"transitions", d.size()},
+                                  {"generate_s", gen_s}, {"write_s", write_s},
+                                  {"transitions_per_s", d.size() / gen_s}}
+                       .dump(2)
+                << "\n";
+    }
+    char md[512];
+    std::snprintf(md, sizeof md,
+                  "Machine: %s. %s, random-init SAC actor, 64 envs: %zu transitions generated in %.2f s "
+                  "(%.0f transitions/s, %.1f s per million); HDF5 write %.2f s.\n",
+                  machine.c_str(), env.id.c_str(), d.size(), gen_s, d.size() / gen_s, 1e6 / (d.size() / gen_s), write_s);
+    if (!args->json) std::cout << md;
+    if (!args->record.empty())
+      bench::record_markdown_section(args->record,
+                                     "bench data " + std::to_string(tbb::info::default_concurrency()) + " cores", md);
+  });
+}
+
+}  // namespace
+
 void add_bench_command(CLI::App& app) {
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks (figures for docs/benchmarks.md)");
   bench_cmd->require_subcommand(1);
+  add_data_bench(*bench_cmd);
   struct Args {
     bool json = false;
     double seconds = 2.0;

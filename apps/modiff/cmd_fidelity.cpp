@@ -30,7 +30,7 @@ void add_fidelity_command(CLI::App& app) {
     const auto& spec = datasets::env_for_robot(ref.robot, *file);
     nlohmann::json episodes = nlohmann::json::array();
     if (!*json)
-      std::printf("%s (%s): %zu episodes\n%-16s %5s %5s %12s %12s %12s %12s\n", *file == "" ? "" : file->c_str(),
+      std::printf("%s (%s): %zu episodes\n%-16s %5s %5s %12s %12s %12s %12s\n", file->c_str(),
                   spec.id.c_str(), ref.episodes.size(), "episode", "ref", "ours", "obs err@10", "obs err@20",
                   "obs err all", "rew err@20");
     envs::LocomotionEnv env(spec);

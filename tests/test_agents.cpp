@@ -25,22 +25,31 @@ fs::path fresh_dir(const std::string& tag) {
   return d;
 }
 
+// A hopper SAC run small enough for a test: tiny networks, few steps, CPU.
+struct TinyRun {
+  agents::SacRunOptions opt;
+  agents::SacConfig cfg;
+  TinyRun(const fs::path& out, long steps, long snapshot_every, long learning_starts) {
+    opt.env_id = "bullet-hopper-v0";
+    opt.total_steps = steps;
+    opt.snapshot_every = snapshot_every;
+    opt.eval_episodes = 2;
+    opt.out_dir = out.string();
+    opt.quiet = true;
+    opt.device = "cpu";
+    cfg.learning_starts = learning_starts;
+    cfg.batch_size = 32;
+    cfg.hidden = 32;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("sac: trains, snapshots, checkpoints and resumes", "[agents][sac]") {
   const fs::path dir = fresh_dir("sac");
-  agents::SacRunOptions opt;
-  opt.env_id = "bullet-hopper-v0";
-  opt.total_steps = 300;
-  opt.snapshot_every = 150;
-  opt.eval_episodes = 2;
-  opt.out_dir = dir.string();
-  opt.quiet = true;
-  opt.device = "cpu";
-  agents::SacConfig cfg;
-  cfg.learning_starts = 100;
-  cfg.batch_size = 32;
-  cfg.hidden = 32;
+  TinyRun run(dir, 300, 150, 100);
+  auto& opt = run.opt;
+  auto& cfg = run.cfg;
   auto first = agents::train_sac(opt, cfg);
   REQUIRE(first.snapshots.size() == 2);
   CHECK(first.snapshots[1].step == 300);
@@ -143,19 +152,9 @@ TEST_CASE("cli: data build makes a random-policy dataset, reproducibly", "[agent
 TEST_CASE("behavior export and the suite levels built from it", "[agents][datasets]") {
   using modiff_test::modiff;
   const fs::path dir = fresh_dir("suite"), assets = dir / "assets";
-  agents::SacRunOptions opt;
-  opt.env_id = "bullet-hopper-v0";
-  opt.total_steps = 400;
-  opt.snapshot_every = 100;
-  opt.eval_episodes = 2;
-  opt.out_dir = (dir / "run").string();
-  opt.quiet = true;
-  opt.device = "cpu";
-  agents::SacConfig cfg;
-  cfg.learning_starts = 50;
-  cfg.batch_size = 16;
-  cfg.hidden = 32;
-  agents::train_sac(opt, cfg);
+  TinyRun run(dir / "run", 400, 100, 50);
+  const auto& opt = run.opt;
+  agents::train_sac(run.opt, run.cfg);
   auto exported = modiff("behavior export " + opt.out_dir + " --expert-step 400 --medium-step 300 --to " +
                          (assets / "behavior" / "bullet-hopper-v0").string());
   REQUIRE(exported.code == 0);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "json_output.h"
 #include "modiff/common/error.h"
 #include "modiff/common/summary.h"
 #include "modiff/agents/behavior_suite.h"
@@ -18,9 +19,6 @@
 namespace modiff::cli {
 namespace {
 
-nlohmann::json summary_json(const Summary& s) {
-  return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}};
-}
 
 // A dataset argument is a file path when it names an existing file, else a name in the data home.
 std::string resolve_dataset(const std::string& arg) {

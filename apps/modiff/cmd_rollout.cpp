@@ -4,15 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "json_output.h"
 #include "modiff/common/summary.h"
 #include "modiff/envs/rollout.h"
 
 namespace modiff::cli {
 namespace {
 
-nlohmann::json summary_json(const Summary& s) {
-  return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}};
-}
 
 }  // namespace
 

@@ -9,11 +9,6 @@
 #include "modiff/envs/rollout.h"
 
 namespace modiff::cli {
-namespace {
-
-
-}  // namespace
-
 void add_rollout_command(CLI::App& app) {
   struct Args {
     std::string env, policy = "random";

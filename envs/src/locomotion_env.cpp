@@ -23,7 +23,6 @@ constexpr double kTargetY = 0.0;
 constexpr double kElectricityCost = -2.0;
 constexpr double kStallTorqueCost = -0.1;
 constexpr double kJointsAtLimitCost = -0.1;
-constexpr int kFloorPart = -2;  // the stadium floor, counted among the "parts"
 
 enum class AliveRule { UprightAbove08, CheetahNoBodyContact, AntAbove026 };
 
@@ -118,7 +117,6 @@ struct LocomotionEnv::Impl {
   };
   std::vector<Part> parts;
   int torso_link = -1;
-  std::vector<uint8_t> root_is_floating;
 
   Rng rng;
   bool floor_in_parts = false;  // pybullet_envs adds the floor to `parts` after the first reset's observation
@@ -288,7 +286,7 @@ struct LocomotionEnv::Impl {
       mb.setJointVel(link, 0);
     }
     if (!physics->robot_parts().fixed_base) {
-      mb.setBasePos(btVector3(0, 0, 0) + base_start_position);
+      mb.setBasePos(base_start_position);
       mb.setWorldToBaseRot(btQuaternion::getIdentity());
       mb.setBaseVel(btVector3(0, 0, 0));
       mb.setBaseOmega(btVector3(0, 0, 0));

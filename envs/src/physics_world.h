@@ -38,7 +38,6 @@ struct LinkInfo {
   std::string joint_name;  // MJCF joint name, or jointfix_N_M
   LinkJointType joint_type = LinkJointType::Fixed;
   double lower_limit = 0, upper_limit = 0;  // as PyBullet's getJointInfo reports them
-  bool has_shapes = false;
   // PyBullet gives each joint a massless link and hangs the body below it on a
   // fixed joint; modiff folds the two into one link (same dynamics, half the
   // links). The folded-in joint link keeps its name for the "body parts" mean,

@@ -361,7 +361,6 @@ RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& w
     info.joint_type = l.joint;
     info.lower_limit = l.lower;
     info.upper_limit = l.upper;
-    info.has_shapes = l.has_geoms;
     info.joint_link_name = l.joint_link_name;
     info.joint_frame_in_com = -l.inertial_origin;
     switch (l.joint) {

@@ -24,6 +24,11 @@ DeviceChoice resolve_device(const std::string& flag_value) {
   throw Error("--device must be auto, cpu or cuda, got '" + flag_value + "'");
 }
 
+void set_torch_threads(int threads) {
+  if (threads < 0) throw Error("--threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (threads > 0) at::set_num_threads(threads);
+}
+
 std::string torch_build_summary() {
   std::string s = "LibTorch " + std::string(TORCH_VERSION) + "; intra-op threads " +
                   std::to_string(at::get_num_threads()) + "; CUDA " +

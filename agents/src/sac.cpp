@@ -4,8 +4,6 @@
 // `policy_frequency` steps, Polyak-average the target critics.
 #include "modiff/agents/sac.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -16,7 +14,6 @@
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
-#include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
 #include "modiff/envs/vector_env.h"
 #include "gaussian_policy_impl.h"
@@ -201,36 +198,30 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   std::vector<double> recent_returns;
 
   auto save_checkpoint = [&] {
-    const fs::path tmp = out / ("checkpoint.tmp." + std::to_string(::getpid()));
-    remove_tree(tmp.string());
-    fs::create_directories(tmp);
-    for (const auto& [name, module] : modules) {
-      torch::serialize::OutputArchive archive;
-      module->save(archive);
-      archive.save_to((tmp / (name + ".pt")).string());
-    }
-    for (const auto& [name, optimizer] : optimizers) {
-      torch::serialize::OutputArchive archive;
-      optimizer->save(archive);
-      archive.save_to((tmp / (name + ".pt")).string());
-    }
-    std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
-                                          buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
-    torch::save(tensors, (tmp / "buffer.pt").string());
     nlohmann::json snaps = nlohmann::json::array();
     for (const auto& s : snapshots)
       snaps.push_back({{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return},
                        {"normalized_return", s.normalized_return}});
-    nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
-                            {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
-                            {"buffer_pos", buffer.pos}, {"snapshots", snaps}};
-    std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
-    // Swap directories so that a complete checkpoint always exists under one name.
-    const fs::path old = out / "checkpoint.old";
-    remove_tree(old.string());
-    if (fs::exists(ckpt)) fs::rename(ckpt, old);
-    fs::rename(tmp, ckpt);
-    remove_tree(old.string());
+    write_directory_atomically(ckpt.string(), [&](const std::string& dir) {
+      const fs::path tmp(dir);
+      for (const auto& [name, module] : modules) {
+        torch::serialize::OutputArchive archive;
+        module->save(archive);
+        archive.save_to((tmp / (name + ".pt")).string());
+      }
+      for (const auto& [name, optimizer] : optimizers) {
+        torch::serialize::OutputArchive archive;
+        optimizer->save(archive);
+        archive.save_to((tmp / (name + ".pt")).string());
+      }
+      std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
+                                            buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
+      torch::save(tensors, (tmp / "buffer.pt").string());
+      nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
+                              {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
+                              {"buffer_pos", buffer.pos}, {"snapshots", snaps}};
+      std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
+    });
     write_text_atomically((out / "snapshots.json").string(), snaps.dump(2) + "\n");
   };
 

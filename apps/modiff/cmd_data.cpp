@@ -11,6 +11,7 @@
 #include "modiff/common/error.h"
 #include "modiff/common/summary.h"
 #include "modiff/agents/behavior_suite.h"
+#include "modiff/agents/train.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/import.h"
@@ -19,16 +20,6 @@
 namespace modiff::cli {
 namespace {
 
-
-// A dataset argument is a file path when it names an existing file, else a name in the data home.
-std::string resolve_dataset(const std::string& arg) {
-  if (std::filesystem::is_regular_file(arg)) return arg;
-  datasets::check_dataset_name(arg);
-  const std::string path = datasets::dataset_path(arg);
-  if (!std::filesystem::exists(path))
-    throw Error("dataset '" + arg + "' is neither a file nor in the data home (" + path + "); see `modiff data list`");
-  return path;
-}
 
 void add_import(CLI::App& data) {
   struct Args {
@@ -65,7 +56,7 @@ void add_info(CLI::App& data) {
   cmd->add_option("dataset", *target, "Dataset name or HDF5 file")->required();
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([target, json] {
-    const std::string path = resolve_dataset(*target);
+    const std::string path = agents::resolve_dataset(*target, *json);
     const auto d = datasets::read_d4rl_file(path);
     const auto episodes = datasets::summarize_episodes(d);
     const envs::EnvSpec* env = d.attributes.env_id.empty() ? datasets::env_for_dims(d.obs_dim, d.act_dim)

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
 
 namespace modiff {
 
@@ -42,6 +43,26 @@ void write_text_atomically(const std::string& path, const std::string& content) 
     out.flush();
     if (!out) throw Error("write failed for '" + tmp + "'");
   });
+}
+
+void write_directory_atomically(const std::string& path, const std::function<void(const std::string&)>& fill) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()), old = path + ".old";
+  remove_tree(tmp);
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) throw Error("cannot create directory '" + tmp + "': " + ec.message());
+  try {
+    fill(tmp);
+  } catch (...) {
+    remove_tree(tmp);
+    throw;
+  }
+  remove_tree(old);
+  if (fs::exists(path)) fs::rename(path, old, ec);
+  if (!ec) fs::rename(tmp, path, ec);
+  if (ec) throw Error("cannot move '" + tmp + "' to '" + path + "': " + ec.message());
+  remove_tree(old);
 }
 
 }  // namespace modiff

@@ -16,6 +16,9 @@ struct DeviceChoice {
 // GPU is an error naming the flag.
 DeviceChoice resolve_device(const std::string& flag_value);
 
+// LibTorch's intra-op CPU threads (0 leaves LibTorch's default: all cores).
+void set_torch_threads(int threads);
+
 // LibTorch's version, BLAS and thread facts, for `modiff info`.
 std::string torch_build_summary();
 

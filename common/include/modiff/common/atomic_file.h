@@ -14,4 +14,9 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // Convenience for text content.
 void write_text_atomically(const std::string& path, const std::string& content);
 
+// The same for a directory: fill(tmp_dir) builds it beside `path`, which is
+// then swapped in, so that a complete version exists under `path` at every
+// moment but the instant between two renames (and path + ".old" then).
+void write_directory_atomically(const std::string& path, const std::function<void(const std::string&)>& fill);
+
 }  // namespace modiff

@@ -1,0 +1,49 @@
+#pragma once
+// A diffusion policy paired, for inference, with a guidance module (any
+// compatible one: another seed's, another algorithm's) or with none. Actions
+// for a batch of observations come from one batched denoising pass over all
+// observations x all candidates; the guidance then picks one candidate per
+// observation. LibTorch-free header.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "modiff/agents/artifact.h"
+
+namespace modiff::agents {
+
+struct InferenceOptions {
+  std::string device = "auto";
+  int candidates = 0;       // 0: the policy's default (idql 64, dql 50, cfg 16); 1 without guidance
+  std::string select;       // argmax | softmax | expectile; empty: the policy's default
+  double temperature = 1.0; // softmax over Q / temperature
+  uint64_t seed = 0;
+};
+
+class InferencePolicy {
+ public:
+  // guidance_dir: a guidance artifact, or "" / "none" for the policy alone (one sample).
+  // Throws on incompatible pairings; pairings across datasets add to `warnings`.
+  static InferencePolicy load(const std::string& diffusion_dir, const std::string& guidance_dir,
+                              const InferenceOptions& options, std::vector<std::string>* warnings = nullptr);
+  InferencePolicy(InferencePolicy&&) noexcept;
+  InferencePolicy& operator=(InferencePolicy&&) noexcept;
+  ~InferencePolicy();
+
+  // observations [n, obs_dim] -> actions [n, act_dim], in [-1, 1].
+  void act(const float* observations, int n, double* actions);
+  void reseed(uint64_t seed);
+
+  const ArtifactInfo& diffusion() const;
+  const ArtifactInfo* guidance() const;  // nullptr without guidance
+  int candidates() const;
+  const std::string& select() const;
+
+ private:
+  struct Impl;
+  explicit InferencePolicy(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace modiff::agents

@@ -1,0 +1,71 @@
+#pragma once
+// `modiff train`: a guidance module and a diffusion policy from an offline
+// dataset, on one of two schedules:
+//   joint          : both updated together from step 0 (the published algorithms);
+//   guidance-first : the guidance trained alone for guidance_steps, frozen, then
+//                    the diffusion trained under it for `steps`.
+// With guidance_dir, the diffusion trains under that existing frozen module.
+// Writes OUT/guidance/ and OUT/diffusion/ (weights.pt + manifest.json),
+// OUT/metrics.csv, and OUT/checkpoint/ (atomic, resumable). LibTorch-free header.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "modiff/datasets/d4rl_dataset.h"
+
+namespace modiff::agents {
+
+struct TrainOptions {
+  std::string algo = "idql";        // idql | dql | cfg
+  std::string schedule = "joint";   // joint | guidance-first
+  long steps = 0;                   // diffusion steps (joint: steps of both)
+  long guidance_steps = -1;         // guidance-first: guidance steps (default: steps)
+  std::string guidance_dir;         // train the diffusion under this frozen module
+  std::string guidance_kind;        // iql | twin-q (default: the algorithm's)
+  int batch = 0;                    // 0: the algorithm's (idql, cfg 512; dql 256)
+  uint64_t seed = 0;
+  std::string device = "auto";
+  std::string out = "runs/train";
+  bool resume = false;
+  bool quiet = false;               // no progress line
+  long log_every = 1000;            // metrics.csv rows
+  long checkpoint_every = 10000;    // rounded up to a multiple of log_every
+  double lr = 0;                    // > 0: overrides every learning rate
+  bool normalize_obs = false;       // standardize observations with dataset statistics
+  double eta = 1.0;                 // dql: Q-loss weight
+  // Smaller networks for tests and quick looks (0: the reference sizes).
+  int hidden = 0;                   // critics and denoiser hidden width
+  int block_width = 0;              // ln-resnet inner width
+};
+
+// The dataset as the artifacts record it.
+struct DatasetRef {
+  std::string name, sha256, env_id;  // env_id may be empty (data of no registered env)
+};
+
+struct PhaseRecord {
+  std::string name;  // joint | guidance | diffusion
+  long steps = 0;
+  double seconds = 0;
+  double steps_per_s = 0;
+  long peak_memory_bytes = 0;
+  std::string memory_kind;  // cuda-allocator-peak | cpu-peak-rss
+};
+
+struct TrainResult {
+  std::string guidance_dir, diffusion_dir, metrics_csv;
+  std::vector<PhaseRecord> phases;
+  std::vector<std::string> warnings;
+};
+
+// Loads `dataset` (a file, or a name in the data home, built on first use for
+// bullet-D4RL names) and trains.
+TrainResult train(const std::string& dataset, const TrainOptions& options);
+// Trains on an in-memory dataset.
+TrainResult train_on(const datasets::Dataset& data, const DatasetRef& ref, const TrainOptions& options);
+
+// The dataset file for a name or path; bullet-D4RL suite names are built into
+// the data home on first use (progress on stderr unless quiet).
+std::string resolve_dataset(const std::string& name_or_file, bool quiet);
+
+}  // namespace modiff::agents

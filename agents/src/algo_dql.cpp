@@ -1,0 +1,60 @@
+// Diffusion-QL (Wang et al. 2023; Zhendong-Wang/Diffusion-Policies-for-Offline-RL,
+// agents/ql_diffusion.py). Per joint step: critic update with a' drawn from the
+// EMA policy at s', then the policy update
+//   loss = BC + eta * q_loss,  q_loss = -Q_i(s, pi(s)).mean() / |Q_j(s, pi(s))|.mean().detach()
+// with pi(s) sampled through the whole chain with gradients and the roles of
+// the two critics swapped at random; then the EMA. Under a frozen guidance the
+// same policy loss goes through the frozen (target) critics: no critic
+// gradients, optimizer state or target copies.
+#include "algorithm.h"
+
+namespace modiff::agents {
+namespace {
+
+class Dql : public Algorithm {
+ public:
+  Dql(const AlgorithmConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
+      : Algorithm(g, p, d), eta_(config.eta) {}
+
+  StepMetrics joint_step(const Batch& batch, long step) override {
+    auto next_action = policy_.sample_ema(batch.next_obs);
+    auto g = guidance_.update(batch, next_action);
+    StepMetrics m = policy_step(batch, step);
+    m.critic_loss = g.critic_loss;
+    m.q_mean = g.q_mean;
+    m.q_std = g.q_std;
+    return m;
+  }
+
+  StepMetrics diffusion_step(const Batch& batch, long step) override { return policy_step(batch, step); }
+
+ private:
+  StepMetrics policy_step(const Batch& batch, long step) {
+    policy_.zero_grad();
+    auto bc = policy_.bc_loss(batch.obs, batch.act);
+    auto action = policy_.sample_train(batch.obs);
+    auto [q1, q2] = guidance_.policy_q(batch.obs, action);
+    // The coin is drawn on the device so that a step never waits for the host.
+    auto coin = torch::rand({}, q1.options()) > 0.5;
+    auto q_loss = torch::where(coin, -q1.mean() / q2.abs().mean().detach(), -q2.mean() / q1.abs().mean().detach());
+    auto loss = bc + eta_ * q_loss;
+    loss.backward();
+    policy_.optimizer_step();
+    policy_.update_ema(step);
+    StepMetrics m;
+    m.bc_loss = bc.detach();
+    m.q_loss = q_loss.detach();
+    return m;
+  }
+
+  double eta_;
+};
+
+}  // namespace
+
+std::unique_ptr<Algorithm> make_dql(const AlgorithmConfig& c, GuidanceModule& g, DiffusionModel& p,
+                                    const OfflineData& d) {
+  return std::make_unique<Dql>(c, g, p, d);
+}
+
+}  // namespace modiff::agents

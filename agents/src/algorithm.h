@@ -1,0 +1,56 @@
+#pragma once
+// What an algorithm does in each phase of training. The trainer owns the
+// schedule (joint or guidance-first), checkpoints and logging; an algorithm
+// only says how one step updates the guidance module and the diffusion policy.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "diffusion_policy.h"
+#include "guidance.h"
+#include "offline_data.h"
+
+namespace modiff::agents {
+
+// Device scalars of one step (no host sync); undefined where not applicable.
+struct StepMetrics {
+  torch::Tensor bc_loss, q_loss, critic_loss, value_loss, q_mean, q_std;
+};
+
+struct AlgorithmConfig {
+  double eta = 1.0;  // dql: weight of the normalized Q-loss
+};
+
+class Algorithm {
+ public:
+  Algorithm(GuidanceModule& guidance, DiffusionModel& policy, const OfflineData& data)
+      : guidance_(guidance), policy_(policy), data_(data) {}
+  virtual ~Algorithm() = default;
+
+  // joint schedule: guidance and diffusion updated together, as the published algorithm does.
+  virtual StepMetrics joint_step(const Batch& batch, long step) = 0;
+  // The guidance alone (guidance-first, phase 1): from the data only.
+  StepMetrics guidance_step(const Batch& batch);
+  // Once, when the guidance is frozen and before diffusion training: precompute
+  // what a frozen guidance allows (cfg: every row's label).
+  virtual void on_guidance_frozen() {}
+  // Diffusion under the frozen guidance (guidance-first, phase 2, or --guidance DIR).
+  virtual StepMetrics diffusion_step(const Batch& batch, long step) = 0;
+  // After the last step: anything the saved policy needs (cfg: label statistics).
+  virtual void finish() {}
+
+ protected:
+  // One behavior-cloning update of the diffusion policy (optionally conditioned), with the EMA rule.
+  torch::Tensor bc_update(const Batch& batch, long step, const torch::Tensor& cond = {});
+
+  GuidanceModule& guidance_;
+  DiffusionModel& policy_;
+  const OfflineData& data_;
+};
+
+// idql | dql | cfg
+std::unique_ptr<Algorithm> make_algorithm(const std::string& name, const AlgorithmConfig& config,
+                                          GuidanceModule& guidance, DiffusionModel& policy, const OfflineData& data);
+
+}  // namespace modiff::agents

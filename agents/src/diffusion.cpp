@@ -1,0 +1,98 @@
+#include "diffusion.h"
+
+#include <cmath>
+
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+NoiseSchedule NoiseSchedule::make(const std::string& kind, int steps, torch::Device device) {
+  if (steps < 1 || steps > 1000) throw Error("diffusion steps must be within 1..1000, got " + std::to_string(steps));
+  std::vector<double> betas(steps);
+  const double T = steps;
+  if (kind == "vp") {
+    // The variance-preserving SDE discretized (Song et al.), as IDQL and Diffusion-QL use it.
+    const double b_min = 0.1, b_max = 10.0;
+    for (int i = 0; i < steps; ++i) {
+      const double t = i + 1;
+      betas[i] = 1 - std::exp(-b_min / T - 0.5 * (b_max - b_min) * (2 * t - 1) / (T * T));
+    }
+  } else if (kind == "cosine") {
+    // Nichol & Dhariwal: alphabar(t) = cos^2(((t / T) + s) / (1 + s) * pi / 2), s = 0.008.
+    auto alphabar = [&](double t) { return std::pow(std::cos((t / T + 0.008) / 1.008 * M_PI / 2), 2); };
+    for (int i = 0; i < steps; ++i) betas[i] = std::min(1 - alphabar(i + 1) / alphabar(i), 0.999);
+  } else if (kind == "linear") {
+    // Ho et al.'s 1e-4 .. 2e-2 over 1000 steps, rescaled to T steps so that the total noise is alike.
+    const double scale = 1000.0 / T;
+    for (int i = 0; i < steps; ++i)
+      betas[i] = std::min(scale * (1e-4 + (2e-2 - 1e-4) * (steps == 1 ? 0.0 : i / (T - 1))), 0.999);
+  } else {
+    throw Error("unknown noise schedule '" + kind + "' (vp, cosine, linear)");
+  }
+  NoiseSchedule s;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  s.betas = torch::tensor(betas, opts).to(torch::kFloat32).to(device);
+  s.alphas = 1 - s.betas;
+  s.alphas_cumprod = torch::cumprod(s.alphas, 0);
+  return s;
+}
+
+Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
+    : config_(config),
+      act_dim_(act_dim), schedule_(NoiseSchedule::make(config.schedule, config.steps, device)) {
+  if (config.sampler != "eps-clip" && config.sampler != "posterior")
+    throw Error("unknown sampler '" + config.sampler + "' (eps-clip, posterior)");
+  if (config.loss != "sum" && config.loss != "mean") throw Error("unknown diffusion loss '" + config.loss + "' (sum, mean)");
+  auto cpu = [](const torch::Tensor& t) {
+    auto c = t.to(torch::kCPU).to(torch::kFloat64).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  beta_ = cpu(schedule_.betas);
+  alpha_ = cpu(schedule_.alphas);
+  alphabar_ = cpu(schedule_.alphas_cumprod);
+}
+
+torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
+  const long batch = x0.size(0);
+  auto t = torch::randint(config_.steps, {batch, 1}, x0.options().dtype(torch::kLong));
+  auto abar = schedule_.alphas_cumprod.index_select(0, t.view(-1)).view({batch, 1});
+  auto noise = torch::randn_like(x0);
+  auto x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise;
+  auto err = (model.forward(x_t, t.to(x0.scalar_type()), obs, cond) - noise).pow(2);
+  return config_.loss == "sum" ? err.sum(1).mean() : err.mean();
+}
+
+torch::Tensor Ddpm::predict(Denoiser& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
+                            const torch::Tensor& cond, double guide_weight) {
+  if (!cond.defined() || guide_weight == 1.0) return model.forward(x, t, obs, cond);
+  // One pass over [conditional; unconditional]: the null condition is all zeros.
+  auto both = model.forward(torch::cat({x, x}), torch::cat({t, t}), torch::cat({obs, obs}),
+                            torch::cat({cond, torch::zeros_like(cond)}));
+  auto parts = both.chunk(2, 0);
+  return parts[1] + guide_weight * (parts[0] - parts[1]);
+}
+
+torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,
+                           c10::optional<at::Generator> generator) {
+  const long batch = obs.size(0);
+  auto noise = [&] { return torch::randn({batch, act_dim_}, generator, obs.options()); };
+  auto x = noise();
+  for (int i = config_.steps - 1; i >= 0; --i) {
+    auto t = torch::full({batch, 1}, static_cast<double>(i), obs.options());
+    auto eps = predict(model, x, t, obs, cond, guide_weight);
+    const double beta = beta_[i], alpha = alpha_[i], abar = alphabar_[i];
+    if (config_.sampler == "eps-clip") {
+      x = (x - (beta / std::sqrt(1 - abar)) * eps) / std::sqrt(alpha);
+      if (i > 0) x = x + std::sqrt(beta) * noise();
+      x = torch::clamp(x, -1.0, 1.0);
+    } else {
+      auto x0 = torch::clamp(std::sqrt(1 / abar) * x - std::sqrt(1 / abar - 1) * eps, -1.0, 1.0);
+      const double abar_prev = i > 0 ? alphabar_[i - 1] : 1.0;
+      x = (beta * std::sqrt(abar_prev) / (1 - abar)) * x0 + ((1 - abar_prev) * std::sqrt(alpha) / (1 - abar)) * x;
+      if (i > 0) x = x + std::sqrt(beta * (1 - abar_prev) / (1 - abar)) * noise();
+    }
+  }
+  return torch::clamp(x, -1.0, 1.0);
+}
+
+}  // namespace modiff::agents

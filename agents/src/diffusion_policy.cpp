@@ -1,0 +1,103 @@
+#include "diffusion_policy.h"
+
+namespace modiff::agents {
+
+DiffusionPolicyConfig idql_policy_defaults() {
+  DiffusionPolicyConfig c;  // the struct's defaults are IDQL's
+  c.adam.weight_decay = 1e-4;  // optax.adamw's default, which IDQL keeps
+  return c;
+}
+
+DiffusionPolicyConfig dql_policy_defaults() {
+  DiffusionPolicyConfig c;
+  c.denoiser.kind = "mlp";
+  c.denoiser.hidden = 256;
+  c.denoiser.blocks = 3;
+  c.denoiser.time_dim = 16;
+  c.denoiser.dropout = 0;
+  c.denoiser.activation = Activation::Mish;
+  c.diffusion.sampler = "posterior";
+  c.diffusion.loss = "mean";
+  c.adam.max_grad_norm = 9.0;  // per dataset, set by the trainer
+  c.ema_rate = 0.005;          // decay 0.995
+  c.ema_start = 1000;
+  c.ema_every = 5;
+  c.sample_with_ema = false;
+  c.candidates = 50;
+  c.select = "softmax";
+  return c;
+}
+
+DiffusionPolicyConfig cfg_policy_defaults() {
+  DiffusionPolicyConfig c = idql_policy_defaults();
+  c.denoiser.cond_dim = 2;
+  c.candidates = 16;
+  return c;
+}
+
+DiffusionModel::DiffusionModel(const DiffusionPolicyConfig& config, int obs_dim, int act_dim,
+                               const Normalizer& normalizer, torch::Device device, bool trainable)
+    : config_(config), normalizer_(normalizer), ddpm_(config.diffusion, act_dim, device) {
+  net_ = make_denoiser(config.denoiser, obs_dim, act_dim);
+  ema_net_ = make_denoiser(config.denoiser, obs_dim, act_dim);
+  net_->to(device);
+  ema_net_->to(device);
+  params_ = flatten_parameters(*net_, trainable);
+  ema_params_ = flatten_parameters(*ema_net_, false);
+  blend_into(ema_params_, params_, 1.0);
+  ema_net_->eval();
+  if (trainable) optimizer_ = std::make_unique<FlatAdam>(params_, config.adam);
+  train_mode(trainable);
+}
+
+torch::Tensor DiffusionModel::bc_loss(const torch::Tensor& obs, const torch::Tensor& act, const torch::Tensor& cond) {
+  return ddpm_.loss(*net_, act, normalizer_.apply(obs), cond);
+}
+
+torch::Tensor DiffusionModel::sample_train(const torch::Tensor& obs) {
+  return ddpm_.sample(*net_, normalizer_.apply(obs));
+}
+
+torch::Tensor DiffusionModel::sample_ema(const torch::Tensor& obs) {
+  torch::NoGradGuard no_grad;
+  return ddpm_.sample(*ema_net_, normalizer_.apply(obs));
+}
+
+torch::Tensor DiffusionModel::sample_inference(const torch::Tensor& obs, c10::optional<at::Generator> generator) {
+  torch::NoGradGuard no_grad;
+  Denoiser& model = config_.sample_with_ema ? *ema_net_ : *net_;
+  torch::Tensor cond;
+  if (conditioned()) cond = condition(torch::full({obs.size(0), 1}, target_label, obs.options()));
+  return ddpm_.sample(model, normalizer_.apply(obs), cond, conditioned() ? config_.guide_weight : 1.0, generator);
+}
+
+torch::Tensor DiffusionModel::condition(const torch::Tensor& label) {
+  return torch::cat({label, torch::ones_like(label)}, 1);
+}
+
+torch::Tensor DiffusionModel::drop_conditions(const torch::Tensor& cond) {
+  auto keep = (torch::rand({cond.size(0), 1}, cond.options()) >= config_.cond_dropout).to(cond.scalar_type());
+  return cond * keep;
+}
+
+torch::Tensor DiffusionModel::optimizer_step() { return optimizer_->step(); }
+
+void DiffusionModel::update_ema(long step) {
+  if (step % config_.ema_every != 0) return;
+  blend_into(ema_params_, params_, step < config_.ema_start ? 1.0 : config_.ema_rate);
+}
+
+void DiffusionModel::train_mode(bool on) { net_->train(on); }
+
+std::vector<std::pair<std::string, torch::Tensor>> DiffusionModel::weights() {
+  return {{"model", params_.values}, {"ema", ema_params_.values}};
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> DiffusionModel::state() {
+  auto s = weights();
+  if (optimizer_)
+    for (auto& [name, t] : optimizer_->state()) s.push_back({"adam_" + name, t});
+  return s;
+}
+
+}  // namespace modiff::agents

@@ -1,0 +1,59 @@
+#pragma once
+// All parameters of a module in one contiguous tensor, the parameters being
+// views into it. Optimizer steps, gradient clipping, EMA and Polyak updates
+// and checkpoints then cost a handful of whole-tensor kernels however many
+// layers the network has (the eager loop of small networks is launch-bound),
+// and nothing in an update needs the host: the learning rate and the step
+// count live on the device, so an update can be captured in a CUDA graph.
+#include <torch/torch.h>
+
+namespace modiff::agents {
+
+struct FlatParams {
+  torch::Tensor values;  // [n]
+  torch::Tensor grads;   // [n]; the parameters' .grad are views of it (undefined when frozen)
+};
+
+// Moves the module's parameters into one flat tensor (on the device they are
+// on). With `trainable`, also gives them flat gradient storage; otherwise the
+// parameters stop requiring gradients (a frozen module or a target copy).
+FlatParams flatten_parameters(torch::nn::Module& module, bool trainable);
+
+// Sets every gradient to zero in place (autograd then accumulates into the views).
+void zero_grads(FlatParams& p);
+
+// Scales gradients so that their global L2 norm is at most max_norm; returns
+// the norm before clipping as a device tensor (no host sync).
+torch::Tensor clip_grad_norm(FlatParams& p, double max_norm);
+
+// target <- target + rate * (source - target) (Polyak averaging, EMA); rate may be a device tensor.
+void blend_into(FlatParams& target, const FlatParams& source, double rate);
+void blend_into(FlatParams& target, const FlatParams& source, const torch::Tensor& rate);
+
+// Adam (Kingma & Ba) or AdamW (decoupled weight decay), with an optional
+// cosine decay of the learning rate to zero over decay_steps and optional
+// gradient-norm clipping, on one FlatParams.
+struct AdamConfig {
+  double lr = 3e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0;  // > 0: AdamW
+  long decay_steps = 0;     // > 0: cosine decay over that many steps
+  double max_grad_norm = 0; // > 0: clip before the step
+};
+
+class FlatAdam {
+ public:
+  FlatAdam(FlatParams& params, const AdamConfig& config);
+  // One update from the current gradients; returns the gradient norm (device tensor, before clipping).
+  torch::Tensor step();
+  // Optimizer state by name, for checkpoints (m, v, step).
+  std::vector<std::pair<std::string, torch::Tensor>> state();
+  long state_bytes() const;
+
+ private:
+  FlatParams& params_;
+  AdamConfig config_;
+  torch::Tensor m_, v_, step_;
+};
+
+}  // namespace modiff::agents

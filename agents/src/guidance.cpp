@@ -1,0 +1,107 @@
+#include "guidance.h"
+
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+GuidanceConfig iql_guidance_defaults() { return GuidanceConfig{}; }
+
+GuidanceConfig twin_q_guidance_defaults() {
+  GuidanceConfig c;
+  c.kind = "twin-q";
+  c.layers = 3;
+  c.activation = Activation::Mish;
+  c.scale_rewards = false;
+  c.max_grad_norm = 9.0;  // Diffusion-QL's hopper-medium value; the trainer picks the dataset's
+  return c;
+}
+
+GuidanceModule::GuidanceModule(const GuidanceConfig& config, int obs_dim, int act_dim, const Normalizer& normalizer,
+                               double reward_scale, torch::Device device)
+    : config_(config), normalizer_(normalizer), reward_scale_(reward_scale) {
+  if (config.kind != "iql" && config.kind != "twin-q")
+    throw Error("unknown guidance kind '" + config.kind + "' (iql, twin-q)");
+  q_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation);
+  q_target_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation);
+  q_->to(device);
+  q_target_->to(device);
+  q_params_ = flatten_parameters(*q_, true);
+  q_target_params_ = flatten_parameters(*q_target_, false);
+  blend_into(q_target_params_, q_params_, 1.0);
+  AdamConfig adam;
+  adam.lr = config.lr;
+  adam.decay_steps = config.lr_decay_steps;
+  adam.max_grad_norm = config.max_grad_norm;
+  q_optimizer_ = std::make_unique<FlatAdam>(q_params_, adam);
+  if (has_v()) {
+    v_ = Mlp(obs_dim, std::vector<int>(config.layers, config.hidden), 1, config.activation, /*layer_norm_input=*/true);
+    v_->to(device);
+    v_params_ = flatten_parameters(*v_, true);
+    v_optimizer_ = std::make_unique<FlatAdam>(v_params_, adam);
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> GuidanceModule::target_q(const torch::Tensor& obs, const torch::Tensor& act) {
+  return q_target_->forward(normalizer_.apply(obs), act);
+}
+
+torch::Tensor GuidanceModule::q_min(const torch::Tensor& obs, const torch::Tensor& act) {
+  auto [q1, q2] = target_q(obs, act);
+  return torch::min(q1, q2);
+}
+
+torch::Tensor GuidanceModule::v(const torch::Tensor& obs) {
+  if (!has_v()) throw Error("guidance '" + config_.kind + "' has no V(s)");
+  return v_->forward(normalizer_.apply(obs));
+}
+
+std::pair<torch::Tensor, torch::Tensor> GuidanceModule::policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
+  return frozen_ ? target_q(obs, act) : q_->forward(normalizer_.apply(obs), act);
+}
+
+GuidanceMetrics GuidanceModule::update(const Batch& batch, const torch::Tensor& next_action) {
+  if (frozen_) throw Error("internal: update of a frozen guidance module");
+  return has_v() ? update_iql(batch) : update_twin_q(batch, next_action);
+}
+
+void GuidanceModule::freeze() {
+  frozen_ = true;
+  q_optimizer_.reset();
+  v_optimizer_.reset();
+  q_ = nullptr;
+  q_params_ = {};
+  if (v_) {
+    v_params_.grads = torch::Tensor();
+    for (auto& p : v_->parameters()) {
+      p.mutable_grad() = torch::Tensor();
+      p.set_requires_grad(false);
+    }
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> GuidanceModule::weights() {
+  std::vector<std::pair<std::string, torch::Tensor>> w = {{"q_target", q_target_params_.values}};
+  if (has_v()) w.push_back({"v", v_params_.values});
+  return w;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> GuidanceModule::state() {
+  auto s = weights();
+  if (frozen_) return s;
+  s.push_back({"q", q_params_.values});
+  for (auto& [name, t] : q_optimizer_->state()) s.push_back({"q_adam_" + name, t});
+  if (v_optimizer_)
+    for (auto& [name, t] : v_optimizer_->state()) s.push_back({"v_adam_" + name, t});
+  return s;
+}
+
+long GuidanceModule::parameter_count() const {
+  return q_target_params_.values.numel() + (v_params_.values.defined() ? v_params_.values.numel() : 0);
+}
+
+torch::Tensor expectile_loss(const torch::Tensor& diff, double expectile) {
+  auto weight = torch::where(diff > 0, torch::full_like(diff, expectile), torch::full_like(diff, 1 - expectile));
+  return (weight * diff.pow(2)).mean();
+}
+
+}  // namespace modiff::agents

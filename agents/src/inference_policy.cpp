@@ -1,0 +1,103 @@
+// Pairing a diffusion policy with a guidance module for inference: the
+// candidates of all observations go through one batched denoising pass, the
+// guidance scores them, and one is kept per observation:
+//   argmax    : the highest min target Q (IDQL's default);
+//   softmax   : sampled with probabilities softmax(Q / temperature) (Diffusion-QL);
+//   expectile : sampled with IQL's expectile weights, tau where Q > V, 1 - tau elsewhere (IDQL's variant).
+#include "modiff/agents/inference_policy.h"
+
+#include "artifact_io.h"
+#include "cuda_support.h"
+#include "modiff/agents/device.h"
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+struct InferencePolicy::Impl {
+  torch::Device device{torch::kCPU};
+  ArtifactInfo diffusion_info, guidance_info;
+  std::unique_ptr<DiffusionModel> policy;
+  std::unique_ptr<GuidanceModule> guidance;
+  int candidates = 1;
+  std::string select = "argmax";
+  double temperature = 1.0;
+  at::Generator generator;
+};
+
+InferencePolicy::InferencePolicy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+InferencePolicy::InferencePolicy(InferencePolicy&&) noexcept = default;
+InferencePolicy& InferencePolicy::operator=(InferencePolicy&&) noexcept = default;
+InferencePolicy::~InferencePolicy() = default;
+
+InferencePolicy InferencePolicy::load(const std::string& diffusion_dir, const std::string& guidance_dir,
+                                      const InferenceOptions& options, std::vector<std::string>* warnings) {
+  auto impl = std::make_unique<Impl>();
+  const DeviceChoice choice = resolve_device(options.device);
+  impl->device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  impl->diffusion_info = read_artifact(diffusion_dir, "diffusion");
+  const bool guided = !guidance_dir.empty() && guidance_dir != "none";
+  if (guided) {
+    impl->guidance_info = read_artifact(guidance_dir, "guidance");
+    auto w = check_pairing(impl->diffusion_info, impl->guidance_info);
+    if (warnings) warnings->insert(warnings->end(), w.begin(), w.end());
+  }
+  impl->policy = load_diffusion(diffusion_dir, impl->device);
+  const auto& cfg = impl->policy->config();
+  if (options.candidates < 0) throw Error("--candidates must be positive");
+  if (options.temperature <= 0) throw Error("--temperature must be positive");
+  impl->select = options.select.empty() ? cfg.select : options.select;
+  if (impl->select != "argmax" && impl->select != "softmax" && impl->select != "expectile")
+    throw Error("--select must be argmax, softmax or expectile, got '" + impl->select + "'");
+  if (guided) {
+    impl->guidance = load_guidance(guidance_dir, impl->device);
+    impl->candidates = options.candidates > 0 ? options.candidates : cfg.candidates;
+    if (impl->select == "expectile" && !impl->guidance->has_v())
+      throw Error("--select expectile needs a guidance with V(s) (iql); " + guidance_dir + " is " +
+                  impl->guidance_info.algorithm);
+  } else {
+    if (options.candidates > 1) throw Error("--candidates " + std::to_string(options.candidates) + " needs a guidance module to choose among them");
+    impl->candidates = 1;
+  }
+  impl->temperature = options.temperature;
+  impl->generator = make_generator(impl->device, options.seed);
+  return InferencePolicy(std::move(impl));
+}
+
+void InferencePolicy::reseed(uint64_t seed) { impl_->generator.set_current_seed(seed); }
+
+const ArtifactInfo& InferencePolicy::diffusion() const { return impl_->diffusion_info; }
+const ArtifactInfo* InferencePolicy::guidance() const { return impl_->guidance ? &impl_->guidance_info : nullptr; }
+int InferencePolicy::candidates() const { return impl_->candidates; }
+const std::string& InferencePolicy::select() const { return impl_->select; }
+
+void InferencePolicy::act(const float* observations, int n, double* actions) {
+  torch::NoGradGuard no_grad;
+  auto& m = *impl_;
+  const int obs_dim = m.diffusion_info.obs_dim, act_dim = m.diffusion_info.act_dim, k = m.candidates;
+  auto obs = torch::from_blob(const_cast<float*>(observations), {n, obs_dim}, torch::kFloat32).to(m.device);
+  torch::Tensor chosen;
+  if (!m.guidance) {
+    chosen = m.policy->sample_inference(obs, m.generator);
+  } else {
+    auto repeated = obs.repeat_interleave(k, 0);                 // [n k, obs]
+    auto cands = m.policy->sample_inference(repeated, m.generator);  // [n k, act]
+    auto q = m.guidance->q_min(repeated, cands).view({n, k});
+    torch::Tensor pick;
+    if (m.select == "argmax") {
+      pick = q.argmax(1);
+    } else if (m.select == "softmax") {
+      pick = torch::multinomial(torch::softmax(q / m.temperature, 1), 1, false, m.generator).view(-1);
+    } else {
+      const double tau = m.guidance->config().expectile;
+      auto adv = q - m.guidance->v(repeated).view({n, k});
+      auto weights = torch::where(adv > 0, torch::full_like(adv, tau), torch::full_like(adv, 1 - tau));
+      pick = torch::multinomial(weights, 1, false, m.generator).view(-1);
+    }
+    auto rows = torch::arange(n, pick.options()) * k + pick;
+    chosen = cands.index_select(0, rows);
+  }
+  auto host = chosen.to(torch::kCPU).to(torch::kFloat64).contiguous();
+  std::memcpy(actions, host.data_ptr<double>(), sizeof(double) * n * act_dim);
+}
+
+}  // namespace modiff::agents

@@ -1,0 +1,152 @@
+#include "networks.h"
+
+#include <cmath>
+
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+Activation parse_activation(const std::string& name) {
+  if (name == "relu") return Activation::Relu;
+  if (name == "mish") return Activation::Mish;
+  if (name == "silu" || name == "swish") return Activation::Silu;
+  throw Error("unknown activation '" + name + "' (relu, mish, silu)");
+}
+
+std::string activation_name(Activation a) {
+  switch (a) {
+    case Activation::Relu: return "relu";
+    case Activation::Mish: return "mish";
+    case Activation::Silu: return "silu";
+  }
+  return "?";
+}
+
+torch::Tensor activate(Activation a, const torch::Tensor& x) {
+  switch (a) {
+    case Activation::Relu: return torch::relu(x);
+    case Activation::Mish: return x * torch::tanh(torch::softplus(x));
+    case Activation::Silu: return torch::silu(x);
+  }
+  return x;
+}
+
+MlpImpl::MlpImpl(int in, const std::vector<int>& hidden, int out, Activation act, bool layer_norm_input)
+    : activation(act) {
+  if (layer_norm_input) input_norm = register_module("input_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({in})));
+  int width = in;
+  std::vector<int> sizes = hidden;
+  sizes.push_back(out);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    layers.push_back(register_module("fc" + std::to_string(i), torch::nn::Linear(width, sizes[i])));
+    width = sizes[i];
+  }
+}
+
+torch::Tensor MlpImpl::forward(torch::Tensor x) {
+  if (input_norm) x = input_norm->forward(x);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    x = layers[i]->forward(x);
+    if (i + 1 < layers.size()) x = activate(activation, x);
+  }
+  return x;
+}
+
+TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation activation) {
+  const std::vector<int> sizes(layers, hidden);
+  q1 = register_module("q1", Mlp(obs_dim + act_dim, sizes, 1, activation));
+  q2 = register_module("q2", Mlp(obs_dim + act_dim, sizes, 1, activation));
+}
+
+std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& obs, const torch::Tensor& act) {
+  auto x = torch::cat({obs, act}, 1);
+  return {q1->forward(x), q2->forward(x)};
+}
+
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim) {
+  const int half = dim / 2;
+  const double scale = std::log(10000.0) / (half - 1);
+  auto freqs = torch::exp(torch::arange(half, t.options()) * -scale);
+  auto args = t.reshape({-1, 1}) * freqs.reshape({1, -1});
+  return torch::cat({args.sin(), args.cos()}, 1);
+}
+
+FourierFeaturesImpl::FourierFeaturesImpl(int out_dim) {
+  kernel = register_parameter("kernel", torch::randn({out_dim / 2, 1}) * 0.2);
+}
+
+torch::Tensor FourierFeaturesImpl::forward(const torch::Tensor& t) {
+  auto f = 2 * M_PI * torch::matmul(t, kernel.t());
+  return torch::cat({f.cos(), f.sin()}, 1);
+}
+
+namespace {
+
+// IDQL's actor: time features -> MLP; Dense(hidden) over [x, s, time (, cond)];
+// residual blocks [Dropout, LayerNorm, Dense(width), act, Dense(hidden)] + skip; act; Dense(act_dim).
+struct LnResnetDenoiser : Denoiser {
+  LnResnetDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : activation(c.activation) {
+    time_features = register_module("time_features", FourierFeatures(c.time_dim));
+    time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim * 2, c.activation));
+    input = register_module("input", torch::nn::Linear(act_dim + obs_dim + c.time_dim * 2 + c.cond_dim, c.hidden));
+    for (int b = 0; b < c.blocks; ++b) {
+      const std::string p = "block" + std::to_string(b);
+      dropouts.push_back(register_module(p + "_dropout", torch::nn::Dropout(c.dropout)));
+      norms.push_back(register_module(p + "_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden}))));
+      expand.push_back(register_module(p + "_expand", torch::nn::Linear(c.hidden, c.block_width)));
+      contract.push_back(register_module(p + "_contract", torch::nn::Linear(c.block_width, c.hidden)));
+    }
+    output = register_module("output", torch::nn::Linear(c.hidden, act_dim));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
+                        const torch::Tensor& cond) override {
+    auto time = time_mlp->forward(time_features->forward(t));
+    auto h = cond.defined() ? torch::cat({x, obs, time, cond}, 1) : torch::cat({x, obs, time}, 1);
+    h = input->forward(h);
+    for (size_t b = 0; b < norms.size(); ++b) {
+      auto r = norms[b]->forward(dropouts[b]->forward(h));
+      r = contract[b]->forward(activate(activation, expand[b]->forward(r)));
+      h = h + r;
+    }
+    return output->forward(activate(activation, h));
+  }
+
+  Activation activation;
+  FourierFeatures time_features{nullptr};
+  Mlp time_mlp{nullptr};
+  torch::nn::Linear input{nullptr}, output{nullptr};
+  std::vector<torch::nn::Dropout> dropouts;
+  std::vector<torch::nn::LayerNorm> norms;
+  std::vector<torch::nn::Linear> expand, contract;
+};
+
+// Diffusion-QL's actor: sinusoidal(time_dim) -> Linear(2 time_dim) -> Mish -> Linear(time_dim);
+// [x, time, s (, cond)] -> blocks x (Linear hidden, Mish) -> Linear(act_dim).
+struct MlpDenoiser : Denoiser {
+  MlpDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : time_dim(c.time_dim) {
+    time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim, c.activation));
+    body = register_module("body", Mlp(act_dim + c.time_dim + obs_dim + c.cond_dim, std::vector<int>(c.blocks, c.hidden),
+                                       act_dim, c.activation));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
+                        const torch::Tensor& cond) override {
+    auto time = time_mlp->forward(sinusoidal_embedding(t, time_dim));
+    auto h = cond.defined() ? torch::cat({x, time, obs, cond}, 1) : torch::cat({x, time, obs}, 1);
+    return body->forward(h);
+  }
+
+  int time_dim;
+  Mlp time_mlp{nullptr}, body{nullptr};
+};
+
+}  // namespace
+
+std::shared_ptr<Denoiser> make_denoiser(const DenoiserConfig& config, int obs_dim, int act_dim) {
+  if (config.kind == "ln-resnet") return std::make_shared<LnResnetDenoiser>(config, obs_dim, act_dim);
+  if (config.kind == "mlp") return std::make_shared<MlpDenoiser>(config, obs_dim, act_dim);
+  throw Error("unknown denoiser '" + config.kind + "' (ln-resnet, mlp)");
+}
+
+}  // namespace modiff::agents

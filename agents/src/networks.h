@@ -1,0 +1,69 @@
+#pragma once
+// Building blocks shared by guidance modules and denoisers: MLPs with a choice
+// of activation, the two time featurizations of the reference denoisers, and
+// the denoisers themselves (IDQL's LN-ResNet, Diffusion-QL's MLP).
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace modiff::agents {
+
+enum class Activation { Relu, Mish, Silu };
+Activation parse_activation(const std::string& name);  // relu | mish | silu (swish)
+std::string activation_name(Activation a);
+torch::Tensor activate(Activation a, const torch::Tensor& x);
+
+// Linear layers with `activation` between them (none after the last);
+// optionally a LayerNorm on the input (IQL's value network).
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int in, const std::vector<int>& hidden, int out, Activation activation, bool layer_norm_input = false);
+  torch::Tensor forward(torch::Tensor x);
+  std::vector<torch::nn::Linear> layers;
+  torch::nn::LayerNorm input_norm{nullptr};
+  Activation activation;
+};
+TORCH_MODULE(Mlp);
+
+// Two independent Q networks Q(s, a) (twin critics, clipped double-Q).
+struct TwinQImpl : torch::nn::Module {
+  TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation activation);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& obs, const torch::Tensor& act);
+  Mlp q1{nullptr}, q2{nullptr};
+};
+TORCH_MODULE(TwinQ);
+
+// Diffusion-QL's sinusoidal embedding of the step index: [sin(t f_k), cos(t f_k)].
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim);
+
+// IDQL's learnable Fourier features: [cos(2 pi t W), sin(2 pi t W)], W ~ N(0, 0.2^2).
+struct FourierFeaturesImpl : torch::nn::Module {
+  explicit FourierFeaturesImpl(int out_dim);
+  torch::Tensor forward(const torch::Tensor& t);  // t: [B, 1]
+  torch::Tensor kernel;                           // [out_dim / 2, 1]
+};
+TORCH_MODULE(FourierFeatures);
+
+// Which network predicts the noise, and its sizes. Saved in every diffusion manifest.
+struct DenoiserConfig {
+  std::string kind = "ln-resnet";  // ln-resnet (IDQL) | mlp (Diffusion-QL)
+  int hidden = 256;
+  int blocks = 3;                  // ln-resnet residual blocks / mlp hidden layers
+  int block_width = 1024;          // ln-resnet inner width
+  double dropout = 0.1;            // ln-resnet
+  int time_dim = 128;              // Fourier features (ln-resnet) or sinusoidal (mlp: 16)
+  Activation activation = Activation::Silu;
+  int cond_dim = 0;                // 0, or 2 for classifier-free label conditioning [label, present]
+};
+
+// eps_hat(x_t, t, s, c). t is the step index (0 .. T-1) as a float column [B, 1];
+// cond is [B, cond_dim] or undefined when cond_dim is 0.
+struct Denoiser : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
+                                const torch::Tensor& cond) = 0;
+};
+
+std::shared_ptr<Denoiser> make_denoiser(const DenoiserConfig& config, int obs_dim, int act_dim);
+
+}  // namespace modiff::agents

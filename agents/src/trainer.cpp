@@ -1,0 +1,491 @@
+// The training driver: builds the guidance module, the diffusion policy and
+// the algorithm, runs the schedule's phases, logs metrics, checkpoints
+// atomically (weights, optimizer state, EMA, RNG state), resumes, and writes
+// the two artifacts with their manifests.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "algorithm.h"
+#include "artifact_io.h"
+#include "modiff/agents/artifact.h"
+#include "modiff/agents/behavior_suite.h"
+#include "modiff/agents/device.h"
+#include "modiff/agents/train.h"
+#include "modiff/common/atomic_file.h"
+#include "modiff/common/error.h"
+#include "modiff/common/peak_memory.h"
+#include "modiff/common/remove_tree.h"
+#include "modiff/datasets/data_home.h"
+#include "modiff/datasets/sha256.h"
+#include "modiff/envs/env_spec.h"
+#include "cuda_support.h"
+
+namespace modiff::agents {
+
+namespace fs = std::filesystem;
+
+std::string resolve_dataset(const std::string& arg, bool quiet) {
+  if (fs::is_regular_file(arg)) return arg;
+  datasets::check_dataset_name(arg);
+  const std::string path = datasets::dataset_path(arg);
+  if (fs::exists(path)) return path;
+  for (const auto& entry : datasets::suite()) {
+    if (entry.name != arg) continue;
+    if (!quiet) std::fprintf(stderr, "building %s on first use -> %s\n", arg.c_str(), path.c_str());
+    datasets::write_d4rl_file(path, build_suite_dataset(entry, SuiteBuildOptions{}));
+    return path;
+  }
+  throw Error("dataset '" + arg + "' is neither a file nor in the data home (" + path + "); see `modiff data list`");
+}
+
+TrainResult train(const std::string& dataset, const TrainOptions& options) {
+  const std::string path = resolve_dataset(dataset, options.quiet);
+  const datasets::Dataset data = datasets::read_d4rl_file(path);
+  DatasetRef ref;
+  ref.name = data.attributes.name.empty() ? fs::path(path).stem().string() : data.attributes.name;
+  ref.sha256 = datasets::sha256_file(path);
+  ref.env_id = data.attributes.env_id;
+  return train_on(data, ref, options);
+}
+
+namespace {
+
+// Diffusion-QL's gradient-norm limits per locomotion dataset (its hyperparameter table).
+double dql_grad_norm(const std::string& dataset_name) {
+  struct Entry {
+    const char* env;
+    double medium, replay, expert_mix;
+  };
+  static const Entry table[] = {{"hopper", 9, 4, 5}, {"halfcheetah", 9, 2, 7}, {"walker2d", 1, 4, 5}};
+  for (const auto& e : table) {
+    if (dataset_name.find(e.env) == std::string::npos) continue;
+    if (dataset_name.find("medium-replay") != std::string::npos) return e.replay;
+    if (dataset_name.find("medium-expert") != std::string::npos) return e.expert_mix;
+    if (dataset_name.find("medium") != std::string::npos) return e.medium;
+  }
+  return 5.0;  // datasets outside the table (ant, random, expert): a middle value
+}
+
+struct Setup {
+  GuidanceConfig guidance;
+  DiffusionPolicyConfig policy;
+  int batch = 0;
+};
+
+Setup configure(const TrainOptions& o, const DatasetRef& ref) {
+  Setup s;
+  if (o.algo == "idql") {
+    s.policy = idql_policy_defaults();
+    s.batch = 512;
+  } else if (o.algo == "dql") {
+    s.policy = dql_policy_defaults();
+    s.batch = 256;
+  } else if (o.algo == "cfg") {
+    s.policy = cfg_policy_defaults();
+    s.batch = 512;
+  } else {
+    throw Error("--algo must be idql, dql or cfg, got '" + o.algo + "'");
+  }
+  std::string kind = o.guidance_kind.empty() ? (o.algo == "dql" ? "twin-q" : "iql") : o.guidance_kind;
+  if (kind == "iql") {
+    s.guidance = iql_guidance_defaults();
+  } else if (kind == "twin-q") {
+    s.guidance = twin_q_guidance_defaults();
+    s.guidance.max_grad_norm = dql_grad_norm(ref.name);
+    s.guidance.lr_decay_steps = o.schedule == "joint" ? o.steps : (o.guidance_steps < 0 ? o.steps : o.guidance_steps);
+  } else {
+    throw Error("--guidance-kind must be iql or twin-q, got '" + kind + "'");
+  }
+  if (o.algo == "dql") s.policy.adam.max_grad_norm = dql_grad_norm(ref.name);
+  s.policy.adam.decay_steps = o.steps;
+  if (o.batch > 0) s.batch = o.batch;
+  if (o.hidden > 0) {
+    s.guidance.hidden = o.hidden;
+    s.policy.denoiser.hidden = o.hidden;
+  }
+  if (o.block_width > 0) s.policy.denoiser.block_width = o.block_width;
+  if (o.lr > 0) {
+    s.guidance.lr = o.lr;
+    s.policy.adam.lr = o.lr;
+  }
+  s.guidance.normalize_obs = s.policy.normalize_obs = o.normalize_obs;
+  return s;
+}
+
+nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref) {
+  return {{"algo", o.algo},   {"schedule", o.schedule},      {"steps", o.steps},
+          {"guidance_steps", o.guidance_steps}, {"guidance_dir", o.guidance_dir}, {"guidance_kind", o.guidance_kind},
+          {"batch", o.batch}, {"seed", o.seed},              {"lr", o.lr},
+          {"normalize_obs", o.normalize_obs}, {"eta", o.eta}, {"hidden", o.hidden},
+          {"block_width", o.block_width}, {"dataset_sha256", ref.sha256}};
+}
+
+// Sums of each metric over a logging interval, on the device.
+class MetricsLog {
+ public:
+  static constexpr const char* kHeader = "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,step_ms";
+
+  void add(const StepMetrics& m) {
+    const torch::Tensor values[] = {m.bc_loss, m.q_loss, m.critic_loss, m.value_loss, m.q_mean, m.q_std};
+    for (int k = 0; k < 6; ++k) {
+      if (!values[k].defined()) continue;
+      sums_[k] = sums_[k].defined() ? sums_[k] + values[k] : values[k].clone();
+    }
+    ++count_;
+  }
+
+  // Averages since the last flush as a CSV row without its step_ms (one host
+  // sync); throws on a non-finite loss.
+  std::string flush(long step, const std::string& phase, long first_step, const std::string& ckpt_note) {
+    std::ostringstream row;
+    row << step << "," << phase;
+    static const char* names[] = {"bc_loss", "q_loss", "critic_loss", "value_loss", "q_mean", "q_std"};
+    std::vector<torch::Tensor> defined;
+    for (auto& s : sums_)
+      if (s.defined()) defined.push_back(s.reshape({1}));
+    std::vector<double> host;
+    if (!defined.empty()) {
+      auto all = torch::cat(defined).to(torch::kCPU).to(torch::kFloat64);
+      host.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
+    }
+    size_t next = 0;
+    last_.clear();
+    for (int k = 0; k < 6; ++k) {
+      row << ",";
+      if (!sums_[k].defined()) continue;
+      const double v = host[next++] / count_;
+      if (!std::isfinite(v))
+        throw Error(std::string("non-finite ") + names[k] + " between steps " + std::to_string(first_step) + " and " +
+                    std::to_string(step) + " of the " + phase + " phase; " + ckpt_note);
+      row << v;
+      last_ += std::string(" ") + names[k] + " " + std::to_string(v).substr(0, 8);
+    }
+    for (auto& s : sums_) s = torch::Tensor();
+    count_ = 0;
+    return row.str();
+  }
+
+  const std::string& last_summary() const { return last_; }
+
+ private:
+  torch::Tensor sums_[6];
+  long count_ = 0;
+  std::string last_;
+};
+
+struct PhasePlan {
+  std::string name;  // joint | guidance | diffusion
+  long steps;
+};
+
+long peak_memory(torch::Device device) {
+  return device.is_cuda() ? cuda_peak_allocated_bytes() : peak_rss_bytes();
+}
+
+void reset_peak_memory(torch::Device device) {
+  if (device.is_cuda()) {
+    cuda_reset_peak();
+  } else {
+    reset_peak_rss();
+  }
+}
+
+nlohmann::json phases_json(const std::vector<PhaseRecord>& phases) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& p : phases)
+    a.push_back({{"name", p.name}, {"steps", p.steps}, {"seconds", p.seconds}, {"steps_per_s", p.steps_per_s},
+                 {"peak_memory_bytes", p.peak_memory_bytes}, {"memory_kind", p.memory_kind}});
+  return a;
+}
+
+std::vector<PhaseRecord> phases_from_json(const nlohmann::json& a) {
+  std::vector<PhaseRecord> v;
+  for (const auto& p : a)
+    v.push_back({p.at("name"), p.at("steps"), p.at("seconds"), p.at("steps_per_s"), p.at("peak_memory_bytes"),
+                 p.at("memory_kind")});
+  return v;
+}
+
+}  // namespace
+
+TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o) {
+  if (o.schedule != "joint" && o.schedule != "guidance-first")
+    throw Error("--schedule must be joint or guidance-first, got '" + o.schedule + "'");
+  if (o.steps <= 0) throw Error("--steps must be positive");
+  if (o.log_every <= 0) throw Error("--log-every must be positive");
+  if (o.checkpoint_every <= 0) throw Error("--checkpoint-every must be positive");
+  if (o.batch < 0) throw Error("--batch must be positive");
+  if (o.schedule == "joint" && !o.guidance_dir.empty())
+    throw Error("--guidance DIR trains under a frozen guidance: use --schedule guidance-first");
+  if (o.schedule == "joint" && o.guidance_steps >= 0)
+    throw Error("--guidance-steps applies to --schedule guidance-first only");
+  const Setup setup = configure(o, ref);
+  const DeviceChoice choice = resolve_device(o.device);
+  const torch::Device device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+
+  const fs::path out(o.out), ckpt = out / "checkpoint";
+  const bool has_checkpoint = fs::exists(ckpt / "state.json");
+  if (!o.resume && (has_checkpoint || fs::exists(out / "diffusion" / "manifest.json")))
+    throw Error(o.out + " already holds a training run (use --resume to continue it, or another --out)");
+  if (o.resume && !has_checkpoint) {
+    if (fs::exists(out / "diffusion" / "manifest.json")) throw Error(o.out + ": that run has already finished");
+    throw Error(o.out + ": no checkpoint to resume from");
+  }
+  fs::create_directories(out);
+
+  // Data and modules.
+  const OfflineData data(dataset, device);
+  const Normalizer normalizer = o.normalize_obs ? Normalizer::from(data.obs_mean, data.obs_std, device)
+                                                : Normalizer::identity(data.obs_dim, device);
+  TrainResult result;
+  torch::manual_seed(o.seed);
+  std::unique_ptr<GuidanceModule> guidance;
+  ArtifactInfo guidance_info;
+  if (!o.guidance_dir.empty()) {
+    guidance_info = read_artifact(o.guidance_dir, "guidance");
+    ArtifactInfo self;
+    self.dir = o.out + "/diffusion";
+    self.env_id = ref.env_id;
+    self.obs_dim = data.obs_dim;
+    self.act_dim = data.act_dim;
+    self.dataset_name = ref.name;
+    self.dataset_sha256 = ref.sha256;
+    result.warnings = check_pairing(self, guidance_info);
+    guidance = load_guidance(o.guidance_dir, device);
+  } else {
+    double reward_scale = 1.0;
+    if (setup.guidance.scale_rewards) {
+      const double range = data.max_episode_return - data.min_episode_return;
+      reward_scale = range > 0 ? 1000.0 / range : 1.0;
+    }
+    guidance = std::make_unique<GuidanceModule>(setup.guidance, data.obs_dim, data.act_dim, normalizer, reward_scale,
+                                                device);
+  }
+  DiffusionModel policy(setup.policy, data.obs_dim, data.act_dim, normalizer, device, /*trainable=*/true);
+  AlgorithmConfig algo_config;
+  algo_config.eta = o.eta;
+  auto algorithm = make_algorithm(o.algo, algo_config, *guidance, policy, data);
+
+  std::vector<PhasePlan> plan;
+  if (o.schedule == "joint") {
+    plan.push_back({"joint", o.steps});
+  } else {
+    if (o.guidance_dir.empty()) plan.push_back({"guidance", o.guidance_steps < 0 ? o.steps : o.guidance_steps});
+    plan.push_back({"diffusion", o.steps});
+  }
+  if (plan.front().steps <= 0) throw Error("--guidance-steps must be positive");
+  const long log_every = o.log_every;
+  const long ckpt_every = (o.checkpoint_every + log_every - 1) / log_every * log_every;
+
+  // State that checkpoints carry besides tensors.
+  size_t phase_index = 0;
+  long phase_step = 0;
+  double phase_seconds_before = 0;
+  std::vector<PhaseRecord> done;
+  std::vector<std::string> rows;
+  const nlohmann::json options = options_json(o, ref);
+
+  auto all_tensors = [&] {
+    NamedTensors t;
+    for (auto& [name, v] : guidance->state()) t.push_back({"guidance." + name, v});
+    for (auto& [name, v] : policy.state()) t.push_back({"policy." + name, v});
+    return t;
+  };
+  auto write_metrics = [&] {
+    std::string csv = std::string(MetricsLog::kHeader) + "\n";
+    for (const auto& r : rows) csv += r + "\n";
+    write_text_atomically((out / "metrics.csv").string(), csv);
+  };
+  auto save_checkpoint = [&](double phase_seconds) {
+    write_directory_atomically(ckpt.string(), [&](const std::string& dir) {
+      auto tensors = all_tensors();
+      tensors.push_back({"rng_cpu", at::detail::getDefaultCPUGenerator().get_state()});
+      if (device.is_cuda()) tensors.push_back({"rng_cuda", at::globalContext().defaultGenerator(device).get_state()});
+      save_tensors(dir + "/state.pt", tensors);
+      nlohmann::json state = {{"options", options},       {"phase_index", phase_index},
+                              {"phase_step", phase_step}, {"phase_seconds", phase_seconds},
+                              {"done_phases", phases_json(done)}, {"rows", rows},
+                              {"labels", {policy.label_mean, policy.label_std, policy.target_label}}};
+      write_text_atomically(dir + "/state.json", state.dump(1) + "\n");
+    });
+    write_metrics();
+  };
+
+  if (o.resume) {
+    nlohmann::json state;
+    try {
+      std::ifstream(ckpt / "state.json") >> state;
+    } catch (const std::exception&) {
+      throw Error((ckpt / "state.json").string() + ": not valid JSON");
+    }
+    const auto& saved = state.at("options");
+    for (auto it = options.begin(); it != options.end(); ++it)
+      if (!saved.contains(it.key()) || saved.at(it.key()) != it.value())
+        throw Error("--resume: " + it.key() + " differs from the checkpointed run (" +
+                    (saved.contains(it.key()) ? saved.at(it.key()).dump() : "missing") + " there, " +
+                    it.value().dump() + " now)");
+    phase_index = state.at("phase_index");
+    phase_step = state.at("phase_step");
+    phase_seconds_before = state.at("phase_seconds");
+    done = phases_from_json(state.at("done_phases"));
+    rows = state.at("rows").get<std::vector<std::string>>();
+    if (phase_index > 0 && plan[0].name == "guidance") guidance->freeze();
+    auto tensors = all_tensors();
+    torch::Tensor rng_cpu = torch::empty({0}, torch::kUInt8), rng_cuda = torch::empty({0}, torch::kUInt8);
+    {
+      torch::serialize::InputArchive archive;
+      archive.load_from((ckpt / "state.pt").string());
+      archive.read("rng_cpu", rng_cpu);
+      if (device.is_cuda()) archive.try_read("rng_cuda", rng_cuda);
+    }
+    load_tensors_into((ckpt / "state.pt").string(), tensors);
+    at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle: setting its state sets the default's
+    cpu_generator.set_state(rng_cpu);
+    if (device.is_cuda() && rng_cuda.numel() > 0) {
+      at::Generator cuda_generator = at::globalContext().defaultGenerator(device);
+      cuda_generator.set_state(rng_cuda);
+    }
+    if (guidance->frozen() && phase_index < plan.size() && plan[phase_index].name == "diffusion")
+      algorithm->on_guidance_frozen();
+    const auto labels = state.at("labels");
+    policy.label_mean = labels.at(0);
+    policy.label_std = labels.at(1);
+    policy.target_label = labels.at(2);
+  } else if (guidance->frozen()) {
+    algorithm->on_guidance_frozen();
+  }
+
+  auto guidance_manifest = [&] {
+    nlohmann::json m = {{"format", "modiff-artifact-1"},
+                        {"kind", "guidance"},
+                        {"algorithm", guidance->config().kind},
+                        {"env_id", ref.env_id},
+                        {"obs_dim", data.obs_dim},
+                        {"act_dim", data.act_dim},
+                        {"observation_normalization", to_json(guidance->normalizer())},
+                        {"reward_scale", guidance->reward_scale()},
+                        {"has_v", guidance->has_v()},
+                        {"dataset", {{"name", ref.name}, {"sha256", ref.sha256}, {"transitions", data.size}}},
+                        {"seed", o.seed},
+                        {"steps", plan.front().steps},
+                        {"schedule", o.schedule},
+                        {"trained_beside", o.algo},
+                        {"hyperparameters", to_json(guidance->config())},
+                        {"parameters", guidance->parameter_count()},
+                        {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
+    return m;
+  };
+  auto write_artifact = [&](const std::string& name, const nlohmann::json& manifest, const NamedTensors& weights) {
+    write_directory_atomically((out / name).string(), [&](const std::string& dir) {
+      save_tensors(dir + "/weights.pt", weights);
+      write_text_atomically(dir + "/manifest.json", manifest.dump(2) + "\n");
+    });
+  };
+
+  const bool progress = !o.quiet && ::isatty(2);
+  for (; phase_index < plan.size(); ++phase_index) {
+    const PhasePlan& phase = plan[phase_index];
+    reset_peak_memory(device);
+    policy.train_mode(phase.name != "guidance");
+    MetricsLog log;
+    auto phase_start = std::chrono::steady_clock::now();
+    auto interval_start = phase_start;
+    long interval_first = phase_step + 1;
+    for (; phase_step < phase.steps;) {
+      const Batch batch = data.sample(setup.batch);
+      const long step = phase_step + 1;
+      if (phase.name == "guidance") {
+        log.add(algorithm->guidance_step(batch));
+      } else if (phase.name == "joint") {
+        log.add(algorithm->joint_step(batch, step));
+      } else {
+        log.add(algorithm->diffusion_step(batch, step));
+      }
+      phase_step = step;
+      if (step % log_every != 0 && step != phase.steps) continue;
+      const std::string note = has_checkpoint || fs::exists(ckpt / "state.json")
+                                   ? "the last good checkpoint is kept in " + ckpt.string()
+                                   : "no checkpoint was written yet";
+      const std::string row = log.flush(step, phase.name, interval_first, note);  // syncs the device
+      const auto now = std::chrono::steady_clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - interval_start).count() / (step - interval_first + 1);
+      rows.push_back(row + "," + std::to_string(ms));
+      interval_start = now;
+      interval_first = step + 1;
+      const double seconds = phase_seconds_before + std::chrono::duration<double>(now - phase_start).count();
+      if (progress)
+        std::fprintf(stderr, "\r%-9s step %ld/%ld %s  %.0f steps/s   ", phase.name.c_str(), step, phase.steps,
+                     log.last_summary().c_str(), 1000.0 / ms);
+      if (step % ckpt_every == 0 && step != phase.steps) save_checkpoint(seconds);
+    }
+    const double seconds =
+        phase_seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_start).count();
+    if (progress) std::fprintf(stderr, "\n");
+    PhaseRecord record;
+    record.name = phase.name;
+    record.steps = phase.steps;
+    record.seconds = seconds;
+    record.steps_per_s = phase.steps / std::max(seconds, 1e-9);
+    record.peak_memory_bytes = peak_memory(device);
+    record.memory_kind = device.is_cuda() ? "cuda-allocator-peak" : "cpu-peak-rss";
+    done.push_back(record);
+    phase_step = 0;
+    phase_seconds_before = 0;
+    if (phase.name == "guidance") {
+      // Frozen from here on: what the diffusion phase needs, nothing to train.
+      guidance->freeze();
+      write_artifact("guidance", guidance_manifest(), guidance->weights());
+      algorithm->on_guidance_frozen();
+      if (phase_index + 1 < plan.size()) {
+        ++phase_index;
+        save_checkpoint(0);
+        --phase_index;
+      }
+    }
+  }
+
+  algorithm->finish();
+  if (o.guidance_dir.empty() && plan.front().name == "joint") write_artifact("guidance", guidance_manifest(), guidance->weights());
+  nlohmann::json trained_with = o.guidance_dir.empty()
+                                    ? nlohmann::json{{"dir", (out / "guidance").string()}, {"algorithm", guidance->config().kind}, {"seed", o.seed},
+                                                     {"dataset_sha256", ref.sha256}}
+                                    : nlohmann::json{{"dir", o.guidance_dir}, {"algorithm", guidance_info.algorithm},
+                                                     {"seed", guidance_info.seed}, {"dataset_sha256", guidance_info.dataset_sha256}};
+  nlohmann::json manifest = {{"format", "modiff-artifact-1"},
+                             {"kind", "diffusion"},
+                             {"algorithm", o.algo},
+                             {"env_id", ref.env_id},
+                             {"obs_dim", data.obs_dim},
+                             {"act_dim", data.act_dim},
+                             {"observation_normalization", to_json(policy.normalizer())},
+                             {"dataset", {{"name", ref.name}, {"sha256", ref.sha256}, {"transitions", data.size}}},
+                             {"seed", o.seed},
+                             {"steps", o.steps},
+                             {"schedule", o.guidance_dir.empty() ? o.schedule : "guidance-from-dir"},
+                             {"guidance", trained_with},
+                             {"hyperparameters", to_json(policy.config())},
+                             {"eta", o.algo == "dql" ? o.eta : 0.0},
+                             {"parameters", policy.parameter_count()},
+                             {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
+  if (policy.conditioned())
+    manifest["labels"] = {{"mean", policy.label_mean}, {"std", policy.label_std}, {"target", policy.target_label},
+                          {"source", guidance->has_v() ? "advantage" : "q"}};
+  write_artifact("diffusion", manifest, policy.weights());
+  write_metrics();
+  remove_tree(ckpt.string());
+
+  result.guidance_dir = o.guidance_dir.empty() ? (out / "guidance").string() : o.guidance_dir;
+  result.diffusion_dir = (out / "diffusion").string();
+  result.metrics_csv = (out / "metrics.csv").string();
+  result.phases = done;
+  return result;
+}
+
+}  // namespace modiff::agents

@@ -115,6 +115,8 @@ Setup configure(const TrainOptions& o, const DatasetRef& ref) {
     s.guidance.lr = o.lr;
     s.policy.adam.lr = o.lr;
   }
+  if (o.ema_rate > 0) s.policy.ema_rate = o.ema_rate;
+  if (o.diffusion_steps > 0) s.policy.diffusion.steps = o.diffusion_steps;
   s.guidance.normalize_obs = s.policy.normalize_obs = o.normalize_obs;
   return s;
 }
@@ -123,7 +125,7 @@ nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref) {
   return {{"algo", o.algo},   {"schedule", o.schedule},      {"steps", o.steps},
           {"guidance_steps", o.guidance_steps}, {"guidance_dir", o.guidance_dir}, {"guidance_kind", o.guidance_kind},
           {"batch", o.batch}, {"seed", o.seed},              {"lr", o.lr},
-          {"normalize_obs", o.normalize_obs}, {"eta", o.eta}, {"hidden", o.hidden},
+          {"normalize_obs", o.normalize_obs}, {"eta", o.eta}, {"ema_rate", o.ema_rate}, {"diffusion_steps", o.diffusion_steps}, {"hidden", o.hidden},
           {"block_width", o.block_width}, {"dataset_sha256", ref.sha256}};
 }
 

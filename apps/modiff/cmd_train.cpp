@@ -38,6 +38,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--lr", o.lr, "Override every learning rate");
   cmd->add_flag("--normalize-obs", o.normalize_obs, "Standardize observations with the dataset's statistics");
   cmd->add_option("--eta", o.eta, "dql: weight of the Q-loss")->capture_default_str();
+  cmd->add_option("--ema-rate", o.ema_rate, "Override the policy's EMA rate (IDQL 0.001 per step; short runs want more)");
+  cmd->add_option("--diffusion-steps", o.diffusion_steps, "Override the number of diffusion steps T (default 5)");
   cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)");
   cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)");
   cmd->add_option("--threads", args->threads, "LibTorch CPU threads (0 = all cores)");

@@ -33,6 +33,8 @@ struct TrainOptions {
   double lr = 0;                    // > 0: overrides every learning rate
   bool normalize_obs = false;       // standardize observations with dataset statistics
   double eta = 1.0;                 // dql: Q-loss weight
+  int diffusion_steps = 0;          // > 0: overrides T (5 in IDQL and Diffusion-QL)
+  double ema_rate = 0;              // > 0: overrides the policy's EMA rate (short runs)
   // Smaller networks for tests and quick looks (0: the reference sizes).
   int hidden = 0;                   // critics and denoiser hidden width
   int block_width = 0;              // ln-resnet inner width

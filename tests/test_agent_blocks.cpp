@@ -1,0 +1,143 @@
+// The LibTorch building blocks of agents/ against known values: noise
+// schedules, the expectile loss, the flat Adam against LibTorch's own,
+// samplers staying in [-1, 1], flat parameters.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "diffusion.h"
+#include "flat_params.h"
+#include "guidance.h"
+#include "networks.h"
+
+using namespace modiff::agents;
+
+TEST_CASE("vp schedule matches the formula IDQL and Diffusion-QL use", "[blocks]") {
+  const auto s = NoiseSchedule::make("vp", 5, torch::kCPU);
+  // beta_t = 1 - exp(-0.1/T - 0.5 (10 - 0.1)(2t - 1)/T^2): t = 1 and t = 5 by hand.
+  CHECK(s.betas[0].item<double>() == Approx(1 - std::exp(-0.02 - 0.198)).epsilon(1e-6));
+  CHECK(s.betas[4].item<double>() == Approx(1 - std::exp(-0.02 - 1.782)).epsilon(1e-6));
+  CHECK(s.alphas_cumprod[4].item<double>() == Approx((1 - s.betas).prod().item<double>()).epsilon(1e-6));
+  for (const char* kind : {"cosine", "linear"}) {
+    const auto k = NoiseSchedule::make(kind, 50, torch::kCPU);
+    CHECK(k.betas.min().item<double>() > 0);
+    CHECK(k.betas.max().item<double>() < 1);
+    CHECK(k.alphas_cumprod[49].item<double>() < 0.05);  // nearly pure noise at T
+  }
+  CHECK_THROWS(NoiseSchedule::make("sigmoid", 5, torch::kCPU));
+}
+
+TEST_CASE("expectile loss: its minimizer is the expectile of a known distribution", "[blocks]") {
+  torch::manual_seed(0);
+  auto samples = torch::randn({20000});
+  // The tau-expectile m solves tau E[(x - m)+] = (1 - tau) E[(m - x)+]; bisection on the sample.
+  auto x = samples.to(torch::kFloat64);
+  double lo = -3, hi = 3;
+  for (int i = 0; i < 100; ++i) {
+    const double m = 0.5 * (lo + hi);
+    const double g = 0.7 * torch::clamp_min(x - m, 0).mean().item<double>() - 0.3 * torch::clamp_min(m - x, 0).mean().item<double>();
+    (g > 0 ? lo : hi) = m;
+  }
+  torch::nn::Linear holder(1, 1);  // a module whose bias is the estimate
+  FlatParams p = flatten_parameters(*holder, true);
+  AdamConfig config;
+  config.lr = 0.02;
+  FlatAdam adam(p, config);
+  for (int i = 0; i < 1500; ++i) {
+    zero_grads(p);
+    expectile_loss(samples.view({-1, 1}) - holder->bias.view({1, 1}), 0.7).backward();
+    adam.step();
+  }
+  CHECK(holder->bias.item<double>() == Approx(lo).margin(0.01));
+  CHECK(lo == Approx(0.3457).margin(0.02));  // the N(0, 1) 0.7-expectile
+}
+
+TEST_CASE("flat Adam and AdamW take LibTorch's steps", "[blocks]") {
+  for (double decay : {0.0, 0.01}) {
+    CAPTURE(decay);
+    torch::manual_seed(1);
+    torch::nn::Linear a(4, 3), b(4, 3);
+    {
+      torch::NoGradGuard g;
+      for (size_t i = 0; i < a->parameters().size(); ++i) b->parameters()[i].copy_(a->parameters()[i]);
+    }
+    auto input = torch::randn({8, 4});
+    FlatParams flat = flatten_parameters(*a, true);
+    AdamConfig config;
+    config.lr = 0.01;
+    config.weight_decay = decay;
+    FlatAdam mine(flat, config);
+    std::unique_ptr<torch::optim::Optimizer> reference;
+    if (decay > 0)
+      reference = std::make_unique<torch::optim::AdamW>(b->parameters(), torch::optim::AdamWOptions(0.01).weight_decay(decay));
+    else
+      reference = std::make_unique<torch::optim::Adam>(b->parameters(), torch::optim::AdamOptions(0.01));
+    for (int step = 0; step < 20; ++step) {
+      zero_grads(flat);
+      a->forward(input).pow(2).sum().backward();
+      mine.step();
+      reference->zero_grad();
+      b->forward(input).pow(2).sum().backward();
+      reference->step();
+    }
+    for (size_t i = 0; i < a->parameters().size(); ++i)
+      CHECK((a->parameters()[i] - b->parameters()[i]).abs().max().item<double>() < 1e-5);  // float rounding of the same update
+  }
+}
+
+TEST_CASE("cosine decay and gradient clipping", "[blocks]") {
+  torch::nn::Linear a(1, 1);
+  FlatParams flat = flatten_parameters(*a, true);
+  flat.grads.fill_(3.0);  // norm 3 sqrt(2)
+  auto norm = clip_grad_norm(flat, 1.0);
+  CHECK(norm.item<double>() == Approx(3 * std::sqrt(2.0)));
+  CHECK(flat.grads.norm().item<double>() == Approx(1.0).epsilon(1e-5));
+  // At the end of the decay the learning rate is zero: the parameters stop moving.
+  AdamConfig config;
+  config.decay_steps = 3;
+  FlatAdam adam(flat, config);
+  for (int i = 0; i < 3; ++i) adam.step();
+  auto before = flat.values.clone();
+  adam.step();
+  CHECK(torch::equal(before, flat.values));
+}
+
+TEST_CASE("both samplers keep actions in [-1, 1] and the denoisers have the reference shapes", "[blocks]") {
+  torch::manual_seed(2);
+  for (const char* kind : {"ln-resnet", "mlp"}) {
+    DenoiserConfig c;
+    c.kind = kind;
+    if (c.kind == "mlp") c.time_dim = 16;
+    auto net = make_denoiser(c, 15, 3);
+    for (const char* sampler : {"eps-clip", "posterior"}) {
+      DiffusionConfig d;
+      d.sampler = sampler;
+      Ddpm ddpm(d, 3, torch::kCPU);
+      auto x = ddpm.sample(*net, torch::randn({64, 15}));
+      CHECK(x.sizes() == torch::IntArrayRef({64, 3}));
+      CHECK(x.abs().max().item<double>() <= 1.0);
+      CHECK(ddpm.loss(*net, torch::rand({64, 3}) * 2 - 1, torch::randn({64, 15}), {}).item<double>() > 0);
+    }
+    long count = 0;
+    for (const auto& p : net->parameters()) count += p.numel();
+    // IDQL's LN-ResNet (256 wide, 3 blocks of 1024) is about 1.7M parameters; Diffusion-QL's MLP about 140k.
+    if (c.kind == "ln-resnet") CHECK((count > 1500000 && count < 1900000));
+    else CHECK((count > 130000 && count < 150000));
+  }
+}
+
+TEST_CASE("flat parameters: views, frozen copies and blending", "[blocks]") {
+  TwinQ q(3, 2, 8, 2, Activation::Mish), target(3, 2, 8, 2, Activation::Mish);
+  FlatParams p = flatten_parameters(*q, true), t = flatten_parameters(*target, false);
+  long n = 0;
+  for (const auto& param : q->parameters()) n += param.numel();
+  CHECK(p.values.numel() == n);
+  blend_into(t, p, 1.0);
+  CHECK(torch::equal(t.values, p.values));
+  auto [q1, q2] = q->forward(torch::ones({2, 3}), torch::ones({2, 2}));
+  (q1.sum() + q2.sum()).backward();
+  CHECK(p.grads.abs().sum().item<double>() > 0);  // gradients land in the flat storage
+  for (const auto& param : target->parameters()) CHECK_FALSE(param.requires_grad());
+  p.values.add_(1.0);
+  blend_into(t, p, 0.25);
+  CHECK(torch::allclose(t.values, p.values - 0.75));
+}

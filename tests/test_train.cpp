@@ -1,0 +1,338 @@
+// Training guidance modules and diffusion policies: known answers on a 1-D
+// bandit, every algorithm x schedule, artifacts, pairing rules, resume after
+// kill -9, and bad input.
+#include <signal.h>
+#include <sys/types.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli_runner.h"
+#include "modiff/agents/artifact.h"
+#include "modiff/agents/inference_policy.h"
+#include "modiff/agents/train.h"
+#include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
+#include "modiff/common/rng.h"
+
+using namespace modiff;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& tag) {
+  fs::path d = fs::temp_directory_path() / ("modiff_train_" + tag + "_" + std::to_string(::getpid()));
+  remove_tree(d.string());
+  return d;
+}
+
+// One state, one action dimension; the data's actions are two modes, -0.5
+// (reward 0) and +0.5 (reward 1), each episode one step long.
+datasets::Dataset bimodal_bandit(int rows, uint64_t seed) {
+  datasets::Dataset d;
+  d.obs_dim = 1;
+  d.act_dim = 1;
+  Rng rng(seed);
+  for (int i = 0; i < rows; ++i) {
+    const bool high = i % 2 == 0;
+    d.observations.push_back(0.f);
+    d.actions.push_back(static_cast<float>((high ? 0.5 : -0.5) + rng.uniform(-0.05, 0.05)));
+    d.rewards.push_back(high ? 1.f : 0.f);
+    d.terminals.push_back(1);
+    d.timeouts.push_back(0);
+  }
+  return d;
+}
+
+agents::TrainOptions tiny(const std::string& algo, const std::string& schedule, const fs::path& out, long steps) {
+  agents::TrainOptions o;
+  o.algo = algo;
+  o.schedule = schedule;
+  o.steps = steps;
+  o.out = out.string();
+  o.device = "cpu";
+  o.quiet = true;
+  o.hidden = 32;
+  o.block_width = 64;
+  o.batch = 64;
+  o.log_every = 25;
+  return o;
+}
+
+// Fractions of actions near each mode.
+std::pair<double, double> mode_shares(const std::vector<double>& actions) {
+  int low = 0, high = 0;
+  for (double a : actions) {
+    low += std::abs(a + 0.5) < 0.2;
+    high += std::abs(a - 0.5) < 0.2;
+  }
+  return {double(low) / actions.size(), double(high) / actions.size()};
+}
+
+std::vector<double> act_many(agents::InferencePolicy& policy, int n) {
+  std::vector<float> obs(n * policy.diffusion().obs_dim, 0.f);
+  std::vector<double> actions(n * policy.diffusion().act_dim);
+  policy.act(obs.data(), n, actions.data());
+  return actions;
+}
+
+agents::DatasetRef bandit_ref() { return {"bandit", "bandit-data", ""}; }
+
+}  // namespace
+
+TEST_CASE("bandit: the diffusion reproduces both modes and guidance picks the high one", "[train][bandit]") {
+  const auto data = bimodal_bandit(4000, 1);
+  const fs::path out = fresh_dir("bandit");
+  auto o = tiny("idql", "joint", out, 1500);
+  o.hidden = 64;
+  o.block_width = 128;
+  o.batch = 256;
+  o.lr = 1e-3;
+  o.ema_rate = 0.01;  // IDQL's 0.001 suits millions of steps, not 1500
+  // T = 20: with IDQL's T = 5 the two modes come out as clear peaks but some
+  // mass (about a quarter here) is smeared between them; 20 steps separate them.
+  o.diffusion_steps = 20;
+  const auto r = agents::train_on(data, bandit_ref(), o);
+
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  io.seed = 3;
+  auto alone = agents::InferencePolicy::load(r.diffusion_dir, "none", io);
+  const auto [low, high] = mode_shares(act_many(alone, 2000));
+  CAPTURE(low, high);
+  CHECK(low > 0.35);
+  CHECK(high > 0.35);
+  CHECK(low + high > 0.85);  // little mass between or beyond the modes
+
+  io.candidates = 16;
+  auto guided = agents::InferencePolicy::load(r.diffusion_dir, r.guidance_dir, io);
+  const auto shares = mode_shares(act_many(guided, 500));
+  CAPTURE(shares.first, shares.second);
+  CHECK(shares.second > 0.95);
+
+  // Softmax and expectile selection lean to the high mode too.
+  io.select = "expectile";
+  auto expectile = agents::InferencePolicy::load(r.diffusion_dir, r.guidance_dir, io);
+  const auto leaning = mode_shares(act_many(expectile, 1000));
+  CAPTURE(leaning.first, leaning.second);
+  CHECK(leaning.second > 2 * leaning.first);
+  remove_tree(out.string());
+}
+
+TEST_CASE("bandit: classifier-free reward guidance samples the high mode", "[train][bandit]") {
+  const auto data = bimodal_bandit(4000, 2);
+  const fs::path out = fresh_dir("cfg_bandit");
+  auto o = tiny("cfg", "guidance-first", out, 1500);
+  o.guidance_steps = 800;
+  o.hidden = 64;
+  o.block_width = 128;
+  o.batch = 256;
+  o.lr = 1e-3;
+  const auto r = agents::train_on(data, bandit_ref(), o);
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  auto alone = agents::InferencePolicy::load(r.diffusion_dir, "none", io);
+  const auto [low, high] = mode_shares(act_many(alone, 1000));
+  CAPTURE(low, high);
+  CHECK(high > 0.8);  // the label alone steers the sampler, no candidates
+  remove_tree(out.string());
+}
+
+TEST_CASE("every algorithm trains on every schedule and writes both artifacts", "[train]") {
+  const auto data = bimodal_bandit(600, 3);
+  for (const std::string algo : {"idql", "dql", "cfg"}) {
+    for (const std::string schedule : {"joint", "guidance-first"}) {
+      DYNAMIC_SECTION(algo << " " << schedule) {
+        const fs::path out = fresh_dir(algo + "_" + schedule);
+        auto o = tiny(algo, schedule, out, 200);
+        if (schedule == "guidance-first") o.guidance_steps = 100;
+        const auto r = agents::train_on(data, bandit_ref(), o);
+        const auto g = agents::read_artifact(r.guidance_dir, "guidance");
+        const auto d = agents::read_artifact(r.diffusion_dir, "diffusion");
+        CHECK(d.algorithm == algo);
+        CHECK(g.algorithm == (algo == "dql" ? "twin-q" : "iql"));
+        CHECK(d.schedule == schedule);
+        CHECK(d.dataset_sha256 == "bandit-data");
+        const auto manifest = nlohmann::json::parse(d.manifest_text);
+        const auto& phases = manifest.at("training").at("phases");
+        REQUIRE(phases.size() == (schedule == "joint" ? 1u : 2u));
+        CHECK(phases.back().at("steps") == 200);
+        CHECK(phases.back().at("peak_memory_bytes").get<long>() > 0);
+        if (algo == "cfg") CHECK(manifest.at("labels").at("std").get<double>() > 0);
+        // metrics.csv: a header and one row per 25 steps of every phase.
+        std::ifstream csv(r.metrics_csv);
+        std::string line;
+        int rows = -1;
+        while (std::getline(csv, line)) ++rows;
+        CHECK(rows == (schedule == "joint" ? 8 : 12));
+        // The policy acts with its own guidance.
+        agents::InferenceOptions io;
+        io.device = "cpu";
+        auto policy = agents::InferencePolicy::load(r.diffusion_dir, r.guidance_dir, io);
+        const auto actions = act_many(policy, 5);
+        for (double a : actions) CHECK((a >= -1 && a <= 1));
+        remove_tree(out.string());
+      }
+    }
+  }
+}
+
+TEST_CASE("a frozen guidance trains another algorithm's diffusion and swaps across seeds", "[train]") {
+  const auto data = bimodal_bandit(600, 4);
+  const fs::path a = fresh_dir("swap_a"), b = fresh_dir("swap_b"), c = fresh_dir("swap_c");
+  const auto ra = agents::train_on(data, bandit_ref(), tiny("idql", "joint", a, 100));
+  auto ob = tiny("dql", "guidance-first", b, 100);
+  ob.guidance_dir = ra.guidance_dir;  // IDQL's IQL guidance under a DQL policy
+  ob.seed = 1;
+  const auto rb = agents::train_on(data, bandit_ref(), ob);
+  CHECK(rb.guidance_dir == ra.guidance_dir);
+  CHECK_FALSE(fs::exists(b / "guidance"));
+  const auto manifest = nlohmann::json::parse(agents::read_artifact(rb.diffusion_dir, "diffusion").manifest_text);
+  CHECK(manifest.at("guidance").at("algorithm") == "iql");
+  CHECK(manifest.at("schedule") == "guidance-from-dir");
+  // Another seed's DQL guidance paired with the IDQL policy at inference.
+  auto oc = tiny("dql", "joint", c, 100);
+  oc.seed = 2;
+  const auto rc = agents::train_on(data, bandit_ref(), oc);
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  std::vector<std::string> warnings;
+  auto swapped = agents::InferencePolicy::load(ra.diffusion_dir, rc.guidance_dir, io, &warnings);
+  CHECK(warnings.empty());
+  CHECK(swapped.candidates() == 64);
+  CHECK(act_many(swapped, 3).size() == 3);
+  // expectile selection needs V: twin-q has none.
+  io.select = "expectile";
+  CHECK_THROWS_WITH(agents::InferencePolicy::load(ra.diffusion_dir, rc.guidance_dir, io),
+                    Catch::Contains("needs a guidance with V(s)"));
+  for (const auto& d : {a, b, c}) remove_tree(d.string());
+}
+
+TEST_CASE("pairing: other dims or env are refused, other data is a warning", "[train]") {
+  agents::ArtifactInfo d, g;
+  d.dir = "D";
+  g.dir = "G";
+  d.env_id = g.env_id = "bullet-hopper-v0";
+  d.obs_dim = g.obs_dim = 15;
+  d.act_dim = g.act_dim = 3;
+  d.dataset_sha256 = g.dataset_sha256 = "x";
+  CHECK(agents::check_pairing(d, g).empty());
+  g.dataset_sha256 = "y";
+  g.dataset_name = "bullet-hopper-expert-v0";
+  CHECK(agents::check_pairing(d, g).size() == 1);
+  g.env_id = "bullet-walker2d-v0";
+  CHECK_THROWS_WITH(agents::check_pairing(d, g), Catch::Contains("env bullet-walker2d-v0"));
+  g.env_id = d.env_id;
+  g.act_dim = 6;
+  CHECK_THROWS_WITH(agents::check_pairing(d, g), Catch::Contains("act 6"));
+}
+
+TEST_CASE("training runs refuse bad settings and keep existing runs", "[train]") {
+  const auto data = bimodal_bandit(200, 5);
+  const fs::path out = fresh_dir("bad");
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), tiny("sac", "joint", out, 10)), Catch::Contains("--algo"));
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), tiny("idql", "later", out, 10)), Catch::Contains("--schedule"));
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), tiny("idql", "joint", out, 0)), Catch::Contains("--steps"));
+  auto resume = tiny("idql", "joint", out, 10);
+  resume.resume = true;
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), resume), Catch::Contains("no checkpoint"));
+  agents::train_on(data, bandit_ref(), tiny("idql", "joint", out, 10));
+  const auto before = modiff_test::slurp((out / "diffusion" / "manifest.json").string());
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), tiny("idql", "joint", out, 10)),
+                    Catch::Contains("already holds a training run"));
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), resume), Catch::Contains("already finished"));
+  CHECK(modiff_test::slurp((out / "diffusion" / "manifest.json").string()) == before);
+  // A diffusion artifact is not a guidance one.
+  auto wrong = tiny("dql", "guidance-first", fresh_dir("bad2"), 10);
+  wrong.guidance_dir = (out / "diffusion").string();
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), wrong), Catch::Contains("is a diffusion artifact"));
+  // A non-finite loss stops training with one clear error and writes no artifact.
+  auto blowup = tiny("idql", "joint", fresh_dir("nan"), 50);
+  blowup.lr = 1e30;
+  blowup.log_every = 5;
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), blowup), Catch::Contains("non-finite"));
+  CHECK_FALSE(fs::exists(fs::path(blowup.out) / "diffusion"));
+  remove_tree(out.string());
+  remove_tree(blowup.out);
+}
+
+TEST_CASE("cli: train resumes after kill -9 and ends with the same weights", "[train][cli]") {
+  const fs::path dir = fresh_dir("resume");
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 3000 --num-envs 4 --out " + data).code == 0);
+  const std::string common = "train --algo dql --schedule guidance-first --dataset " + data +
+                             " --steps 1500 --guidance-steps 300 --hidden 32 --batch 64 --log-every 20"
+                             " --checkpoint-every 100 --device cpu --threads 1 --seed 7 --json --out ";
+  REQUIRE(modiff_test::modiff(common + (dir / "whole").string()).code == 0);
+
+  const fs::path cut = dir / "cut";
+  const std::string pid_file = (dir / "pid").string();
+  REQUIRE(std::system((std::string(MODIFF_BINARY) + " " + common + cut.string() + " >/dev/null 2>&1 & echo $! > " +
+                       pid_file).c_str()) == 0);
+  const pid_t pid = std::stoi(modiff_test::slurp(pid_file));
+  // Kill it in the diffusion phase, after a checkpoint there.
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    try {
+      const auto state = nlohmann::json::parse(modiff_test::slurp((cut / "checkpoint" / "state.json").string()));
+      if (state.at("phase_index") == 1 && state.at("phase_step").get<long>() >= 200) {
+        ::kill(pid, SIGKILL);
+        killed = true;
+      }
+    } catch (...) {
+    }
+  }
+  REQUIRE(killed);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_FALSE(fs::exists(cut / "diffusion"));
+  const auto resumed = modiff_test::modiff(common + cut.string() + " --resume");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(modiff_test::slurp((dir / "whole" / "metrics.csv").string()).size() > 0);
+
+  // Same weights: the same seeded inference gives bit-identical actions.
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  io.seed = 11;
+  std::vector<float> obs(4 * 15);
+  for (size_t i = 0; i < obs.size(); ++i) obs[i] = std::sin(0.7 * i);
+  std::vector<double> a(4 * 3), b(4 * 3);
+  auto p = agents::InferencePolicy::load((dir / "whole" / "diffusion").string(), (dir / "whole" / "guidance").string(), io);
+  auto q = agents::InferencePolicy::load((cut / "diffusion").string(), (cut / "guidance").string(), io);
+  p.act(obs.data(), 4, a.data());
+  q.act(obs.data(), 4, b.data());
+  CHECK(a == b);
+  // The metrics agree row for row except the timings.
+  auto strip_times = [](const std::string& csv) {
+    std::string o;
+    std::istringstream in(csv);
+    for (std::string line; std::getline(in, line);) o += line.substr(0, line.rfind(',')) + "\n";
+    return o;
+  };
+  CHECK(strip_times(modiff_test::slurp((dir / "whole" / "metrics.csv").string())) ==
+        strip_times(modiff_test::slurp((cut / "metrics.csv").string())));
+  remove_tree(dir.string());
+}
+
+TEST_CASE("cli: train reports bad input in one line", "[train][cli]") {
+  const auto missing = modiff_test::modiff("train --algo idql --dataset /nonexistent.hdf5 --steps 10");
+  CHECK(missing.code != 0);
+  CHECK(modiff_test::lines(missing.err) == 1);
+  CHECK(missing.err.find("nonexistent") != std::string::npos);
+  const auto algo = modiff_test::modiff("train --algo bc --dataset bullet-hopper-medium-v0 --steps 10 --out /tmp/x");
+  CHECK(algo.code != 0);
+  CHECK(algo.err.find("--algo") != std::string::npos);
+  const auto joint_guidance =
+      modiff_test::modiff("train --algo dql --dataset /nonexistent.hdf5 --steps 10 --guidance /tmp");
+  CHECK(joint_guidance.code != 0);
+  const auto steps = modiff_test::modiff("train --algo idql --dataset x --steps abc");
+  CHECK(steps.code != 0);
+  CHECK(modiff_test::lines(steps.err) == 1);
+}

@@ -16,11 +16,11 @@ class Cfg : public Algorithm {
  public:
   using Algorithm::Algorithm;
 
-  StepMetrics joint_step(const Batch& batch, long step) override {
+  StepMetrics joint_step(const Batch& batch) override {
     StepMetrics m = guidance_step(batch);
     auto label = raw_labels(batch.obs, batch.act);
     label = (label - label.mean()) / (label.std() + 1e-6);
-    m.bc_loss = bc_update(batch, step, policy_.drop_conditions(DiffusionModel::condition(label)));
+    m.bc_loss = bc_update(batch, policy_.drop_conditions(DiffusionModel::condition(label)));
     return m;
   }
 
@@ -28,10 +28,10 @@ class Cfg : public Algorithm {
     labels_ = standardized_data_labels();
   }
 
-  StepMetrics diffusion_step(const Batch& batch, long step) override {
+  StepMetrics diffusion_step(const Batch& batch) override {
     StepMetrics m;
     auto label = labels_.index_select(0, batch.index);
-    m.bc_loss = bc_update(batch, step, policy_.drop_conditions(DiffusionModel::condition(label)));
+    m.bc_loss = bc_update(batch, policy_.drop_conditions(DiffusionModel::condition(label)));
     return m;
   }
 

@@ -3,7 +3,7 @@
 // EMA policy at s', then the policy update
 //   loss = BC + eta * q_loss,  q_loss = -Q_i(s, pi(s)).mean() / |Q_j(s, pi(s))|.mean().detach()
 // with pi(s) sampled through the whole chain with gradients and the roles of
-// the two critics swapped at random; then the EMA. Under a frozen guidance the
+// the two critics swapped at random; then (in the trainer) the EMA. Under a frozen guidance the
 // same policy loss goes through the frozen (target) critics: no critic
 // gradients, optimizer state or target copies.
 #include "algorithm.h"
@@ -16,20 +16,20 @@ class Dql : public Algorithm {
   Dql(const AlgorithmConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
       : Algorithm(g, p, d), eta_(config.eta) {}
 
-  StepMetrics joint_step(const Batch& batch, long step) override {
+  StepMetrics joint_step(const Batch& batch) override {
     auto next_action = policy_.sample_ema(batch.next_obs);
     auto g = guidance_.update(batch, next_action);
-    StepMetrics m = policy_step(batch, step);
+    StepMetrics m = policy_step(batch);
     m.critic_loss = g.critic_loss;
     m.q_mean = g.q_mean;
     m.q_std = g.q_std;
     return m;
   }
 
-  StepMetrics diffusion_step(const Batch& batch, long step) override { return policy_step(batch, step); }
+  StepMetrics diffusion_step(const Batch& batch) override { return policy_step(batch); }
 
  private:
-  StepMetrics policy_step(const Batch& batch, long step) {
+  StepMetrics policy_step(const Batch& batch) {
     policy_.zero_grad();
     auto bc = policy_.bc_loss(batch.obs, batch.act);
     auto action = policy_.sample_train(batch.obs);
@@ -40,7 +40,6 @@ class Dql : public Algorithm {
     auto loss = bc + eta_ * q_loss;
     loss.backward();
     policy_.optimizer_step();
-    policy_.update_ema(step);
     StepMetrics m;
     m.bc_loss = bc.detach();
     m.q_loss = q_loss.detach();

@@ -11,16 +11,16 @@ class Idql : public Algorithm {
  public:
   using Algorithm::Algorithm;
 
-  StepMetrics joint_step(const Batch& batch, long step) override {
-    auto bc = bc_update(batch, step);
+  StepMetrics joint_step(const Batch& batch) override {
+    auto bc = bc_update(batch);
     StepMetrics m = guidance_step(batch);
     m.bc_loss = bc;
     return m;
   }
 
-  StepMetrics diffusion_step(const Batch& batch, long step) override {
+  StepMetrics diffusion_step(const Batch& batch) override {
     StepMetrics m;
-    m.bc_loss = bc_update(batch, step);
+    m.bc_loss = bc_update(batch);
     return m;
   }
 };

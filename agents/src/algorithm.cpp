@@ -19,12 +19,11 @@ StepMetrics Algorithm::guidance_step(const Batch& batch) {
   return m;
 }
 
-torch::Tensor Algorithm::bc_update(const Batch& batch, long step, const torch::Tensor& cond) {
+torch::Tensor Algorithm::bc_update(const Batch& batch, const torch::Tensor& cond) {
   policy_.zero_grad();
   auto loss = policy_.bc_loss(batch.obs, batch.act, cond);
   loss.backward();
   policy_.optimizer_step();
-  policy_.update_ema(step);
   return loss.detach();
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // What an algorithm does in each phase of training. The trainer owns the
-// schedule (joint or guidance-first), checkpoints and logging; an algorithm
-// only says how one step updates the guidance module and the diffusion policy.
+// schedule (joint or guidance-first), the EMA rule, checkpoints and logging;
+// an algorithm only says how one step updates the guidance module and the
+// diffusion policy. A step never waits for the host (no .item(), no branch on
+// device values), so that on CUDA it can be captured once and replayed.
 #include <torch/torch.h>
 
 #include <memory>
@@ -29,20 +31,20 @@ class Algorithm {
   virtual ~Algorithm() = default;
 
   // joint schedule: guidance and diffusion updated together, as the published algorithm does.
-  virtual StepMetrics joint_step(const Batch& batch, long step) = 0;
+  virtual StepMetrics joint_step(const Batch& batch) = 0;
   // The guidance alone (guidance-first, phase 1): from the data only.
   StepMetrics guidance_step(const Batch& batch);
   // Once, when the guidance is frozen and before diffusion training: precompute
   // what a frozen guidance allows (cfg: every row's label).
   virtual void on_guidance_frozen() {}
   // Diffusion under the frozen guidance (guidance-first, phase 2, or --guidance DIR).
-  virtual StepMetrics diffusion_step(const Batch& batch, long step) = 0;
+  virtual StepMetrics diffusion_step(const Batch& batch) = 0;
   // After the last step: anything the saved policy needs (cfg: label statistics).
   virtual void finish() {}
 
  protected:
-  // One behavior-cloning update of the diffusion policy (optionally conditioned), with the EMA rule.
-  torch::Tensor bc_update(const Batch& batch, long step, const torch::Tensor& cond = {});
+  // One behavior-cloning update of the diffusion policy (optionally conditioned).
+  torch::Tensor bc_update(const Batch& batch, const torch::Tensor& cond = {});
 
   GuidanceModule& guidance_;
   DiffusionModel& policy_;

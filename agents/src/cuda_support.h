@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 
 namespace modiff::agents {
 
@@ -13,5 +15,24 @@ void cuda_reset_peak();
 
 // A private random generator on `device`, seeded.
 at::Generator make_generator(torch::Device device, uint64_t seed);
+
+// Runs a training step through a CUDA graph: the first calls run it eagerly on
+// a side stream (warm-up: lazy initialisations, gradient buffers), the next
+// one captures it, and every call after replays the captured kernels, which
+// removes the per-kernel launch cost that dominates small networks. The step
+// must not synchronize with the host or branch on device values, and must
+// draw its randomness from LibTorch's default CUDA generator. Where LibTorch
+// has no CUDA, or `enabled` is false, every call runs the step eagerly.
+class GraphedStep {
+ public:
+  GraphedStep(std::function<void()> step, bool enabled);
+  ~GraphedStep();
+  void operator()();
+  bool replaying() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace modiff::agents

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -134,14 +135,16 @@ class MetricsLog {
  public:
   static constexpr const char* kHeader = "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,step_ms";
 
-  void add(const StepMetrics& m) {
+  // Adds one step's values in place (part of the step, so graph-capturable).
+  void accumulate(const StepMetrics& m) {
     const torch::Tensor values[] = {m.bc_loss, m.q_loss, m.critic_loss, m.value_loss, m.q_mean, m.q_std};
     for (int k = 0; k < 6; ++k) {
       if (!values[k].defined()) continue;
-      sums_[k] = sums_[k].defined() ? sums_[k] + values[k] : values[k].clone();
+      if (!sums_[k].defined()) sums_[k] = torch::zeros_like(values[k]);
+      sums_[k].add_(values[k]);
     }
-    ++count_;
   }
+  void count_step() { ++count_; }
 
   // Averages since the last flush as a CSV row without its step_ms (one host
   // sync); throws on a non-finite loss.
@@ -169,7 +172,8 @@ class MetricsLog {
       row << v;
       last_ += std::string(" ") + names[k] + " " + std::to_string(v).substr(0, 8);
     }
-    for (auto& s : sums_) s = torch::Tensor();
+    for (auto& s : sums_)
+      if (s.defined()) s.zero_();
     count_ = 0;
     return row.str();
   }
@@ -397,19 +401,24 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     reset_peak_memory(device);
     policy.train_mode(phase.name != "guidance");
     MetricsLog log;
+    std::function<StepMetrics(const Batch&)> update;
+    if (phase.name == "guidance") {
+      update = [&](const Batch& b) { return algorithm->guidance_step(b); };
+    } else if (phase.name == "joint") {
+      update = [&](const Batch& b) { return algorithm->joint_step(b); };
+    } else {
+      update = [&](const Batch& b) { return algorithm->diffusion_step(b); };
+    }
+    GraphedStep train_step([&] { log.accumulate(update(data.sample(setup.batch))); },
+                           device.is_cuda() && o.cuda_graphs);
     auto phase_start = std::chrono::steady_clock::now();
     auto interval_start = phase_start;
     long interval_first = phase_step + 1;
     for (; phase_step < phase.steps;) {
-      const Batch batch = data.sample(setup.batch);
       const long step = phase_step + 1;
-      if (phase.name == "guidance") {
-        log.add(algorithm->guidance_step(batch));
-      } else if (phase.name == "joint") {
-        log.add(algorithm->joint_step(batch, step));
-      } else {
-        log.add(algorithm->diffusion_step(batch, step));
-      }
+      train_step();
+      log.count_step();
+      if (phase.name != "guidance") policy.update_ema(step);
       phase_step = step;
       if (step % log_every != 0 && step != phase.steps) continue;
       const std::string note = has_checkpoint || fs::exists(ckpt / "state.json")

@@ -42,6 +42,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--diffusion-steps", o.diffusion_steps, "Override the number of diffusion steps T (default 5)");
   cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)");
   cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)");
+  cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
   cmd->add_option("--threads", args->threads, "LibTorch CPU threads (0 = all cores)");
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
   cmd->callback([args] {

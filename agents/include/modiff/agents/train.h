@@ -31,6 +31,7 @@ struct TrainOptions {
   long log_every = 1000;            // metrics.csv rows
   long checkpoint_every = 10000;    // rounded up to a multiple of log_every
   double lr = 0;                    // > 0: overrides every learning rate
+  bool cuda_graphs = true;          // on CUDA, capture the training step once and replay it
   bool normalize_obs = false;       // standardize observations with dataset statistics
   double eta = 1.0;                 // dql: Q-loss weight
   int diffusion_steps = 0;          // > 0: overrides T (5 in IDQL and Diffusion-QL)

@@ -3,6 +3,7 @@
 #include "modiff/common/error.h"
 
 #ifdef MODIFF_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -19,7 +20,9 @@ long cuda_peak_allocated_bytes() {
   return static_cast<long>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
 }
 void cuda_reset_peak() { c10::cuda::CUDACachingAllocator::resetPeakStats(0); }
+std::string cuda_device_name() { return at::cuda::getDeviceProperties(0)->name; }
 #else
+std::string cuda_device_name() { return ""; }
 long cuda_peak_allocated_bytes() { return 0; }
 void cuda_reset_peak() {}
 #endif

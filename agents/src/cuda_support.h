@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace modiff::agents {
 
 long cuda_peak_allocated_bytes();
+std::string cuda_device_name();  // "NVIDIA H100 80GB HBM3", or ""
 void cuda_reset_peak();
 
 // A private random generator on `device`, seeded.

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 
+#include "cuda_support.h"
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
@@ -18,7 +19,8 @@ DeviceChoice resolve_device(const std::string& flag_value) {
   if (flag_value == "cuda" || flag_value == "auto") {
     if (!cuda_available) throw Error("--device cuda: LibTorch sees no CUDA device on this machine");
     choice.kind = DeviceKind::Cuda;
-    choice.description = "cuda:0";
+    const std::string name = cuda_device_name();
+    choice.description = name.empty() ? "cuda:0" : "cuda:0 (" + name + ")";
     return choice;
   }
   throw Error("--device must be auto, cpu or cuda, got '" + flag_value + "'");

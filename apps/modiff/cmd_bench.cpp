@@ -75,6 +75,7 @@ void add_bench_command(CLI::App& app) {
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks (figures for docs/benchmarks.md)");
   bench_cmd->require_subcommand(1);
   add_data_bench(*bench_cmd);
+  add_train_bench(*bench_cmd);
   struct Args {
     bool json = false;
     double seconds = 2.0;

@@ -1,0 +1,184 @@
+// `modiff bench train`: training steps/s and peak memory of every algorithm x
+// schedule on hopper-shaped synthetic data (obs 15, act 3), the shape the
+// official implementations were timed on (../shared/reference/algorithms.md),
+// at the reference batch sizes; guidance-first against joint.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "modiff/agents/artifact.h"
+#include "modiff/agents/device.h"
+#include "modiff/agents/train.h"
+#include "modiff/bench/bench.h"
+#include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
+#include "modiff/common/rng.h"
+
+namespace modiff::cli {
+
+namespace {
+
+// Random hopper-shaped transitions in 1000-step episodes (timeouts, no terminals).
+datasets::Dataset synthetic_hopper_data(long rows, uint64_t seed) {
+  datasets::Dataset d;
+  d.obs_dim = 15;
+  d.act_dim = 3;
+  Rng rng(seed);
+  for (long i = 0; i < rows; ++i) {
+    for (int k = 0; k < d.obs_dim; ++k) d.observations.push_back(static_cast<float>(rng.uniform(-1, 1)));
+    for (int k = 0; k < d.act_dim; ++k) d.actions.push_back(static_cast<float>(rng.uniform(-1, 1)));
+    d.rewards.push_back(static_cast<float>(rng.uniform(0, 3)));
+    d.terminals.push_back(0);
+    d.timeouts.push_back((i + 1) % 1000 == 0);
+  }
+  return d;
+}
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string t; std::getline(ss, t, ',');) out.push_back(t);
+  return out;
+}
+
+// Steady-state steps/s of a phase: metrics.csv rows after its first (which holds warm-up and graph capture).
+double steady_steps_per_s(const std::string& metrics_csv, const std::string& phase, double fallback) {
+  std::ifstream in(metrics_csv);
+  std::string line;
+  std::getline(in, line);
+  double ms_sum = 0;
+  int n = 0, seen = 0;
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::vector<std::string> cells;
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (cells.size() < 3 || cells[1] != phase) continue;
+    if (seen++ == 0) continue;
+    ms_sum += std::stod(cells.back());
+    ++n;
+  }
+  return n > 0 ? 1000.0 * n / ms_sum : fallback;
+}
+
+struct Cell {
+  std::string algo, schedule, phase;
+  int batch;
+  double steps_per_s, seconds;
+  long peak_bytes;
+  std::string memory_kind;
+};
+
+}  // namespace
+
+void add_train_bench(CLI::App& bench_cmd) {
+  struct Args {
+    long steps = 0;
+    std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
+    bool json = false, graphs = true;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = bench_cmd.add_subcommand("train", "Training steps/s and peak memory, every algorithm x schedule");
+  cmd->add_option("--steps", args->steps, "Steps per phase (default: 3000 on CUDA, 100 on CPU)");
+  cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--algos", args->algos, "Comma-separated algorithms")->capture_default_str();
+  cmd->add_option("--schedules", args->schedules, "Comma-separated schedules")->capture_default_str();
+  cmd->add_flag("!--no-cuda-graphs", args->graphs, "Run eagerly on CUDA");
+  cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
+  cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->callback([args] {
+    const auto device = agents::resolve_device(args->device);
+    const bool cuda = device.kind == agents::DeviceKind::Cuda;
+    const long steps = args->steps > 0 ? args->steps : (cuda ? 3000 : 100);
+    const auto data = synthetic_hopper_data(100000, 1);
+    const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
+    const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
+    std::vector<Cell> cells;
+    for (const auto& algo : split(args->algos)) {
+      for (const auto& schedule : split(args->schedules)) {
+        agents::TrainOptions o;
+        o.algo = algo;
+        o.schedule = schedule;
+        o.steps = steps;
+        if (schedule == "guidance-first") o.guidance_steps = steps;
+        o.device = args->device;
+        o.out = (root / (algo + "_" + schedule)).string();
+        o.quiet = true;
+        o.log_every = std::max(1L, steps / 10);
+        o.checkpoint_every = steps * 10;
+        o.cuda_graphs = args->graphs;
+        if (!args->json) std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
+        const auto r = agents::train_on(data, ref, o);
+        const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
+                              .at("training").at("batch");
+        for (const auto& p : r.phases)
+          cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
+                           p.seconds, p.peak_memory_bytes, p.memory_kind});
+        remove_tree(o.out);
+      }
+    }
+    remove_tree(root.string());
+
+    const std::string machine = bench::machine_description() + "; " + device.description;
+    std::ostringstream md;
+    md << "Machine: " << machine << ". Hopper-shaped synthetic data (100k rows), " << steps
+       << " steps per phase; steps/s in steady state (after warm-up" << (cuda && args->graphs ? " and CUDA-graph capture" : "")
+       << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS") << " during the phase.\n\n";
+    md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
+    char buf[256];
+    for (const auto& c : cells) {
+      std::snprintf(buf, sizeof buf, "| %s | %s | %s | %d | %.1f | %.3f | %.0f |\n", c.algo.c_str(), c.schedule.c_str(),
+                    c.phase.c_str(), c.batch, c.steps_per_s, 1000.0 / c.steps_per_s, c.peak_bytes / 1048576.0);
+      md << buf;
+    }
+    // Guidance-first against joint: the diffusion phase against the joint phase, same steps.
+    std::ostringstream cmp;
+    for (const auto& j : cells) {
+      if (j.phase != "joint") continue;
+      for (const auto& g : cells) {
+        if (g.algo != j.algo || g.phase != "diffusion") continue;
+        std::snprintf(buf, sizeof buf, "| %s | %+.1f%% | %+.1f%% |\n", j.algo.c_str(),
+                      100.0 * (j.steps_per_s / g.steps_per_s - 1), 100.0 * (double(g.peak_bytes) / j.peak_bytes - 1));
+        cmp << buf;
+      }
+    }
+    if (!cmp.str().empty())
+      md << "\nGuidance-first against joint (the paper claims -65.6% diffusion training time, -38.1% peak memory):\n\n"
+         << "| algorithm | diffusion-phase time vs joint | diffusion-phase peak memory vs joint |\n|---|---|---|\n"
+         << cmp.str();
+    if (cuda) {
+      std::ostringstream ref_rows;
+      for (const auto& c : cells) {
+        if (c.phase != "joint") continue;
+        if (c.algo == "dql" && c.batch == 256)
+          ref_rows << "| Diffusion-QL, batch 256 | 81.5 | " << static_cast<long>(c.steps_per_s) << " | "
+                   << c.steps_per_s / 81.5 << "x |\n";
+        if (c.algo == "idql" && c.batch == 512)
+          ref_rows << "| IDQL, batch 512 | 619 | " << static_cast<long>(c.steps_per_s) << " | " << c.steps_per_s / 619
+                   << "x |\n";
+      }
+      if (!ref_rows.str().empty())
+        md << "\nAgainst the official implementations on one H200 (joint training, the published algorithm):\n\n"
+           << "| implementation | official steps/s | modiff steps/s | ratio |\n|---|---|---|---|\n" << ref_rows.str();
+    }
+    if (args->json) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (const auto& c : cells)
+        rows.push_back({{"algo", c.algo}, {"schedule", c.schedule}, {"phase", c.phase}, {"batch", c.batch},
+                        {"steps_per_s", c.steps_per_s}, {"seconds", c.seconds}, {"peak_memory_bytes", c.peak_bytes},
+                        {"memory_kind", c.memory_kind}});
+      std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", rows}}.dump(2) << "\n";
+    } else {
+      std::cout << md.str();
+    }
+    if (!args->record.empty())
+      bench::record_markdown_section(args->record, std::string("bench train ") + (cuda ? "cuda" : "cpu"), md.str());
+  });
+}
+
+}  // namespace modiff::cli

@@ -3,6 +3,7 @@
 // it from the data and only used at inference to pick among candidates. Each
 // joint step: actor update, then V, then Q.
 #include "algorithm.h"
+#include "cuda_support.h"
 
 namespace modiff::agents {
 namespace {
@@ -11,9 +12,11 @@ class Idql : public Algorithm {
  public:
   using Algorithm::Algorithm;
 
+  // The two updates share only the batch: on CUDA they run as parallel branches.
   StepMetrics joint_step(const Batch& batch) override {
-    auto bc = bc_update(batch);
-    StepMetrics m = guidance_step(batch);
+    torch::Tensor bc;
+    StepMetrics m;
+    run_concurrently(data_.device, [&] { bc = bc_update(batch); }, [&] { m = guidance_step(batch); });
     m.bc_loss = bc;
     return m;
   }

@@ -1,5 +1,7 @@
 #include "cuda_support.h"
 
+#include <cstdlib>
+
 #include "modiff/common/error.h"
 
 #ifdef MODIFF_TORCH_CUDA
@@ -40,13 +42,58 @@ at::Generator make_generator(torch::Device device, uint64_t seed) {
   return at::detail::createCPUGenerator(seed);
 }
 
+#ifdef MODIFF_TORCH_CUDA
+namespace {
+// One side stream per purpose for the whole process: cuBLAS keeps a workspace
+// per stream, so a new stream per phase would grow memory phase after phase.
+c10::cuda::CUDAStream& capture_stream() {
+  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  return stream;
+}
+c10::cuda::CUDAStream& branch_stream() {
+  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  return stream;
+}
+}  // namespace
+#endif
+
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
+#ifdef MODIFF_TORCH_CUDA
+  if (device.is_cuda()) {
+    const auto current = c10::cuda::getCurrentCUDAStream();
+    auto& branch = branch_stream();
+    at::cuda::CUDAEvent fork;
+    fork.record(current);
+    fork.block(branch);
+    {
+      c10::cuda::CUDAStreamGuard guard(branch);
+      second();
+    }
+    first();
+    at::cuda::CUDAEvent join;
+    join.record(branch);
+    join.block(current);
+    return;
+  }
+#endif
+  (void)device;
+  first();
+  second();
+}
+
+void allow_tf32() {
+#ifdef MODIFF_TORCH_CUDA
+  at::globalContext().setAllowTF32CuBLAS(true);
+  at::globalContext().setAllowTF32CuDNN(true);
+#endif
+}
+
 struct GraphedStep::Impl {
   std::function<void()> step;
   bool enabled = false;
   int calls = 0;
 #ifdef MODIFF_TORCH_CUDA
   std::unique_ptr<at::cuda::CUDAGraph> graph;
-  c10::optional<c10::cuda::CUDAStream> stream;
 #endif
 };
 
@@ -81,25 +128,31 @@ void GraphedStep::operator()() {
     m.graph->replay();
     return;
   }
-  if (!m.stream) m.stream = c10::cuda::getStreamFromPool();
+  auto& side = capture_stream();
   const auto main = c10::cuda::getCurrentCUDAStream();
   // The side stream starts after everything queued so far, and the main stream waits for it.
   auto event_main = at::cuda::CUDAEvent();
   event_main.record(main);
-  event_main.block(*m.stream);
+  event_main.block(side);
   {
-    c10::cuda::CUDAStreamGuard guard(*m.stream);
+    c10::cuda::CUDAStreamGuard guard(side);
     if (m.calls < kWarmup) {
       m.step();
     } else {
       m.graph = std::make_unique<at::cuda::CUDAGraph>();
+      const char* dump = std::getenv("MODIFF_GRAPH_DUMP");  // a .dot file per capture, to count kernels
+      if (dump) m.graph->enable_debug_mode();
       m.graph->capture_begin();
       m.step();
       m.graph->capture_end();
+      if (dump) {
+        static int index = 0;
+        m.graph->debug_dump(std::string(dump) + "_" + std::to_string(index++) + ".dot");
+      }
     }
   }
   auto event_side = at::cuda::CUDAEvent();
-  event_side.record(*m.stream);
+  event_side.record(side);
   event_side.block(main);
   ++m.calls;
   if (m.graph) m.graph->replay();  // capturing ran nothing: this is the step itself

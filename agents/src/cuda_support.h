@@ -25,6 +25,15 @@ at::Generator make_generator(torch::Device device, uint64_t seed);
 // must not synchronize with the host or branch on device values, and must
 // draw its randomness from LibTorch's default CUDA generator. Where LibTorch
 // has no CUDA, or `enabled` is false, every call runs the step eagerly.
+// Runs `first` and `second`; on CUDA `second` runs on a side stream
+// concurrently with `first` (inside a captured graph: two parallel branches).
+// They must not touch the same tensors. On the CPU: first, then second.
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second);
+
+// Allows TF32 tensor-core matrix products on CUDA (10-bit mantissa inputs, fp32
+// accumulation), as JAX does by default on these GPUs.
+void allow_tf32();
+
 class GraphedStep {
  public:
   GraphedStep(std::function<void()> step, bool enabled);

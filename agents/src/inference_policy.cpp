@@ -34,6 +34,7 @@ InferencePolicy InferencePolicy::load(const std::string& diffusion_dir, const st
   auto impl = std::make_unique<Impl>();
   const DeviceChoice choice = resolve_device(options.device);
   impl->device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (impl->device.is_cuda()) allow_tf32();
   impl->diffusion_info = read_artifact(diffusion_dir, "diffusion");
   const bool guided = !guidance_dir.empty() && guidance_dir != "none";
   if (guided) {

@@ -52,15 +52,25 @@ torch::Tensor MlpImpl::forward(torch::Tensor x) {
   return x;
 }
 
-TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation activation) {
-  const std::vector<int> sizes(layers, hidden);
-  q1 = register_module("q1", Mlp(obs_dim + act_dim, sizes, 1, activation));
-  q2 = register_module("q2", Mlp(obs_dim + act_dim, sizes, 1, activation));
+TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation act) : activation(act) {
+  std::vector<int> sizes(layers, hidden);
+  sizes.push_back(1);
+  int in = obs_dim + act_dim;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // torch.nn.Linear's default init
+    weights.push_back(register_parameter("w" + std::to_string(i), torch::empty({2, in, sizes[i]}).uniform_(-bound, bound)));
+    biases.push_back(register_parameter("b" + std::to_string(i), torch::empty({2, 1, sizes[i]}).uniform_(-bound, bound)));
+    in = sizes[i];
+  }
 }
 
 std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& obs, const torch::Tensor& act) {
-  auto x = torch::cat({obs, act}, 1);
-  return {q1->forward(x), q2->forward(x)};
+  auto x = torch::cat({obs, act}, 1).unsqueeze(0).expand({2, -1, -1});
+  for (size_t i = 0; i < weights.size(); ++i) {
+    x = torch::baddbmm(biases[i], x, weights[i]);
+    if (i + 1 < weights.size()) x = activate(activation, x);
+  }
+  return {x[0], x[1]};
 }
 
 torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim) {

@@ -26,11 +26,15 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-// Two independent Q networks Q(s, a) (twin critics, clipped double-Q).
+// Two independent Q networks Q(s, a) (twin critics, clipped double-Q). Their
+// weights are stacked, [2, in, out] per layer, and both run in one batched
+// matrix product per layer: half the kernels of two separate networks, the
+// same functions (each head is initialized as torch.nn.Linear would be).
 struct TwinQImpl : torch::nn::Module {
   TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation activation);
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& obs, const torch::Tensor& act);
-  Mlp q1{nullptr}, q2{nullptr};
+  std::vector<torch::Tensor> weights, biases;  // [2, in, out], [2, 1, out]
+  Activation activation;
 };
 TORCH_MODULE(TwinQ);
 

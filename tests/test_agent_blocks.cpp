@@ -84,6 +84,36 @@ TEST_CASE("flat Adam and AdamW take LibTorch's steps", "[blocks]") {
   }
 }
 
+TEST_CASE("flat Adam on CUDA (the fused kernel where LibTorch has it) takes the CPU's steps", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: nothing to compare
+  for (double decay : {0.0, 0.01}) {
+    CAPTURE(decay);
+    torch::manual_seed(3);
+    torch::nn::Linear cpu(4, 3), gpu(4, 3);
+    {
+      torch::NoGradGuard g;
+      for (size_t i = 0; i < cpu->parameters().size(); ++i) gpu->parameters()[i].copy_(cpu->parameters()[i]);
+    }
+    gpu->to(torch::kCUDA);
+    auto input = torch::randn({8, 4});
+    FlatParams a = flatten_parameters(*cpu, true), b = flatten_parameters(*gpu, true);
+    AdamConfig config;
+    config.lr = 0.01;
+    config.weight_decay = decay;
+    config.decay_steps = 30;
+    FlatAdam on_cpu(a, config), on_gpu(b, config);
+    for (int step = 0; step < 20; ++step) {
+      zero_grads(a);
+      zero_grads(b);
+      cpu->forward(input).pow(2).sum().backward();
+      gpu->forward(input.to(torch::kCUDA)).pow(2).sum().backward();
+      on_cpu.step();
+      on_gpu.step();
+    }
+    CHECK((a.values - b.values.cpu()).abs().max().item<double>() < 1e-5);
+  }
+}
+
 TEST_CASE("cosine decay and gradient clipping", "[blocks]") {
   torch::nn::Linear a(1, 1);
   FlatParams flat = flatten_parameters(*a, true);

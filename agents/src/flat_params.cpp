@@ -1,6 +1,15 @@
 #include "flat_params.h"
 
+#include <torch/version.h>
+
 #include <cmath>
+
+// Fused Adam with a tensor learning rate arrived in LibTorch 2.2; Debian's 1.13 has none.
+#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2))
+#define MODIFF_FUSED_ADAM 1
+#else
+#define MODIFF_FUSED_ADAM 0
+#endif
 
 namespace modiff::agents {
 
@@ -53,17 +62,37 @@ FlatAdam::FlatAdam(FlatParams& params, const AdamConfig& config) : params_(param
   step_ = torch::zeros({}, params.values.options());
 }
 
+torch::Tensor FlatAdam::learning_rate() const {
+  // Cosine decay from the step count on the device: no host value changes between steps.
+  torch::Tensor lr = torch::full({}, config_.lr, step_.options());
+  if (config_.decay_steps > 0)
+    lr = lr * 0.5 * (1 + torch::cos(M_PI * torch::clamp_max(step_, static_cast<double>(config_.decay_steps)) /
+                                     static_cast<double>(config_.decay_steps)));
+  return lr;
+}
+
 torch::Tensor FlatAdam::step() {
   torch::NoGradGuard no_grad;
   auto norm = clip_grad_norm(params_, config_.max_grad_norm);
   const auto& g = params_.grads;
+#if MODIFF_FUSED_ADAM
+  if (params_.values.is_cuda()) {
+    // LibTorch's fused (multi-tensor) Adam/AdamW kernel, learning rate as a device tensor.
+    std::vector<torch::Tensor> p{params_.values}, gr{g}, m{m_}, v{v_}, s{step_};
+    if (config_.weight_decay > 0) {
+      at::_fused_adamw_(p, gr, m, v, {}, s, learning_rate(), config_.beta1, config_.beta2, config_.weight_decay,
+                        config_.eps, false, false);
+    } else {
+      at::_fused_adam_(p, gr, m, v, {}, s, learning_rate(), config_.beta1, config_.beta2, 0.0, config_.eps, false,
+                       false);
+    }
+    return norm;
+  }
+#endif
+  auto lr = learning_rate();  // of the step about to be taken (step_ counts the ones taken)
   step_.add_(1);
   m_.lerp_(g, 1 - config_.beta1);
   v_.mul_(config_.beta2).addcmul_(g, g, 1 - config_.beta2);
-  torch::Tensor lr = torch::full({}, config_.lr, step_.options());
-  if (config_.decay_steps > 0)
-    lr = lr * 0.5 * (1 + torch::cos(M_PI * torch::clamp_max(step_ - 1, static_cast<double>(config_.decay_steps)) /
-                                     static_cast<double>(config_.decay_steps)));
   if (config_.weight_decay > 0) params_.values.mul_(1 - lr * config_.weight_decay);
   auto bias1 = 1 - torch::pow(config_.beta1, step_);
   auto bias2 = 1 - torch::pow(config_.beta2, step_);

@@ -51,6 +51,7 @@ class FlatAdam {
   long state_bytes() const;
 
  private:
+  torch::Tensor learning_rate() const;
   FlatParams& params_;
   AdamConfig config_;
   torch::Tensor m_, v_, step_;

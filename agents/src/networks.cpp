@@ -25,7 +25,7 @@ std::string activation_name(Activation a) {
 torch::Tensor activate(Activation a, const torch::Tensor& x) {
   switch (a) {
     case Activation::Relu: return torch::relu(x);
-    case Activation::Mish: return x * torch::tanh(torch::softplus(x));
+    case Activation::Mish: return torch::mish(x);  // one fused kernel forward and backward
     case Activation::Silu: return torch::silu(x);
   }
   return x;
@@ -73,11 +73,14 @@ std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& 
   return {x[0], x[1]};
 }
 
-torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim) {
+torch::Tensor sinusoidal_frequencies(int dim) {
   const int half = dim / 2;
   const double scale = std::log(10000.0) / (half - 1);
-  auto freqs = torch::exp(torch::arange(half, t.options()) * -scale);
-  auto args = t.reshape({-1, 1}) * freqs.reshape({1, -1});
+  return torch::exp(torch::arange(half, torch::kFloat32) * -scale);
+}
+
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, const torch::Tensor& frequencies) {
+  auto args = t.reshape({-1, 1}) * frequencies.reshape({1, -1});
   return torch::cat({args.sin(), args.cos()}, 1);
 }
 
@@ -134,7 +137,8 @@ struct LnResnetDenoiser : Denoiser {
 // Diffusion-QL's actor: sinusoidal(time_dim) -> Linear(2 time_dim) -> Mish -> Linear(time_dim);
 // [x, time, s (, cond)] -> blocks x (Linear hidden, Mish) -> Linear(act_dim).
 struct MlpDenoiser : Denoiser {
-  MlpDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : time_dim(c.time_dim) {
+  MlpDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) {
+    frequencies = register_buffer("frequencies", sinusoidal_frequencies(c.time_dim));
     time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim, c.activation));
     body = register_module("body", Mlp(act_dim + c.time_dim + obs_dim + c.cond_dim, std::vector<int>(c.blocks, c.hidden),
                                        act_dim, c.activation));
@@ -142,12 +146,12 @@ struct MlpDenoiser : Denoiser {
 
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
                         const torch::Tensor& cond) override {
-    auto time = time_mlp->forward(sinusoidal_embedding(t, time_dim));
+    auto time = time_mlp->forward(sinusoidal_embedding(t, frequencies));
     auto h = cond.defined() ? torch::cat({x, time, obs, cond}, 1) : torch::cat({x, time, obs}, 1);
     return body->forward(h);
   }
 
-  int time_dim;
+  torch::Tensor frequencies;  // constant: computed once, not per call
   Mlp time_mlp{nullptr}, body{nullptr};
 };
 

@@ -38,8 +38,10 @@ struct TwinQImpl : torch::nn::Module {
 };
 TORCH_MODULE(TwinQ);
 
-// Diffusion-QL's sinusoidal embedding of the step index: [sin(t f_k), cos(t f_k)].
-torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int dim);
+// Diffusion-QL's sinusoidal embedding of the step index: [sin(t f_k), cos(t f_k)],
+// f_k = 10000^(-k / (dim/2 - 1)).
+torch::Tensor sinusoidal_frequencies(int dim);
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, const torch::Tensor& frequencies);
 
 // IDQL's learnable Fourier features: [cos(2 pi t W), sin(2 pi t W)], W ~ N(0, 0.2^2).
 struct FourierFeaturesImpl : torch::nn::Module {

@@ -78,13 +78,15 @@ torch::Tensor FlatAdam::step() {
 #if MODIFF_FUSED_ADAM
   if (params_.values.is_cuda()) {
     // LibTorch's fused (multi-tensor) Adam/AdamW kernel, learning rate as a device tensor.
+    // The kernel takes the step count already incremented (as torch.optim's fused path does).
+    auto lr = learning_rate();
+    step_.add_(1);
     std::vector<torch::Tensor> p{params_.values}, gr{g}, m{m_}, v{v_}, s{step_};
     if (config_.weight_decay > 0) {
-      at::_fused_adamw_(p, gr, m, v, {}, s, learning_rate(), config_.beta1, config_.beta2, config_.weight_decay,
-                        config_.eps, false, false);
+      at::_fused_adamw_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, config_.weight_decay, config_.eps, false,
+                        false);
     } else {
-      at::_fused_adam_(p, gr, m, v, {}, s, learning_rate(), config_.beta1, config_.beta2, 0.0, config_.eps, false,
-                       false);
+      at::_fused_adam_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, 0.0, config_.eps, false, false);
     }
     return norm;
   }

@@ -73,9 +73,13 @@ torch::Tensor Ddpm::predict(Denoiser& model, const torch::Tensor& x, const torch
 }
 
 torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,
-                           c10::optional<at::Generator> generator) {
+                           c10::optional<at::Generator> generator, const torch::Tensor& given_noise) {
   const long batch = obs.size(0);
-  auto noise = [&] { return torch::randn({batch, act_dim_}, generator, obs.options()); };
+  int draws = 0;
+  auto noise = [&] {
+    if (given_noise.defined()) return given_noise[draws++];
+    return torch::randn({batch, act_dim_}, generator, obs.options());
+  };
   auto x = noise();
   for (int i = config_.steps - 1; i >= 0; --i) {
     auto t = torch::full({batch, 1}, static_cast<double>(i), obs.options());

@@ -34,9 +34,11 @@ class Ddpm {
   // when grad mode is on (Diffusion-QL's Q-loss backpropagates through the chain).
   // With cond and guide_weight: classifier-free guidance, eps = eps(null) + w (eps(cond) - eps(null)),
   // both evaluated in one batched pass.
-  // Noise comes from `generator` when given, else from LibTorch's default one.
+  // Noise comes from `noise` ([T, B, act_dim]: the initial draw, then one per
+  // step) when given, else from `generator`, else from LibTorch's default one.
   torch::Tensor sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond = {},
-                       double guide_weight = 1.0, c10::optional<at::Generator> generator = c10::nullopt);
+                       double guide_weight = 1.0, c10::optional<at::Generator> generator = c10::nullopt,
+                       const torch::Tensor& noise = {});
 
   const DiffusionConfig& config() const { return config_; }
 

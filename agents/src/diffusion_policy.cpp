@@ -63,12 +63,13 @@ torch::Tensor DiffusionModel::sample_ema(const torch::Tensor& obs) {
   return ddpm_.sample(*ema_net_, normalizer_.apply(obs));
 }
 
-torch::Tensor DiffusionModel::sample_inference(const torch::Tensor& obs, c10::optional<at::Generator> generator) {
+torch::Tensor DiffusionModel::sample_inference(const torch::Tensor& obs, c10::optional<at::Generator> generator,
+                                               const torch::Tensor& noise) {
   torch::NoGradGuard no_grad;
   Denoiser& model = config_.sample_with_ema ? *ema_net_ : *net_;
   torch::Tensor cond;
   if (conditioned()) cond = condition(torch::full({obs.size(0), 1}, target_label, obs.options()));
-  return ddpm_.sample(model, normalizer_.apply(obs), cond, conditioned() ? config_.guide_weight : 1.0, generator);
+  return ddpm_.sample(model, normalizer_.apply(obs), cond, conditioned() ? config_.guide_weight : 1.0, generator, noise);
 }
 
 torch::Tensor DiffusionModel::condition(const torch::Tensor& label) {

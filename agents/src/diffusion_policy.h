@@ -54,7 +54,8 @@ class DiffusionModel {
   // Samples through the training model (differentiable) or the inference weights (EMA or model, no grad).
   torch::Tensor sample_train(const torch::Tensor& obs);
   torch::Tensor sample_ema(const torch::Tensor& obs);
-  torch::Tensor sample_inference(const torch::Tensor& obs, c10::optional<at::Generator> generator);
+  torch::Tensor sample_inference(const torch::Tensor& obs, c10::optional<at::Generator> generator,
+                                 const torch::Tensor& noise = {});
 
   // The condition a label column [B, 1] gives the denoiser: [label, 1]; null is [0, 0].
   static torch::Tensor condition(const torch::Tensor& label);

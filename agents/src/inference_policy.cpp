@@ -10,6 +10,9 @@
 #include "cuda_support.h"
 #include "modiff/agents/device.h"
 #include "modiff/common/error.h"
+#include "modiff/common/rng.h"
+
+#include <tbb/parallel_for.h>
 
 namespace modiff::agents {
 
@@ -71,29 +74,67 @@ const ArtifactInfo* InferencePolicy::guidance() const { return impl_->guidance ?
 int InferencePolicy::candidates() const { return impl_->candidates; }
 const std::string& InferencePolicy::select() const { return impl_->select; }
 
-void InferencePolicy::act(const float* observations, int n, double* actions) {
+namespace {
+
+// Per-row noise [T, n k, act] and selection uniforms [n], each row from its key alone.
+std::pair<torch::Tensor, torch::Tensor> keyed_noise(const uint64_t* keys, int n, int k, int steps, int act_dim) {
+  auto noise = torch::empty({steps, static_cast<long>(n) * k, act_dim}, torch::kFloat32);
+  auto uniform = torch::empty({n}, torch::kFloat32);
+  float* z = noise.data_ptr<float>();
+  float* u = uniform.data_ptr<float>();
+  const long row_stride = static_cast<long>(n) * k * act_dim;
+  tbb::parallel_for(0, n, [&](int r) {
+    for (int c = 0; c < k; ++c) {
+      Rng rng(derive_seed(keys[r], static_cast<uint64_t>(c)));
+      for (int s = 0; s < steps; ++s)
+        for (int d = 0; d < act_dim; ++d)
+          z[s * row_stride + (static_cast<long>(r) * k + c) * act_dim + d] = static_cast<float>(rng.normal());
+    }
+    u[r] = static_cast<float>(Rng(derive_seed(keys[r], 0xC401CEULL)).uniform01());
+  });
+  return {noise, uniform};
+}
+
+// Index drawn from each row's (unnormalized) weights with the given uniforms: inverse CDF.
+torch::Tensor draw_from_weights(const torch::Tensor& weights, const torch::Tensor& uniform) {
+  auto cdf = torch::cumsum(weights, 1);
+  auto threshold = uniform.view({-1, 1}) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  return torch::clamp_max((cdf < threshold).sum(1), weights.size(1) - 1);
+}
+
+}  // namespace
+
+void InferencePolicy::act(const float* observations, int n, double* actions, const uint64_t* noise_keys) {
   torch::NoGradGuard no_grad;
   auto& m = *impl_;
   const int obs_dim = m.diffusion_info.obs_dim, act_dim = m.diffusion_info.act_dim, k = m.candidates;
   auto obs = torch::from_blob(const_cast<float*>(observations), {n, obs_dim}, torch::kFloat32).to(m.device);
+  torch::Tensor noise, uniform;
+  if (noise_keys) {
+    auto [z, u] = keyed_noise(noise_keys, n, k, m.policy->config().diffusion.steps, act_dim);
+    noise = z.to(m.device);
+    uniform = u.to(m.device);
+  }
   torch::Tensor chosen;
   if (!m.guidance) {
-    chosen = m.policy->sample_inference(obs, m.generator);
+    chosen = m.policy->sample_inference(obs, m.generator, noise);
   } else {
-    auto repeated = obs.repeat_interleave(k, 0);                 // [n k, obs]
-    auto cands = m.policy->sample_inference(repeated, m.generator);  // [n k, act]
+    auto repeated = obs.repeat_interleave(k, 0);                         // [n k, obs]
+    auto cands = m.policy->sample_inference(repeated, m.generator, noise);  // [n k, act]
     auto q = m.guidance->q_min(repeated, cands).view({n, k});
-    torch::Tensor pick;
+    torch::Tensor pick, weights;
     if (m.select == "argmax") {
       pick = q.argmax(1);
     } else if (m.select == "softmax") {
-      pick = torch::multinomial(torch::softmax(q / m.temperature, 1), 1, false, m.generator).view(-1);
+      weights = torch::softmax(q / m.temperature, 1);
     } else {
       const double tau = m.guidance->config().expectile;
       auto adv = q - m.guidance->v(repeated).view({n, k});
-      auto weights = torch::where(adv > 0, torch::full_like(adv, tau), torch::full_like(adv, 1 - tau));
-      pick = torch::multinomial(weights, 1, false, m.generator).view(-1);
+      weights = torch::where(adv > 0, torch::full_like(adv, tau), torch::full_like(adv, 1 - tau));
     }
+    if (weights.defined())
+      pick = uniform.defined() ? draw_from_weights(weights, uniform)
+                               : torch::multinomial(weights, 1, false, m.generator).view(-1);
     auto rows = torch::arange(n, pick.options()) * k + pick;
     chosen = cands.index_select(0, rows);
   }

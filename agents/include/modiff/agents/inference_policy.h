@@ -31,8 +31,12 @@ class InferencePolicy {
   InferencePolicy& operator=(InferencePolicy&&) noexcept;
   ~InferencePolicy();
 
-  // observations [n, obs_dim] -> actions [n, act_dim], in [-1, 1].
-  void act(const float* observations, int n, double* actions);
+  // observations [n, obs_dim] -> actions [n, act_dim], in [-1, 1]. With
+  // `noise_keys` (one per row), each row's randomness (its candidates' noise,
+  // its selection draw) comes from its own key alone, drawn on the host: a
+  // row's action then does not depend on which other rows share the batch.
+  // Without, the policy's generator draws for the whole batch.
+  void act(const float* observations, int n, double* actions, const uint64_t* noise_keys = nullptr);
   void reseed(uint64_t seed);
 
   const ArtifactInfo& diffusion() const;

@@ -2,6 +2,7 @@
 // A small, portable random generator (xoshiro256** seeded through SplitMix64).
 // std::uniform_real_distribution is implementation-defined; modiff's results
 // must not depend on the standard library, so the mapping to doubles is ours.
+#include <cmath>
 #include <cstdint>
 
 namespace modiff {
@@ -44,6 +45,12 @@ class Rng {
   // Uniform in [0, 1) with 53 random bits.
   double uniform01() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform01(); }
+  // Standard normal by Box-Muller (one of the pair; the other is dropped to keep the stream stateless).
+  double normal() {
+    const double u1 = 1.0 - uniform01();  // (0, 1]: log is finite
+    const double u2 = uniform01();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

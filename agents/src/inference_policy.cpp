@@ -24,7 +24,10 @@ struct InferencePolicy::Impl {
   int candidates = 1;
   std::string select = "argmax";
   double temperature = 1.0;
+  int chunk = 16;
   at::Generator generator;
+
+  void act_rows(const float* observations, int n, double* actions, const uint64_t* noise_keys);
 };
 
 InferencePolicy::InferencePolicy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -63,6 +66,8 @@ InferencePolicy InferencePolicy::load(const std::string& diffusion_dir, const st
     impl->candidates = 1;
   }
   impl->temperature = options.temperature;
+  if (options.chunk < 0) throw Error("--chunk must be >= 0");
+  impl->chunk = options.chunk;
   impl->generator = make_generator(impl->device, options.seed);
   return InferencePolicy(std::move(impl));
 }
@@ -105,8 +110,29 @@ torch::Tensor draw_from_weights(const torch::Tensor& weights, const torch::Tenso
 }  // namespace
 
 void InferencePolicy::act(const float* observations, int n, double* actions, const uint64_t* noise_keys) {
-  torch::NoGradGuard no_grad;
   auto& m = *impl_;
+  const int c = m.chunk;
+  if (c == 0 || n == c) return m.act_rows(observations, n, actions, noise_keys);
+  const int obs_dim = m.diffusion_info.obs_dim, act_dim = m.diffusion_info.act_dim;
+  std::vector<float> obs(static_cast<size_t>(c) * obs_dim);
+  std::vector<double> out(static_cast<size_t>(c) * act_dim);
+  std::vector<uint64_t> keys(c);
+  for (int start = 0; start < n; start += c) {
+    const int rows = std::min(c, n - start);
+    std::fill(obs.begin(), obs.end(), 0.f);
+    std::copy_n(observations + static_cast<size_t>(start) * obs_dim, static_cast<size_t>(rows) * obs_dim, obs.begin());
+    if (noise_keys) {
+      std::fill(keys.begin(), keys.end(), 0);
+      std::copy_n(noise_keys + start, rows, keys.begin());
+    }
+    m.act_rows(obs.data(), c, out.data(), noise_keys ? keys.data() : nullptr);
+    std::copy_n(out.begin(), static_cast<size_t>(rows) * act_dim, actions + static_cast<size_t>(start) * act_dim);
+  }
+}
+
+void InferencePolicy::Impl::act_rows(const float* observations, int n, double* actions, const uint64_t* noise_keys) {
+  torch::NoGradGuard no_grad;
+  auto& m = *this;
   const int obs_dim = m.diffusion_info.obs_dim, act_dim = m.diffusion_info.act_dim, k = m.candidates;
   auto obs = torch::from_blob(const_cast<float*>(observations), {n, obs_dim}, torch::kFloat32).to(m.device);
   torch::Tensor noise, uniform;

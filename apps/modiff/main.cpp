@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   modiff::cli::add_data_command(app);
   modiff::cli::add_behavior_command(app);
   modiff::cli::add_train_command(app);
+  modiff::cli::add_eval_command(app);
   if (argc > 1 && argv[1][0] != '-') {
     const std::string name = argv[1];
     std::string known;

@@ -19,6 +19,12 @@ struct InferenceOptions {
   std::string select;       // argmax | softmax | expectile; empty: the policy's default
   double temperature = 1.0; // softmax over Q / temperature
   uint64_t seed = 0;
+  // Observations per network pass. The policy always runs on exactly this many
+  // rows (the last pass padded), so that an observation's action never depends
+  // on how many others share the call: a matrix product's rounding can change
+  // with its shape, and chaotic dynamics amplify it. 0: one pass over all rows
+  // (fastest; reproducible only for the same batch).
+  int chunk = 16;
 };
 
 class InferencePolicy {

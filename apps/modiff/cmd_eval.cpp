@@ -1,0 +1,236 @@
+// `modiff eval` and `modiff swap`: a diffusion policy rolled out over many
+// seeds and episodes with a guidance module (or none), normalized scores and
+// robust statistics with bootstrap intervals; every diffusion x guidance
+// pairing as a matrix.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "modiff/agents/device.h"
+#include "modiff/agents/inference_policy.h"
+#include "modiff/common/atomic_file.h"
+#include "modiff/common/error.h"
+#include "modiff/eval/evaluate.h"
+#include "modiff/eval/statistics.h"
+
+namespace modiff::cli {
+
+namespace {
+
+// "0,1,2", "0-4" or a mix: "0-2,10".
+std::vector<uint64_t> parse_seeds(const std::string& list) {
+  std::vector<uint64_t> seeds;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      const auto dash = item.find('-');
+      if (dash == std::string::npos) {
+        seeds.push_back(std::stoull(item, &used));
+        if (used != item.size()) throw std::invalid_argument(item);
+      } else {
+        const uint64_t lo = std::stoull(item.substr(0, dash)), hi = std::stoull(item.substr(dash + 1));
+        if (hi < lo || hi - lo > 100000) throw std::invalid_argument(item);
+        for (uint64_t s = lo; s <= hi; ++s) seeds.push_back(s);
+      }
+    } catch (const std::exception&) {
+      throw Error("--seeds: '" + item + "' is not a seed or a range like 0-4");
+    }
+  }
+  if (seeds.empty()) throw Error("--seeds: give at least one seed");
+  return seeds;
+}
+
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+struct EvalArgs {
+  std::string env, select, device = "auto", out, seeds = "0-4";
+  int episodes = 10, candidates = 0, threads = 0, max_envs = 0, chunk = 16, bootstrap_reps = 50000;
+  uint64_t bootstrap_seed = 0;
+  double temperature = 1.0;
+  bool json = false;
+};
+
+void add_common_options(CLI::App* cmd, EvalArgs& a) {
+  cmd->add_option("--seeds", a.seeds, "Evaluation seeds: a list and/or ranges, e.g. 0-4 or 0,3,7")->capture_default_str();
+  cmd->add_option("--episodes", a.episodes, "Episodes per seed")->capture_default_str();
+  cmd->add_option("--env", a.env, "Env (default: the one the policy was trained for)");
+  cmd->add_option("--candidates", a.candidates, "Candidates per action (default: the policy's; 1 without guidance)");
+  cmd->add_option("--select", a.select, "argmax, softmax or expectile (default: the policy's)");
+  cmd->add_option("--temperature", a.temperature, "softmax: Q / temperature")->capture_default_str();
+  cmd->add_option("--device", a.device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--threads", a.threads, "Physics threads (0 = all cores); results do not depend on it");
+  cmd->add_option("--max-envs", a.max_envs, "Envs alive at once (0 = every episode at once)");
+  cmd->add_option("--chunk", a.chunk,
+                  "Envs per policy pass, fixed so that results never depend on the batch (0: all at once, fastest)")
+      ->capture_default_str();
+  cmd->add_option("--bootstrap-reps", a.bootstrap_reps, "Bootstrap replicates for the intervals")->capture_default_str();
+  cmd->add_option("--bootstrap-seed", a.bootstrap_seed, "Bootstrap seed")->capture_default_str();
+  cmd->add_option("--out", a.out, "Also write the JSON to this file");
+  cmd->add_flag("--json", a.json, "Print JSON (no progress display)");
+}
+
+nlohmann::json aggregate_json(const eval::AggregateWithIntervals& a) {
+  const auto& p = a.point;
+  auto pair = [](const eval::Interval& i) { return nlohmann::json::array({i.lo, i.hi}); };
+  return {{"median", p.median}, {"iqr", p.iqr}, {"iqm", p.iqm}, {"mean", p.mean}, {"std", p.std}, {"min", p.min},
+          {"max", p.max},       {"count", p.count},
+          {"ci95", {{"median", pair(a.median)}, {"iqr", pair(a.iqr)}, {"iqm", pair(a.iqm)}, {"mean", pair(a.mean)}}}};
+}
+
+struct PairResult {
+  nlohmann::json json;
+  eval::AggregateWithIntervals aggregate;
+  std::vector<double> per_seed;
+};
+
+// Evaluates one pairing; progress on a terminal unless quiet.
+PairResult evaluate_pair(const std::string& diffusion, const std::string& guidance, const EvalArgs& a, bool quiet) {
+  agents::InferenceOptions io;
+  io.device = a.device;
+  io.candidates = a.candidates;
+  io.select = a.select;
+  io.temperature = a.temperature;
+  io.chunk = a.chunk;
+  std::vector<std::string> warnings;
+  auto policy = agents::InferencePolicy::load(diffusion, guidance, io, &warnings);
+  for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  const auto& env = eval::env_for_policy(policy, a.env);
+  eval::EvalOptions opt;
+  opt.seeds = parse_seeds(a.seeds);
+  opt.episodes = a.episodes;
+  opt.max_envs = a.max_envs;
+  const bool show = !quiet && ::isatty(2);
+  if (show)
+    opt.progress = [&](long steps, int done, int total) {
+      if (steps % 50 == 0 || done == total)
+        std::fprintf(stderr, "\reval %s + %s: %ld env-steps, %d/%d episodes   ", diffusion.c_str(), guidance.c_str(),
+                     steps, done, total);
+    };
+  const auto t0 = std::chrono::steady_clock::now();
+  long env_steps = 0;
+  const auto episodes = eval::evaluate(policy, env, opt, &env_steps);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (show) std::fprintf(stderr, "\n");
+  PairResult r;
+  r.per_seed = eval::per_seed_means(episodes, opt.seeds);
+  r.aggregate = eval::aggregate_with_intervals({r.per_seed}, a.bootstrap_reps, a.bootstrap_seed);
+  nlohmann::json eps = nlohmann::json::array(), seeds = nlohmann::json::array();
+  for (const auto& e : episodes)
+    eps.push_back({{"seed", e.seed}, {"episode", e.episode}, {"return", e.episode_return}, {"length", e.length},
+                   {"normalized_score", e.normalized_score}, {"terminated", e.terminated}});
+  for (size_t i = 0; i < opt.seeds.size(); ++i)
+    seeds.push_back({{"seed", opt.seeds[i]}, {"mean_normalized_score", r.per_seed[i]}});
+  r.json = {{"diffusion", diffusion},
+            {"guidance", policy.guidance() ? guidance : "none"},
+            {"env", env.id},
+            {"candidates", policy.candidates()},
+            {"select", policy.guidance() ? policy.select() : "none"},
+            {"env_steps", env_steps},
+            {"seconds", seconds},
+            {"env_steps_per_s", env_steps / std::max(seconds, 1e-9)},
+            {"warnings", warnings},
+            {"episodes", eps},
+            {"per_seed", seeds},
+            {"aggregate", aggregate_json(r.aggregate)}};
+  return r;
+}
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", v);
+  return b;
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  auto diffusion = std::make_shared<std::string>(), guidance = std::make_shared<std::string>("none");
+  auto* cmd = app.add_subcommand("eval", "Roll out a diffusion policy (with a guidance module or none) over seeds and episodes");
+  cmd->add_option("--diffusion", *diffusion, "Diffusion policy directory (a run's diffusion/)")->required();
+  cmd->add_option("--guidance", *guidance, "Guidance module directory, or none")->capture_default_str();
+  add_common_options(cmd, *args);
+  cmd->callback([args, diffusion, guidance] {
+    limit_threads(args->threads);
+    const auto r = evaluate_pair(*diffusion, *guidance, *args, args->json);
+    if (!args->out.empty()) write_text_atomically(args->out, r.json.dump(2) + "\n");
+    if (args->json) {
+      std::cout << r.json.dump(2) << "\n";
+      return;
+    }
+    const auto& p = r.aggregate.point;
+    std::printf("%s + %s on %s: %d seeds x %d episodes, %ld env-steps in %.1f s (%.0f env-steps/s)\n",
+                diffusion->c_str(), r.json["guidance"].get<std::string>().c_str(), r.json["env"].get<std::string>().c_str(),
+                p.count, args->episodes, r.json["env_steps"].get<long>(), r.json["seconds"].get<double>(),
+                r.json["env_steps_per_s"].get<double>());
+    std::printf("per-seed normalized score:");
+    for (double s : r.per_seed) std::printf(" %.1f", s);
+    std::printf("\nmedian %.1f [%.1f, %.1f]  IQR %.1f [%.1f, %.1f]  IQM %.1f [%.1f, %.1f]  mean %.1f [%.1f, %.1f]  std %.1f  min %.1f  max %.1f\n",
+                p.median, r.aggregate.median.lo, r.aggregate.median.hi, p.iqr, r.aggregate.iqr.lo, r.aggregate.iqr.hi,
+                p.iqm, r.aggregate.iqm.lo, r.aggregate.iqm.hi, p.mean, r.aggregate.mean.lo, r.aggregate.mean.hi, p.std,
+                p.min, p.max);
+  });
+
+  auto swap_args = std::make_shared<EvalArgs>();
+  auto diffusions = std::make_shared<std::string>(), guidances = std::make_shared<std::string>();
+  auto* swap = app.add_subcommand("swap", "Every diffusion x guidance pairing (seed and cross-algorithm swaps) as a matrix");
+  swap->add_option("--diffusion", *diffusions, "Comma-separated diffusion policy directories")->required();
+  swap->add_option("--guidance", *guidances, "Comma-separated guidance directories (none allowed)")->required();
+  add_common_options(swap, *swap_args);
+  swap->callback([swap_args, diffusions, guidances] {
+    limit_threads(swap_args->threads);
+    const auto ds = split_list(*diffusions), gs = split_list(*guidances);
+    if (ds.empty() || gs.empty()) throw Error("--diffusion and --guidance each need at least one directory");
+    // Check every pairing before the first rollout, so that a bad one fails at once.
+    for (const auto& d : ds) {
+      const auto di = agents::read_artifact(d, "diffusion");
+      for (const auto& g : gs)
+        if (g != "none") agents::check_pairing(di, agents::read_artifact(g, "guidance"));
+    }
+    nlohmann::json cells = nlohmann::json::array();
+    std::vector<std::vector<PairResult>> grid;
+    for (const auto& d : ds) {
+      grid.emplace_back();
+      for (const auto& g : gs) {
+        grid.back().push_back(evaluate_pair(d, g, *swap_args, swap_args->json));
+        auto cell = grid.back().back().json;
+        cell.erase("episodes");
+        cells.push_back(cell);
+      }
+    }
+    const nlohmann::json out = {{"diffusion", ds}, {"guidance", gs}, {"seeds", swap_args->seeds},
+                                {"episodes", swap_args->episodes}, {"cells", cells}};
+    if (!swap_args->out.empty()) write_text_atomically(swap_args->out, out.dump(2) + "\n");
+    if (swap_args->json) {
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    std::printf("median normalized score (IQR) over seeds; rows: diffusion, columns: guidance\n%-28s", "");
+    for (size_t j = 0; j < gs.size(); ++j) std::printf(" %-18s", ("G" + std::to_string(j + 1)).c_str());
+    std::printf("\n");
+    for (size_t i = 0; i < ds.size(); ++i) {
+      std::printf("%-28s", ("D" + std::to_string(i + 1)).c_str());
+      for (size_t j = 0; j < gs.size(); ++j) {
+        const auto& p = grid[i][j].aggregate.point;
+        std::printf(" %-18s", (fmt(p.median) + " (" + fmt(p.iqr) + ")").c_str());
+      }
+      std::printf("\n");
+    }
+    for (size_t i = 0; i < ds.size(); ++i) std::printf("D%zu = %s\n", i + 1, ds[i].c_str());
+    for (size_t j = 0; j < gs.size(); ++j) std::printf("G%zu = %s\n", j + 1, gs[j].c_str());
+  });
+}
+
+}  // namespace modiff::cli

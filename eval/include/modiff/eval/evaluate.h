@@ -1,0 +1,46 @@
+#pragma once
+// Rolling out a policy for many (seed, episode) pairs at once: every episode
+// gets its own env, physics is stepped on oneTBB threads, and at each step the
+// observations of all live envs go through the policy in one batch (all envs x
+// all candidates in one denoising pass). Episode (s, e) uses env seed
+// derive_seed(s, e) and draws its policy noise from keys of its own, so its
+// result depends on (s, e) alone: not on the thread count, the batch it shares,
+// or the other seeds evaluated beside it.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "modiff/agents/inference_policy.h"
+#include "modiff/envs/env_spec.h"
+
+namespace modiff::eval {
+
+struct EpisodeRecord {
+  uint64_t seed = 0;
+  int episode = 0;
+  double episode_return = 0;
+  int length = 0;
+  double normalized_score = 0;
+  bool terminated = false;  // false: truncated at the time limit
+};
+
+struct EvalOptions {
+  std::vector<uint64_t> seeds{0};
+  int episodes = 10;
+  int max_envs = 0;  // envs alive at once (0: all episodes at once)
+  // Called now and then with (env steps so far, episodes finished, episodes in all).
+  std::function<void(long, int, int)> progress;
+};
+
+// Episodes in (seed, episode) order.
+std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs::EnvSpec& env,
+                                    const EvalOptions& options, long* env_steps = nullptr);
+
+// Per-seed means of the normalized scores, in the order of `seeds`.
+std::vector<double> per_seed_means(const std::vector<EpisodeRecord>& episodes, const std::vector<uint64_t>& seeds);
+
+// The env a policy was trained for (its manifest's env id; an override must agree).
+const envs::EnvSpec& env_for_policy(const agents::InferencePolicy& policy, const std::string& env_override);
+
+}  // namespace modiff::eval

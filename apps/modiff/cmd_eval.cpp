@@ -204,7 +204,9 @@ void add_eval_command(CLI::App& app) {
     for (const auto& d : ds) {
       grid.emplace_back();
       for (const auto& g : gs) {
-        grid.back().push_back(evaluate_pair(d, g, *swap_args, swap_args->json));
+        EvalArgs cell_args = *swap_args;
+        if (g == "none") cell_args.candidates = 0;  // the policy alone: one sample, whatever the guided columns use
+        grid.back().push_back(evaluate_pair(d, g, cell_args, swap_args->json));
         auto cell = grid.back().back().json;
         cell.erase("episodes");
         cells.push_back(cell);

@@ -1,0 +1,166 @@
+// The evaluator and its statistics: hand-computed values, bootstrap
+// determinism, reproducibility across thread counts and batch compositions,
+// pairing checks.
+#include <tbb/global_control.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "modiff/agents/inference_policy.h"
+#include "modiff/agents/train.h"
+#include "modiff/common/remove_tree.h"
+#include "modiff/eval/evaluate.h"
+#include "modiff/eval/statistics.h"
+
+using namespace modiff;
+namespace fs = std::filesystem;
+
+TEST_CASE("statistics: quartiles, IQR, IQM, mean and std by hand", "[eval][stats]") {
+  const auto even = eval::aggregate({4, 1, 3, 2});
+  CHECK(even.median == Approx(2.5));
+  CHECK(even.iqr == Approx(3.25 - 1.75));  // linear interpolation: Q1 at position 0.75, Q3 at 2.25
+  CHECK(even.iqm == Approx(2.5));          // int(0.25 * 4) = 1 value dropped at each end
+  CHECK(even.mean == Approx(2.5));
+  CHECK(even.std == Approx(std::sqrt(5.0 / 3.0)));
+  CHECK(even.min == 1);
+  CHECK(even.max == 4);
+  const auto odd = eval::aggregate({5, 1, 3});
+  CHECK(odd.median == Approx(3));
+  CHECK(odd.iqr == Approx(2));  // Q1 = 2, Q3 = 4
+  CHECK(odd.iqm == Approx(3));  // int(0.75) = 0: nothing dropped
+  const auto ties = eval::aggregate({2, 7, 2, 7, 2});
+  CHECK(ties.median == Approx(2));
+  CHECK(ties.iqr == Approx(5));
+  CHECK(ties.iqm == Approx(11.0 / 3.0));
+  CHECK(eval::aggregate({4}).std == 0);
+  CHECK(eval::quantile({0, 10}, 0.3) == Approx(3));
+  CHECK_THROWS(eval::aggregate({}));
+}
+
+TEST_CASE("statistics: probability of improvement and relative change", "[eval][stats]") {
+  CHECK(eval::probability_of_improvement({{1, 2}}, {{1, 0}}) == Approx(3.5 / 4));
+  CHECK(eval::probability_of_improvement({{1}, {0}}, {{0}, {1}}) == Approx(0.5));  // averaged over tasks
+  CHECK(eval::relative_change(10, 5) == Approx(-0.5));
+  CHECK(eval::relative_change(-4, -2) == Approx(0.5));
+  CHECK(eval::relative_change(0, 0) == 0);
+  CHECK_THROWS(eval::probability_of_improvement({{1}}, {{1}, {2}}));
+}
+
+TEST_CASE("statistics: the stratified bootstrap is reproducible and brackets the point", "[eval][stats]") {
+  const std::vector<std::vector<double>> tasks = {{10, 12, 9, 30, 11}, {50, 55, 53}};
+  const auto a = eval::aggregate_with_intervals(tasks, 2000, 7), b = eval::aggregate_with_intervals(tasks, 2000, 7);
+  CHECK(a.median.lo == b.median.lo);
+  CHECK(a.iqm.hi == b.iqm.hi);
+  const auto c = eval::aggregate_with_intervals(tasks, 2000, 8);
+  CHECK((a.mean.lo != c.mean.lo || a.mean.hi != c.mean.hi || a.iqm.lo != c.iqm.lo || a.iqm.hi != c.iqm.hi ||
+         a.median.lo != c.median.lo || a.iqr.hi != c.iqr.hi));  // another seed, other replicates
+  CHECK(a.point.count == 8);
+  CHECK(a.point.median == Approx(eval::aggregate({10, 12, 9, 30, 11, 50, 55, 53}).median));
+  for (const auto& [interval, point] : {std::pair{a.median, a.point.median}, {a.mean, a.point.mean}, {a.iqm, a.point.iqm}}) {
+    CHECK(interval.lo <= point);
+    CHECK(point <= interval.hi);
+  }
+  // Stratified: every replicate keeps 5 scores of the first task and 3 of the second, so the
+  // mean never leaves [(5*9 + 3*50)/8, (5*30 + 3*55)/8].
+  CHECK(a.mean.lo >= (5 * 9 + 3 * 50) / 8.0);
+  CHECK(a.mean.hi <= (5 * 30 + 3 * 55) / 8.0);
+}
+
+namespace {
+
+struct TinyPolicies {
+  fs::path dir;
+  std::string hopper_diffusion, hopper_guidance, walker_guidance;
+  TinyPolicies() {
+    dir = fs::temp_directory_path() / ("modiff_eval_" + std::to_string(::getpid()));
+    remove_tree(dir.string());
+    fs::create_directories(dir);
+    for (const std::string env : {"hopper", "walker2d"}) {
+      const std::string data = (dir / (env + ".hdf5")).string();
+      REQUIRE(modiff_test::modiff("data build bullet-" + env + "-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+      agents::TrainOptions o;
+      o.algo = "idql";
+      o.steps = 30;
+      o.hidden = 32;
+      o.block_width = 64;
+      o.batch = 64;
+      o.device = "cpu";
+      o.quiet = true;
+      o.out = (dir / env).string();
+      const auto r = agents::train(data, o);
+      if (env == "hopper") {
+        hopper_diffusion = r.diffusion_dir;
+        hopper_guidance = r.guidance_dir;
+      } else {
+        walker_guidance = r.guidance_dir;
+      }
+    }
+  }
+  ~TinyPolicies() { remove_tree(dir.string()); }
+};
+
+std::vector<eval::EpisodeRecord> run(const TinyPolicies& p, std::vector<uint64_t> seeds, int max_envs, int threads) {
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  io.candidates = 8;
+  auto policy = agents::InferencePolicy::load(p.hopper_diffusion, p.hopper_guidance, io);
+  eval::EvalOptions opt;
+  opt.seeds = seeds;
+  opt.episodes = 3;
+  opt.max_envs = max_envs;
+  return eval::evaluate(policy, eval::env_for_policy(policy, ""), opt);
+}
+
+}  // namespace
+
+TEST_CASE("evaluator: episodes depend on their seed alone, not on threads or batches", "[eval]") {
+  TinyPolicies p;
+  const auto all = run(p, {0, 1, 2}, 0, 2);
+  REQUIRE(all.size() == 9);
+  const auto narrow = run(p, {0, 1, 2}, 2, 1);
+  const auto alone = run(p, {1}, 0, 2);
+  for (size_t i = 0; i < all.size(); ++i) {
+    CHECK(all[i].episode_return == narrow[i].episode_return);  // bitwise
+    CHECK(all[i].length == narrow[i].length);
+    CHECK(all[i].normalized_score == Approx(envs::normalized_score(envs::find_env("bullet-hopper-v0"), all[i].episode_return)));
+  }
+  for (int e = 0; e < 3; ++e) CHECK(alone[e].episode_return == all[3 + e].episode_return);
+  // Episodes differ from each other (different env seeds and noise).
+  CHECK(all[0].episode_return != all[1].episode_return);
+  const auto means = eval::per_seed_means(all, {0, 1, 2});
+  CHECK(means[1] == Approx((all[3].normalized_score + all[4].normalized_score + all[5].normalized_score) / 3));
+
+  // A guidance of another env is refused with the reason.
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  CHECK_THROWS_WITH(agents::InferencePolicy::load(p.hopper_diffusion, p.walker_guidance, io),
+                    Catch::Contains("env bullet-walker2d-v0"));
+
+  // Through the CLI: JSON with every episode, per-seed means and intervals; swap matrices.
+  const auto r = modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --guidance " + p.hopper_guidance +
+                                     " --seeds 0-1 --episodes 2 --candidates 4 --bootstrap-reps 500 --json");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j.at("episodes").size() == 4);
+  CHECK(j.at("per_seed").size() == 2);
+  for (const char* key : {"median", "iqr", "iqm", "mean"}) CHECK(j.at("aggregate").at("ci95").at(key).size() == 2);
+  const auto s = modiff_test::modiff("swap --diffusion " + p.hopper_diffusion + " --guidance " + p.hopper_guidance +
+                                     ",none --seeds 0 --episodes 1 --candidates 4 --bootstrap-reps 100 --json");
+  INFO(s.err);
+  REQUIRE(s.code == 0);
+  CHECK(nlohmann::json::parse(s.out).at("cells").size() == 2);
+  const auto bad = modiff_test::modiff("swap --diffusion " + p.hopper_diffusion + " --guidance " + p.walker_guidance +
+                                       " --seeds 0 --episodes 1");
+  CHECK(bad.code != 0);
+  CHECK(modiff_test::lines(bad.err) == 1);
+  CHECK(bad.err.find("walker2d") != std::string::npos);
+  const auto seeds = modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --seeds 3-1");
+  CHECK(seeds.code != 0);
+  CHECK(seeds.err.find("--seeds") != std::string::npos);
+  const auto env = modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --env bullet-ant-v0");
+  CHECK(env.code != 0);
+  CHECK(env.err.find("trained for bullet-hopper-v0") != std::string::npos);
+}

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
@@ -157,6 +158,26 @@ TEST_CASE("evaluator: episodes depend on their seed alone, not on threads or bat
   CHECK(bad.code != 0);
   CHECK(modiff_test::lines(bad.err) == 1);
   CHECK(bad.err.find("walker2d") != std::string::npos);
+  // Evaluation during training: guided and unguided scores in metrics.csv.
+  const std::string run = (p.dir / "curve").string();
+  REQUIRE(modiff_test::modiff("train --algo idql --dataset " + (p.dir / "hopper.hdf5").string() +
+                              " --steps 40 --hidden 16 --block-width 32 --batch 32 --log-every 10 --eval-every 20"
+                              " --eval-episodes 2 --device cpu --json --out " + run).code == 0);
+  std::istringstream csv(modiff_test::slurp(run + "/metrics.csv"));
+  std::string line;
+  int evaluated = 0;
+  std::getline(csv, line);
+  CHECK(line.find("eval_guided,eval_unguided") != std::string::npos);
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    REQUIRE(cells.size() == 11);
+    if (!cells[8].empty() && !cells[9].empty()) ++evaluated;
+  }
+  CHECK(evaluated == 2);  // steps 20 and 40
+  CHECK_FALSE(fs::exists(run + "/eval_snapshot"));
+
   const auto seeds = modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --seeds 3-1");
   CHECK(seeds.code != 0);
   CHECK(seeds.err.find("--seeds") != std::string::npos);

@@ -133,7 +133,8 @@ nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref) {
 // Sums of each metric over a logging interval, on the device.
 class MetricsLog {
  public:
-  static constexpr const char* kHeader = "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,step_ms";
+  static constexpr const char* kHeader =
+      "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,eval_guided,eval_unguided,step_ms";
 
   // Adds one step's values in place (part of the step, so graph-capturable).
   void accumulate(const StepMetrics& m) {
@@ -230,6 +231,8 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   if (o.batch < 0) throw Error("--batch must be positive");
   if (o.schedule == "joint" && !o.guidance_dir.empty())
     throw Error("--guidance DIR trains under a frozen guidance: use --schedule guidance-first");
+  if (o.eval_every > 0 && o.evaluate && ref.env_id.empty())
+    throw Error("--eval-every: the dataset names no env to evaluate on");
   if (o.schedule == "joint" && o.guidance_steps >= 0)
     throw Error("--guidance-steps applies to --schedule guidance-first only");
   const Setup setup = configure(o, ref);
@@ -396,6 +399,58 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     });
   };
 
+  auto diffusion_manifest = [&] {
+    nlohmann::json trained_with = o.guidance_dir.empty()
+                                      ? nlohmann::json{{"dir", (out / "guidance").string()}, {"algorithm", guidance->config().kind}, {"seed", o.seed},
+                                                       {"dataset_sha256", ref.sha256}}
+                                      : nlohmann::json{{"dir", o.guidance_dir}, {"algorithm", guidance_info.algorithm},
+                                                       {"seed", guidance_info.seed}, {"dataset_sha256", guidance_info.dataset_sha256}};
+    nlohmann::json manifest = {{"format", "modiff-artifact-1"},
+                               {"kind", "diffusion"},
+                               {"algorithm", o.algo},
+                               {"env_id", ref.env_id},
+                               {"obs_dim", data.obs_dim},
+                               {"act_dim", data.act_dim},
+                               {"observation_normalization", to_json(policy.normalizer())},
+                               {"dataset", {{"name", ref.name}, {"sha256", ref.sha256}, {"transitions", data.size}}},
+                               {"seed", o.seed},
+                               {"steps", o.steps},
+                               {"schedule", o.guidance_dir.empty() ? o.schedule : "guidance-from-dir"},
+                               {"guidance", trained_with},
+                               {"hyperparameters", to_json(policy.config())},
+                               {"eta", o.algo == "dql" ? o.eta : 0.0},
+                               {"parameters", policy.parameter_count()},
+                               {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
+    if (policy.conditioned())
+      manifest["labels"] = {{"mean", policy.label_mean}, {"std", policy.label_std}, {"target", policy.target_label},
+                            {"source", guidance->has_v() ? "advantage" : "q"}};
+    return manifest;
+  };
+  // Evaluation during training: the current policy, with its guidance and without.
+  double eval_seconds = 0;  // of the current phase: not training time
+  const long eval_every = o.eval_every <= 0 ? 0 : (o.eval_every + log_every - 1) / log_every * log_every;
+  auto evaluate_now = [&](long step) -> std::string {
+    if (!o.evaluate) return ",,";
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const fs::path snap = out / "eval_snapshot";
+    write_artifact("eval_snapshot/diffusion", diffusion_manifest(), policy.weights());
+    std::string guidance_path = o.guidance_dir;
+    if (guidance_path.empty()) {
+      guidance_path = (snap / "guidance").string();
+      write_artifact("eval_snapshot/guidance", guidance_manifest(), guidance->weights());
+    }
+    // The evaluation must not consume the training's random streams (resume equivalence).
+    const torch::Tensor cpu_state = at::detail::getDefaultCPUGenerator().get_state();
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto scores = o.evaluate((snap / "diffusion").string(), guidance_path);
+    eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
+    cpu_generator.set_state(cpu_state);
+    policy.train_mode(true);
+    (void)step;
+    return "," + std::to_string(scores.first) + "," + std::to_string(scores.second);
+  };
+
   const bool progress = !o.quiet && ::isatty(2);
   for (; phase_index < plan.size(); ++phase_index) {
     const PhasePlan& phase = plan[phase_index];
@@ -428,17 +483,21 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       const std::string row = log.flush(step, phase.name, interval_first, note);  // syncs the device
       const auto now = std::chrono::steady_clock::now();
       const double ms = std::chrono::duration<double, std::milli>(now - interval_start).count() / (step - interval_first + 1);
-      rows.push_back(row + "," + std::to_string(ms));
-      interval_start = now;
+      const bool eval_now =
+          o.evaluate && eval_every > 0 && phase.name != "guidance" && (step % eval_every == 0 || step == phase.steps);
+      rows.push_back(row + (eval_now ? evaluate_now(step) : std::string(",,")) + "," + std::to_string(ms));
+      interval_start = std::chrono::steady_clock::now();
       interval_first = step + 1;
-      const double seconds = phase_seconds_before + std::chrono::duration<double>(now - phase_start).count();
+      const double seconds =
+          phase_seconds_before + std::chrono::duration<double>(now - phase_start).count() - eval_seconds;
       if (progress)
         std::fprintf(stderr, "\r%-9s step %ld/%ld %s  %.0f steps/s   ", phase.name.c_str(), step, phase.steps,
                      log.last_summary().c_str(), 1000.0 / ms);
       if (step % ckpt_every == 0 && step != phase.steps) save_checkpoint(seconds);
     }
-    const double seconds =
-        phase_seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_start).count();
+    const double seconds = phase_seconds_before - eval_seconds +
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_start).count();
+    eval_seconds = 0;
     if (progress) std::fprintf(stderr, "\n");
     PhaseRecord record;
     record.name = phase.name;
@@ -465,33 +524,10 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
 
   algorithm->finish();
   if (o.guidance_dir.empty() && plan.front().name == "joint") write_artifact("guidance", guidance_manifest(), guidance->weights());
-  nlohmann::json trained_with = o.guidance_dir.empty()
-                                    ? nlohmann::json{{"dir", (out / "guidance").string()}, {"algorithm", guidance->config().kind}, {"seed", o.seed},
-                                                     {"dataset_sha256", ref.sha256}}
-                                    : nlohmann::json{{"dir", o.guidance_dir}, {"algorithm", guidance_info.algorithm},
-                                                     {"seed", guidance_info.seed}, {"dataset_sha256", guidance_info.dataset_sha256}};
-  nlohmann::json manifest = {{"format", "modiff-artifact-1"},
-                             {"kind", "diffusion"},
-                             {"algorithm", o.algo},
-                             {"env_id", ref.env_id},
-                             {"obs_dim", data.obs_dim},
-                             {"act_dim", data.act_dim},
-                             {"observation_normalization", to_json(policy.normalizer())},
-                             {"dataset", {{"name", ref.name}, {"sha256", ref.sha256}, {"transitions", data.size}}},
-                             {"seed", o.seed},
-                             {"steps", o.steps},
-                             {"schedule", o.guidance_dir.empty() ? o.schedule : "guidance-from-dir"},
-                             {"guidance", trained_with},
-                             {"hyperparameters", to_json(policy.config())},
-                             {"eta", o.algo == "dql" ? o.eta : 0.0},
-                             {"parameters", policy.parameter_count()},
-                             {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
-  if (policy.conditioned())
-    manifest["labels"] = {{"mean", policy.label_mean}, {"std", policy.label_std}, {"target", policy.target_label},
-                          {"source", guidance->has_v() ? "advantage" : "q"}};
-  write_artifact("diffusion", manifest, policy.weights());
+  write_artifact("diffusion", diffusion_manifest(), policy.weights());
   write_metrics();
   remove_tree(ckpt.string());
+  remove_tree((out / "eval_snapshot").string());
 
   result.guidance_dir = o.guidance_dir.empty() ? (out / "guidance").string() : o.guidance_dir;
   result.diffusion_dir = (out / "diffusion").string();

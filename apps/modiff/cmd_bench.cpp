@@ -76,6 +76,7 @@ void add_bench_command(CLI::App& app) {
   bench_cmd->require_subcommand(1);
   add_data_bench(*bench_cmd);
   add_train_bench(*bench_cmd);
+  add_eval_bench(*bench_cmd);
   struct Args {
     bool json = false;
     double seconds = 2.0;

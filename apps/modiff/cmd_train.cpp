@@ -6,7 +6,10 @@
 
 #include "commands.h"
 #include "modiff/agents/device.h"
+#include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
+#include "modiff/common/error.h"
+#include "modiff/eval/evaluate.h"
 
 namespace modiff::cli {
 
@@ -14,7 +17,7 @@ void add_train_command(CLI::App& app) {
   struct Args {
     agents::TrainOptions options;
     std::string dataset;
-    int threads = 0;
+    int threads = 0, eval_episodes = 10;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -43,12 +46,36 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)");
   cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)");
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
+  cmd->add_option("--eval-every", o.eval_every,
+                  "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv");
+  cmd->add_option("--eval-episodes", args->eval_episodes, "Episodes per evaluation (seeds 0..E-1)")->capture_default_str();
   cmd->add_option("--threads", args->threads, "LibTorch CPU threads (0 = all cores)");
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
   cmd->callback([args] {
     agents::set_torch_threads(args->threads);
     auto options = args->options;
     if (args->json) options.quiet = true;
+    if (args->eval_episodes <= 0) throw Error("--eval-episodes must be positive");
+    if (options.eval_every > 0) {
+      const int episodes = args->eval_episodes;
+      const std::string device = options.device;
+      options.evaluate = [episodes, device](const std::string& diffusion, const std::string& guidance) {
+        auto score = [&](const std::string& with) {
+          agents::InferenceOptions io;
+          io.device = device;
+          auto policy = agents::InferencePolicy::load(diffusion, with, io);
+          eval::EvalOptions opt;
+          opt.seeds.clear();
+          for (int s = 0; s < episodes; ++s) opt.seeds.push_back(static_cast<uint64_t>(s));
+          opt.episodes = 1;
+          const auto& env = eval::env_for_policy(policy, "");
+          double sum = 0;
+          for (const auto& e : eval::evaluate(policy, env, opt)) sum += e.normalized_score;
+          return sum / episodes;
+        };
+        return std::make_pair(score(guidance), score("none"));
+      };
+    }
     const auto r = agents::train(args->dataset, options);
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (args->json) {

@@ -16,6 +16,7 @@ void add_behavior_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);  // eval and swap
 void add_train_bench(CLI::App& bench);  // `modiff bench train`
+void add_eval_bench(CLI::App& bench);   // `modiff bench eval`
 
 // Sets oneTBB's thread limit for the rest of the process (0 = all cores).
 void limit_threads(int threads);

@@ -78,7 +78,7 @@ std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs:
         const auto r = envs[i]->step(actions.data() + j * act_dim, obs.data() + i * obs_dim);
         returns[i] += r.reward;
         lengths[i] += 1;
-        if (r.terminated || r.truncated) {
+        if (r.terminated || r.truncated || lengths[i] == options.max_steps) {
           done[j] = 1;
           const Job& job = jobs[start + i];
           records[start + i] = {job.seed, job.episode, returns[i], lengths[i],

@@ -8,6 +8,8 @@
 // Writes OUT/guidance/ and OUT/diffusion/ (weights.pt + manifest.json),
 // OUT/metrics.csv, and OUT/checkpoint/ (atomic, resumable). LibTorch-free header.
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,12 @@ struct TrainOptions {
   double eta = 1.0;                 // dql: Q-loss weight
   int diffusion_steps = 0;          // > 0: overrides T (5 in IDQL and Diffusion-QL)
   double ema_rate = 0;              // > 0: overrides the policy's EMA rate (short runs)
+  // Evaluation during training: every eval_every steps of the diffusion (or
+  // joint) phase, and at its end, evaluate(diffusion_dir, guidance_dir) returns
+  // the mean normalized score with the guidance and without it (guidance
+  // necessity); both go into metrics.csv. The CLI wires it to the evaluator.
+  long eval_every = 0;
+  std::function<std::pair<double, double>(const std::string&, const std::string&)> evaluate;
   // Smaller networks for tests and quick looks (0: the reference sizes).
   int hidden = 0;                   // critics and denoiser hidden width
   int block_width = 0;              // ln-resnet inner width

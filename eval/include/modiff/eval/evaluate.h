@@ -29,6 +29,7 @@ struct EvalOptions {
   std::vector<uint64_t> seeds{0};
   int episodes = 10;
   int max_envs = 0;  // envs alive at once (0: all episodes at once)
+  int max_steps = 0; // > 0: stop every episode after this many steps (benchmarks), recorded as truncated
   // Called now and then with (env steps so far, episodes finished, episodes in all).
   std::function<void(long, int, int)> progress;
 };

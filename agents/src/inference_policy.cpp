@@ -66,8 +66,8 @@ InferencePolicy InferencePolicy::load(const std::string& diffusion_dir, const st
     impl->candidates = 1;
   }
   impl->temperature = options.temperature;
-  if (options.chunk < 0) throw Error("--chunk must be >= 0");
-  impl->chunk = options.chunk;
+  if (options.chunk < -1) throw Error("--chunk must be >= 0 (or -1: by device)");
+  impl->chunk = options.chunk >= 0 ? options.chunk : (impl->device.is_cuda() ? 64 : 4);
   impl->generator = make_generator(impl->device, options.seed);
   return InferencePolicy(std::move(impl));
 }

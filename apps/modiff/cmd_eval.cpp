@@ -56,7 +56,7 @@ std::vector<std::string> split_list(const std::string& list) {
 
 struct EvalArgs {
   std::string env, select, device = "auto", out, seeds = "0-4";
-  int episodes = 10, candidates = 0, threads = 0, max_envs = 0, chunk = 16, bootstrap_reps = 50000;
+  int episodes = 10, candidates = 0, threads = 0, max_envs = 0, chunk = -1, bootstrap_reps = 50000;
   uint64_t bootstrap_seed = 0;
   double temperature = 1.0;
   bool json = false;
@@ -73,7 +73,8 @@ void add_common_options(CLI::App* cmd, EvalArgs& a) {
   cmd->add_option("--threads", a.threads, "Physics threads (0 = all cores); results do not depend on it");
   cmd->add_option("--max-envs", a.max_envs, "Envs alive at once (0 = every episode at once)");
   cmd->add_option("--chunk", a.chunk,
-                  "Envs per policy pass, fixed so that results never depend on the batch (0: all at once, fastest)")
+                  "Envs per policy pass, fixed so that results never depend on the batch (-1: 64 on CUDA, 4 on CPU; "
+                  "0: all at once, fastest)")
       ->capture_default_str();
   cmd->add_option("--bootstrap-reps", a.bootstrap_reps, "Bootstrap replicates for the intervals")->capture_default_str();
   cmd->add_option("--bootstrap-seed", a.bootstrap_seed, "Bootstrap seed")->capture_default_str();

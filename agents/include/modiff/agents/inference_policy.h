@@ -23,8 +23,9 @@ struct InferenceOptions {
   // rows (the last pass padded), so that an observation's action never depends
   // on how many others share the call: a matrix product's rounding can change
   // with its shape, and chaotic dynamics amplify it. 0: one pass over all rows
-  // (fastest; reproducible only for the same batch).
-  int chunk = 16;
+  // (fastest; reproducible only for the same batch). -1: 64 on CUDA (wide
+  // passes keep the GPU busy), 4 on the CPU (padding costs the CPU in full).
+  int chunk = -1;
 };
 
 class InferencePolicy {

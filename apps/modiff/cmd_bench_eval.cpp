@@ -27,7 +27,7 @@ namespace modiff::cli {
 void add_eval_bench(CLI::App& bench_cmd) {
   struct Args {
     std::string device = "auto", envs = "1,16,64,100,256", algos = "idql,dql", record;
-    int steps = 0, candidates = 64, chunk = 0;
+    int steps = 0, candidates = 64, chunk = -1;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -37,7 +37,8 @@ void add_eval_bench(CLI::App& bench_cmd) {
   cmd->add_option("--algos", args->algos, "Policies to time: idql, dql, cfg")->capture_default_str();
   cmd->add_option("--steps", args->steps, "Env steps per env (default: 1000 on CUDA, 20 on CPU)");
   cmd->add_option("--candidates", args->candidates, "Candidates per action")->capture_default_str();
-  cmd->add_option("--chunk", args->chunk, "Envs per policy pass (0: all at once)")->capture_default_str();
+  cmd->add_option("--chunk", args->chunk, "Envs per policy pass (-1: the evaluator's default, 64 on CUDA and 4 on CPU; 0: all at once)")
+      ->capture_default_str();
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
@@ -104,7 +105,11 @@ void add_eval_bench(CLI::App& bench_cmd) {
     const std::string machine = bench::machine_description() + "; " + device.description;
     std::ostringstream md;
     md << "Machine: " << machine << ". halfcheetah, " << steps << " steps per env, " << args->candidates
-       << " candidates per action, argmax of min Q, " << (args->chunk == 0 ? "one policy pass over all envs" : "fixed passes of " + std::to_string(args->chunk) + " envs")
+       << " candidates per action, argmax of min Q, "
+       << (args->chunk == 0 ? std::string("one policy pass over all envs")
+                            : "policy passes of a fixed " +
+                                  (args->chunk < 0 ? std::string(cuda ? "64" : "4") : std::to_string(args->chunk)) +
+                                  " envs (reproducible whatever the batch)")
        << "; env reset and warm-up excluded.\n\n| policy | envs | env-steps/s | ms per batched step |\n|---|---|---|---|\n";
     char buf[160];
     for (const auto& r : rows) {

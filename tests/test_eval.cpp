@@ -148,6 +148,22 @@ TEST_CASE("evaluator: episodes depend on their seed alone, not on threads or bat
   CHECK(j.at("episodes").size() == 4);
   CHECK(j.at("per_seed").size() == 2);
   for (const char* key : {"median", "iqr", "iqm", "mean"}) CHECK(j.at("aggregate").at("ci95").at(key).size() == 2);
+  // Two evaluations compared: probability of improvement and relative changes.
+  const std::string ja = (p.dir / "a.json").string(), jb = (p.dir / "b.json").string();
+  REQUIRE(modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --guidance none --seeds 0-2 --episodes 1"
+                              " --bootstrap-reps 100 --json --out " + ja).code == 0);
+  REQUIRE(modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --guidance " + p.hopper_guidance +
+                              " --candidates 4 --seeds 0-2 --episodes 1 --bootstrap-reps 100 --json --out " + jb).code == 0);
+  const auto cmp = modiff_test::modiff("compare " + ja + " " + jb + " --json");
+  REQUIRE(cmp.code == 0);
+  const auto cj = nlohmann::json::parse(cmp.out);
+  const double pb = cj.at("probability_b_better");
+  CHECK((pb >= 0 && pb <= 1));
+  CHECK(cj.at("iqr").contains("relative_change"));
+  const auto same = nlohmann::json::parse(modiff_test::modiff("compare " + ja + " " + ja + " --json").out);
+  CHECK(same.at("probability_b_better").get<double>() == Approx(0.5));
+  CHECK(modiff_test::modiff("compare " + ja).code != 0);
+
   const auto s = modiff_test::modiff("swap --diffusion " + p.hopper_diffusion + " --guidance " + p.hopper_guidance +
                                      ",none --seeds 0 --episodes 1 --candidates 4 --bootstrap-reps 100 --json");
   INFO(s.err);

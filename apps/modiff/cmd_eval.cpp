@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -182,6 +183,47 @@ void add_eval_command(CLI::App& app) {
                 p.median, r.aggregate.median.lo, r.aggregate.median.hi, p.iqr, r.aggregate.iqr.lo, r.aggregate.iqr.hi,
                 p.iqm, r.aggregate.iqm.lo, r.aggregate.iqm.hi, p.mean, r.aggregate.mean.lo, r.aggregate.mean.hi, p.std,
                 p.min, p.max);
+  });
+
+  // `modiff compare A.json B.json`: two evaluations (files written by `modiff eval --out`) side by side.
+  auto files = std::make_shared<std::vector<std::string>>();
+  auto compare_json = std::make_shared<bool>(false);
+  auto* compare = app.add_subcommand("compare", "Compare two evaluations: probability of improvement, change of median and IQR");
+  compare->add_option("evaluations", *files, "Two JSON files from `modiff eval --out` (A, then B)")->required()->expected(2);
+  compare->add_flag("--json", *compare_json, "Print JSON");
+  compare->callback([files, compare_json] {
+    auto load = [](const std::string& path) {
+      std::ifstream in(path);
+      if (!in) throw Error(path + ": cannot open");
+      nlohmann::json j;
+      try {
+        in >> j;
+        std::vector<double> scores;
+        for (const auto& s : j.at("per_seed")) scores.push_back(s.at("mean_normalized_score").get<double>());
+        if (scores.empty()) throw Error(path + ": no per-seed scores");
+        return std::make_pair(j.at("env").get<std::string>(), scores);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception&) {
+        throw Error(path + ": not the JSON of `modiff eval` (per_seed, env)");
+      }
+    };
+    const auto [env_a, a] = load((*files)[0]);
+    const auto [env_b, b] = load((*files)[1]);
+    if (env_a != env_b) throw Error("the evaluations are of different envs (" + env_a + ", " + env_b + ")");
+    const auto sa = eval::aggregate(a), sb = eval::aggregate(b);
+    const double p = eval::probability_of_improvement({b}, {a});
+    const nlohmann::json out = {{"a", (*files)[0]},
+                                {"b", (*files)[1]},
+                                {"probability_b_better", p},
+                                {"median", {{"a", sa.median}, {"b", sb.median}, {"relative_change", eval::relative_change(sa.median, sb.median)}}},
+                                {"iqr", {{"a", sa.iqr}, {"b", sb.iqr}, {"relative_change", eval::relative_change(sa.iqr, sb.iqr)}}}};
+    if (*compare_json) {
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    std::printf("P(B > A) = %.3f\nmedian %.1f -> %.1f (%+.1f%%)\nIQR %.1f -> %.1f (%+.1f%%)\n", p, sa.median, sb.median,
+                100 * eval::relative_change(sa.median, sb.median), sa.iqr, sb.iqr, 100 * eval::relative_change(sa.iqr, sb.iqr));
   });
 
   auto swap_args = std::make_shared<EvalArgs>();

@@ -17,35 +17,12 @@
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 #include "modiff/eval/evaluate.h"
+#include "modiff/eval/evaluation.h"
 #include "modiff/eval/statistics.h"
 
 namespace modiff::cli {
 
 namespace {
-
-// "0,1,2", "0-4" or a mix: "0-2,10".
-std::vector<uint64_t> parse_seeds(const std::string& list) {
-  std::vector<uint64_t> seeds;
-  std::stringstream ss(list);
-  for (std::string item; std::getline(ss, item, ',');) {
-    try {
-      size_t used = 0;
-      const auto dash = item.find('-');
-      if (dash == std::string::npos) {
-        seeds.push_back(std::stoull(item, &used));
-        if (used != item.size()) throw std::invalid_argument(item);
-      } else {
-        const uint64_t lo = std::stoull(item.substr(0, dash)), hi = std::stoull(item.substr(dash + 1));
-        if (hi < lo || hi - lo > 100000) throw std::invalid_argument(item);
-        for (uint64_t s = lo; s <= hi; ++s) seeds.push_back(s);
-      }
-    } catch (const std::exception&) {
-      throw Error("--seeds: '" + item + "' is not a seed or a range like 0-4");
-    }
-  }
-  if (seeds.empty()) throw Error("--seeds: give at least one seed");
-  return seeds;
-}
 
 std::vector<std::string> split_list(const std::string& list) {
   std::vector<std::string> out;
@@ -83,69 +60,33 @@ void add_common_options(CLI::App* cmd, EvalArgs& a) {
   cmd->add_flag("--json", a.json, "Print JSON (no progress display)");
 }
 
-nlohmann::json aggregate_json(const eval::AggregateWithIntervals& a) {
-  const auto& p = a.point;
-  auto pair = [](const eval::Interval& i) { return nlohmann::json::array({i.lo, i.hi}); };
-  return {{"median", p.median}, {"iqr", p.iqr}, {"iqm", p.iqm}, {"mean", p.mean}, {"std", p.std}, {"min", p.min},
-          {"max", p.max},       {"count", p.count},
-          {"ci95", {{"median", pair(a.median)}, {"iqr", pair(a.iqr)}, {"iqm", pair(a.iqm)}, {"mean", pair(a.mean)}}}};
-}
-
-struct PairResult {
-  nlohmann::json json;
-  eval::AggregateWithIntervals aggregate;
-  std::vector<double> per_seed;
-};
+using PairResult = eval::Evaluation;
 
 // Evaluates one pairing; progress on a terminal unless quiet.
 PairResult evaluate_pair(const std::string& diffusion, const std::string& guidance, const EvalArgs& a, bool quiet) {
-  agents::InferenceOptions io;
-  io.device = a.device;
-  io.candidates = a.candidates;
-  io.select = a.select;
-  io.temperature = a.temperature;
-  io.chunk = a.chunk;
-  std::vector<std::string> warnings;
-  auto policy = agents::InferencePolicy::load(diffusion, guidance, io, &warnings);
-  for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  const auto& env = eval::env_for_policy(policy, a.env);
-  eval::EvalOptions opt;
-  opt.seeds = parse_seeds(a.seeds);
-  opt.episodes = a.episodes;
-  opt.max_envs = a.max_envs;
+  eval::EvalSettings s;
+  s.seeds = eval::parse_seed_list(a.seeds);
+  s.episodes = a.episodes;
+  s.env = a.env;
+  s.candidates = a.candidates;
+  s.select = a.select;
+  s.temperature = a.temperature;
+  s.device = a.device;
+  s.max_envs = a.max_envs;
+  s.chunk = a.chunk;
+  s.bootstrap_reps = a.bootstrap_reps;
+  s.bootstrap_seed = a.bootstrap_seed;
   const bool show = !quiet && ::isatty(2);
+  std::function<void(long, int, int)> progress;
   if (show)
-    opt.progress = [&](long steps, int done, int total) {
+    progress = [&](long steps, int done, int total) {
       if (steps % 50 == 0 || done == total)
         std::fprintf(stderr, "\reval %s + %s: %ld env-steps, %d/%d episodes   ", diffusion.c_str(), guidance.c_str(),
                      steps, done, total);
     };
-  const auto t0 = std::chrono::steady_clock::now();
-  long env_steps = 0;
-  const auto episodes = eval::evaluate(policy, env, opt, &env_steps);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto r = eval::evaluate_pairing(diffusion, guidance, s, progress);
   if (show) std::fprintf(stderr, "\n");
-  PairResult r;
-  r.per_seed = eval::per_seed_means(episodes, opt.seeds);
-  r.aggregate = eval::aggregate_with_intervals({r.per_seed}, a.bootstrap_reps, a.bootstrap_seed);
-  nlohmann::json eps = nlohmann::json::array(), seeds = nlohmann::json::array();
-  for (const auto& e : episodes)
-    eps.push_back({{"seed", e.seed}, {"episode", e.episode}, {"return", e.episode_return}, {"length", e.length},
-                   {"normalized_score", e.normalized_score}, {"terminated", e.terminated}});
-  for (size_t i = 0; i < opt.seeds.size(); ++i)
-    seeds.push_back({{"seed", opt.seeds[i]}, {"mean_normalized_score", r.per_seed[i]}});
-  r.json = {{"diffusion", diffusion},
-            {"guidance", policy.guidance() ? guidance : "none"},
-            {"env", env.id},
-            {"candidates", policy.candidates()},
-            {"select", policy.guidance() ? policy.select() : "none"},
-            {"env_steps", env_steps},
-            {"seconds", seconds},
-            {"env_steps_per_s", env_steps / std::max(seconds, 1e-9)},
-            {"warnings", warnings},
-            {"episodes", eps},
-            {"per_seed", seeds},
-            {"aggregate", aggregate_json(r.aggregate)}};
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return r;
 }
 

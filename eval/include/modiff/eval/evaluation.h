@@ -1,0 +1,44 @@
+#pragma once
+// One evaluation of a pairing (diffusion policy + guidance module or none) as
+// `modiff eval` reports it: every episode, per-seed means, aggregates with
+// bootstrap intervals, as JSON. Shared by `modiff eval`, `modiff swap` and sweeps.
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "modiff/eval/statistics.h"
+
+namespace modiff::eval {
+
+struct EvalSettings {
+  std::vector<uint64_t> seeds{0, 1, 2, 3, 4};
+  int episodes = 10;
+  std::string env;          // empty: the policy's
+  int candidates = 0;       // 0: the policy's default
+  std::string select;       // empty: the policy's default
+  double temperature = 1.0;
+  std::string device = "auto";
+  int max_envs = 0;
+  int chunk = -1;
+  int bootstrap_reps = 50000;
+  uint64_t bootstrap_seed = 0;
+};
+
+struct Evaluation {
+  nlohmann::json json;  // diffusion, guidance, env, ..., episodes, per_seed, aggregate
+  AggregateWithIntervals aggregate;
+  std::vector<double> per_seed;
+  std::vector<std::string> warnings;
+};
+
+Evaluation evaluate_pairing(const std::string& diffusion_dir, const std::string& guidance_dir,
+                            const EvalSettings& settings, const std::function<void(long, int, int)>& progress = {});
+
+// "0,1,2", "0-4" or a mix ("0-2,10").
+std::vector<uint64_t> parse_seed_list(const std::string& list);
+
+nlohmann::json aggregate_json(const AggregateWithIntervals& a);
+
+}  // namespace modiff::eval

@@ -8,13 +8,13 @@ void add_envs_command(CLI::App& app);
 void add_rollout_command(CLI::App& app);
 void add_fidelity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
-void add_run_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_robot_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_behavior_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);  // eval and swap
+void add_sweep_commands(CLI::App& app);  // sweep, report, run
 void add_train_bench(CLI::App& bench);  // `modiff bench train`
 void add_eval_bench(CLI::App& bench);   // `modiff bench eval`
 

@@ -14,13 +14,13 @@ int main(int argc, char** argv) {
   modiff::cli::add_rollout_command(app);
   modiff::cli::add_fidelity_command(app);
   modiff::cli::add_bench_command(app);
-  modiff::cli::add_run_command(app);
   modiff::cli::add_info_command(app);
   modiff::cli::add_robot_command(app);
   modiff::cli::add_data_command(app);
   modiff::cli::add_behavior_command(app);
   modiff::cli::add_train_command(app);
   modiff::cli::add_eval_command(app);
+  modiff::cli::add_sweep_commands(app);
   if (argc > 1 && argv[1][0] != '-') {
     const std::string name = argv[1];
     std::string known;

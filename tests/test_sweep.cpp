@@ -1,0 +1,141 @@
+// Sweeps and reports: the grid, shards covering it exactly once, a sweep killed
+// with SIGKILL and rerun ending as an uninterrupted one, and the report of a
+// tiny sweep with every section and valid SVG.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "modiff/common/remove_tree.h"
+#include "modiff/eval/sweep.h"
+
+using namespace modiff;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tiny_sweep_toml(const std::string& data) {
+  return "name = \"tiny\"\ndatasets = [\"" + data +
+         "\"]\nalgos = [\"idql\", \"dql\"]\nschedules = [\"joint\", \"guidance-first\"]\nseeds = [0, 1]\n"
+         "steps = 20\nguidance_steps = 20\ndevice = \"cpu\"\nlog_every = 10\n"
+         "[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
+         "[eval]\nseeds = \"0-1\"\nepisodes = 1\ncandidates = 4\nbootstrap_reps = 100\nevery = 10\nevery_episodes = 1\n"
+         "[swaps]\nseeds = true\ncross_algorithm = [[\"idql\", \"dql\"]]\n";
+}
+
+// Every finished cell's score, by id.
+std::map<std::string, double> scores(const fs::path& sweep) {
+  std::map<std::string, double> out;
+  for (const auto& e : fs::directory_iterator(sweep / "cells"))
+    if (fs::exists(e.path() / "DONE"))
+      out[e.path().filename().string()] =
+          nlohmann::json::parse(modiff_test::slurp((e.path() / "DONE").string())).at("score").get<double>();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sweep files: the grid, errors, and the shipped configs", "[sweep]") {
+  const auto c = eval::parse_sweep_config(tiny_sweep_toml("x.hdf5"), "tiny.toml");
+  const auto cells = eval::plan_cells(c);
+  // 2 algos x 2 schedules x 2 seeds trainings; 2 x 2 x 2 seed swaps; 2 schedules x 2 seeds IDQL-to-DQL swaps.
+  CHECK(cells.size() == 8 + 8 + 4);
+  std::set<std::string> ids;
+  for (const auto& cell : cells) ids.insert(cell.id);
+  CHECK(ids.size() == cells.size());
+  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"]\nstep = 3\n", "bad.toml"),
+                    Catch::Contains("bad.toml: unknown key 'step'"));
+  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"]\nalgos = [\"sac\"]\n", "bad.toml"),
+                    Catch::Contains("unknown algorithm 'sac'"));
+  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"\n", "broken.toml"), Catch::Contains("broken.toml"));
+  // configs/quickstart.toml is the built-in default; configs/paper.toml is the paper's grid.
+  const std::string root = fs::path(MODIFF_TEST_DATA_DIR).parent_path().parent_path().string();
+  const auto shipped = eval::parse_sweep_config(modiff_test::slurp(root + "/configs/quickstart.toml"), "quickstart");
+  const auto builtin = eval::parse_sweep_config(eval::default_sweep_toml(), "built-in");
+  CHECK(eval::plan_cells(shipped).size() == eval::plan_cells(builtin).size());
+  CHECK(shipped.steps == builtin.steps);
+  const auto paper = eval::parse_sweep_config(modiff_test::slurp(root + "/configs/paper.toml"), "paper");
+  CHECK(paper.datasets.size() == 12);
+  CHECK(eval::plan_cells(paper).size() == 4 * 3 * 2 * 2 * 5 + 12 * 2 * 2 * 20 + 12 * 2 * 5);
+}
+
+TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun, and the report", "[sweep][cli]") {
+  const fs::path dir = fs::temp_directory_path() / ("modiff_sweep_" + std::to_string(::getpid()));
+  remove_tree(dir.string());
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string config = (dir / "tiny.toml").string();
+  std::ofstream(config) << tiny_sweep_toml(data);
+
+  // Uninterrupted.
+  const auto whole = modiff_test::modiff("sweep " + config + " --out " + (dir / "whole").string() + " --json");
+  INFO(whole.err);
+  REQUIRE(whole.code == 0);
+  CHECK(nlohmann::json::parse(whole.out).at("finished") == 20);
+  const auto reference = scores(dir / "whole");
+  REQUIRE(reference.size() == 20);
+  // Rerunning does nothing.
+  CHECK(nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --out " + (dir / "whole").string() + " --json").out)
+            .at("skipped") == 20);
+
+  // Two shards: each cell runs in exactly one; swap cells wait for the other shard's trainings.
+  const std::string sharded = (dir / "sharded").string();
+  const auto s1 = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 1/2 --json --out " + sharded).out);
+  const auto s2 = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 2/2 --json --out " + sharded).out);
+  CHECK(s1.at("finished").get<int>() + s1.at("waiting").get<int>() + s2.at("finished").get<int>() +
+            s2.at("waiting").get<int>() == 20);
+  const auto again = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 1/2 --json --out " + sharded).out);
+  CHECK(again.at("waiting") == 0);
+  CHECK(scores(sharded) == reference);
+  CHECK(modiff_test::modiff("sweep " + config + " --shard 3/2 --out " + sharded).code != 0);
+
+  // Killed with SIGKILL part-way, then rerun: the same results as the uninterrupted sweep.
+  const fs::path cut = dir / "cut";
+  const std::string pid_file = (dir / "pid").string();
+  REQUIRE(std::system((std::string(MODIFF_BINARY) + " sweep " + config + " --out " + cut.string() +
+                       " >/dev/null 2>&1 & echo $! > " + pid_file).c_str()) == 0);
+  const pid_t pid = std::stoi(modiff_test::slurp(pid_file));
+  for (int i = 0; i < 20000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (fs::exists(cut / "cells") && scores(cut).size() >= 3) break;
+  }
+  ::kill(pid, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(scores(cut).size() < 20);
+  REQUIRE(modiff_test::modiff("sweep " + config + " --out " + cut.string()).code == 0);
+  CHECK(scores(cut) == reference);
+
+  // The report: every section, CSV tables, SVG plots that parse as XML.
+  const std::string report = (dir / "report").string();
+  const auto r = modiff_test::modiff("report " + (dir / "whole").string() + " --out " + report);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const std::string md = modiff_test::slurp(report + "/report.md"), html = modiff_test::slurp(report + "/report.html");
+  for (const char* section : {"Normalized scores per configuration", "Learning curves", "Guidance swaps",
+                              "Cross-algorithm swaps", "Joint against guidance-first"}) {
+    CHECK(md.find(section) != std::string::npos);
+    CHECK(html.find(section) != std::string::npos);
+  }
+  CHECK(html.find("<svg") != std::string::npos);
+  int svgs = 0;
+  for (const auto& e : fs::directory_iterator(report + "/plots")) {
+    if (e.path().extension() != ".svg") continue;
+    ++svgs;
+    CHECK(std::system(("/usr/bin/python3 -c \"import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])\" " +
+                       e.path().string()).c_str()) == 0);
+  }
+  CHECK(svgs == 1 + 1 + 4 + 1);  // box plot, curves, four swap matrices, timing
+  for (const char* csv : {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"})
+    CHECK(fs::exists(report + "/" + csv));
+  CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + report).code != 0);
+  remove_tree(dir.string());
+}

@@ -77,6 +77,7 @@ void add_sweep_commands(CLI::App& app) {
   report->add_option("--out", *report_out, "Report directory")->capture_default_str();
   report->callback([runs, report_out] {
     const auto r = reports::write_report(*runs, *report_out);
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("report: %s\n        %s\n", r.html.c_str(), r.markdown.c_str());
   });
 
@@ -92,6 +93,7 @@ void add_sweep_commands(CLI::App& app) {
     const auto p = eval::run_sweep(config, *run_out, 0, 1, false);
     print_progress(p, *run_out);
     const auto r = reports::write_report({*run_out}, (std::filesystem::path(*run_out) / "report").string());
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("report: %s\n        %s\n", r.html.c_str(), r.markdown.c_str());
   });
 }

@@ -140,7 +140,14 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     md += t.markdown() + "\n[" + name + ".csv](" + name + ".csv)\n\n";
     html_body += t.html();
   };
+  // Without gnuplot (the lent GPU machines have none) the report keeps its tables and says the plots are missing.
+  const bool have_gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+  if (!have_gnuplot) {
+    result.warnings.push_back("gnuplot not found: the report has no plots (apt-get install gnuplot-nox)");
+    md += "> gnuplot was not found: this report has tables only.\n\n";
+  }
   auto add_plot = [&](const std::string& name, const std::string& script_body, const std::string& caption) {
+    if (!have_gnuplot) return;
     const fs::path svg = plots / (name + ".svg");
     gnuplot(plots / (name + ".gp"), "set terminal svg size 820,460 dynamic font 'sans,11'\nset output '" + svg.string() +
                                         "'\n" + script_body,

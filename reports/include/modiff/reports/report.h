@@ -13,6 +13,7 @@ namespace modiff::reports {
 struct ReportResult {
   std::string markdown, html;     // paths
   std::vector<std::string> files;  // every file written
+  std::vector<std::string> warnings;
 };
 
 ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int bootstrap_reps = 5000);

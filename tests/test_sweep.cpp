@@ -98,6 +98,17 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   CHECK(scores(sharded) == reference);
   CHECK(modiff_test::modiff("sweep " + config + " --shard 3/2 --out " + sharded).code != 0);
 
+  // mpirun -n 2: one shard per rank, rank 0 finishing the swaps that waited for rank 1's trainings.
+  if (std::system("command -v mpirun >/dev/null 2>&1") == 0) {
+    const std::string mpi = (dir / "mpi").string();
+    const std::string log = (dir / "mpi.log").string();
+    const int code = std::system(("mpirun --allow-run-as-root --oversubscribe -n 2 " + std::string(MODIFF_BINARY) +
+                                  " sweep " + config + " --out " + mpi + " >" + log + " 2>&1").c_str());
+    INFO(modiff_test::slurp(log));
+    CHECK(code == 0);
+    CHECK(scores(mpi) == reference);
+  }
+
   // Killed with SIGKILL part-way, then rerun: the same results as the uninterrupted sweep.
   const fs::path cut = dir / "cut";
   const std::string pid_file = (dir / "pid").string();

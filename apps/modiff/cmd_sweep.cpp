@@ -1,6 +1,9 @@
 // `modiff sweep`, `modiff report` and `modiff run`: grids of trainings and
 // evaluations that survive being killed, and their reports.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -8,6 +11,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 #include "modiff/eval/sweep.h"
 #include "modiff/reports/report.h"
@@ -38,6 +42,42 @@ std::pair<int, int> parse_shard(const std::string& s) {
   }
 }
 
+// A process started by `mpirun -n K` (Open MPI) or `srun` (Slurm) runs one shard per rank. The ranks come from
+// the launcher's environment, so modiff needs no MPI library: ranks share no data, only the sweep directory.
+struct Rank {
+  int rank = 0, size = 1, local_rank = 0;
+  std::string job = "job";
+  bool launched = false;
+};
+
+Rank launcher_rank() {
+  Rank r;
+  auto get = [](const char* name) -> const char* { return std::getenv(name); };
+  if (get("OMPI_COMM_WORLD_RANK") && get("OMPI_COMM_WORLD_SIZE")) {
+    r.rank = std::atoi(get("OMPI_COMM_WORLD_RANK"));
+    r.size = std::atoi(get("OMPI_COMM_WORLD_SIZE"));
+    r.local_rank = get("OMPI_COMM_WORLD_LOCAL_RANK") ? std::atoi(get("OMPI_COMM_WORLD_LOCAL_RANK")) : r.rank;
+    r.job = get("OMPI_MCA_ess_base_jobid") ? get("OMPI_MCA_ess_base_jobid") : (get("PMIX_NAMESPACE") ? get("PMIX_NAMESPACE") : "mpi");
+    r.launched = true;
+  } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
+    r.rank = std::atoi(get("SLURM_PROCID"));
+    r.size = std::atoi(get("SLURM_NTASKS"));
+    r.local_rank = get("SLURM_LOCALID") ? std::atoi(get("SLURM_LOCALID")) : r.rank;
+    r.job = get("SLURM_JOB_ID") ? get("SLURM_JOB_ID") : "slurm";
+    r.launched = true;
+  }
+  return r;
+}
+
+// One GPU per rank: before anything touches CUDA, each rank sees only GPU local_rank mod (GPUs on the node),
+// counted from /dev/nvidiaN so that CUDA is not initialized here. An explicit CUDA_VISIBLE_DEVICES wins.
+void pin_gpu(const Rank& r) {
+  if (std::getenv("CUDA_VISIBLE_DEVICES")) return;
+  int gpus = 0;
+  while (std::filesystem::exists("/dev/nvidia" + std::to_string(gpus))) ++gpus;
+  if (gpus > 0) setenv("CUDA_VISIBLE_DEVICES", std::to_string(r.local_rank % gpus).c_str(), 1);
+}
+
 void print_progress(const eval::SweepProgress& p, const std::string& out) {
   std::printf("sweep %s: %d cells ran, %d already finished, %d waiting for other shards, %d in the grid\n", out.c_str(),
               p.finished, p.skipped, p.waiting, p.total);
@@ -58,8 +98,34 @@ void add_sweep_commands(CLI::App& app) {
   sweep->add_flag("--json", args->json, "Print JSON");
   sweep->callback([args] {
     const auto config = load_config(args->config);
-    const auto [k, n] = parse_shard(args->shard);
-    const auto p = eval::run_sweep(config, args->out, k, n, args->json);
+    auto [k, n] = parse_shard(args->shard);
+    const Rank rank = launcher_rank();
+    if (rank.launched && rank.size > 1) {
+      if (n != 1) throw Error("--shard and an MPI/Slurm launch both split the cells: use one of them");
+      pin_gpu(rank);
+      k = rank.rank;
+      n = rank.size;
+    }
+    auto p = eval::run_sweep(config, args->out, k, n, args->json);
+    if (rank.launched && rank.size > 1) {
+      // Merge: every rank marks its shard done; rank 0 waits for all, then runs the swap cells that
+      // waited for other ranks' trainings.
+      namespace fs = std::filesystem;
+      const fs::path marks = fs::path(args->out) / "ranks";
+      fs::create_directories(marks);
+      write_text_atomically((marks / (rank.job + "-" + std::to_string(rank.rank))).string(), "done\n");
+      if (rank.rank != 0) {
+        if (!args->json) print_progress(p, args->out + " (rank " + std::to_string(rank.rank) + ")");
+        return;
+      }
+      for (int other = 1; other < rank.size; ++other)
+        while (!fs::exists(marks / (rank.job + "-" + std::to_string(other))))
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const auto rest = eval::run_sweep(config, args->out, 0, 1, args->json);
+      p.finished += rest.finished;
+      p.waiting = rest.waiting;
+      for (int r = 0; r < rank.size; ++r) fs::remove(marks / (rank.job + "-" + std::to_string(r)));
+    }
     if (args->json) {
       std::cout << nlohmann::json{{"out", args->out}, {"finished", p.finished}, {"skipped", p.skipped},
                                   {"waiting", p.waiting}, {"total", p.total}}

@@ -17,9 +17,9 @@
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/bench/bench.h"
+#include "modiff/bench/synthetic_data.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
-#include "modiff/common/rng.h"
 #include "modiff/eval/evaluate.h"
 
 namespace modiff::cli {
@@ -46,17 +46,7 @@ void add_eval_bench(CLI::App& bench_cmd) {
     const bool cuda = device.kind == agents::DeviceKind::Cuda;
     const int steps = args->steps > 0 ? args->steps : (cuda ? 1000 : 20);
     const auto& env = envs::find_env("bullet-halfcheetah-v0");
-    datasets::Dataset data;
-    data.obs_dim = env.obs_dim;
-    data.act_dim = env.act_dim;
-    Rng rng(1);
-    for (int i = 0; i < 4000; ++i) {
-      for (int k = 0; k < env.obs_dim; ++k) data.observations.push_back(static_cast<float>(rng.uniform(-1, 1)));
-      for (int k = 0; k < env.act_dim; ++k) data.actions.push_back(static_cast<float>(rng.uniform(-1, 1)));
-      data.rewards.push_back(1.f);
-      data.terminals.push_back(0);
-      data.timeouts.push_back((i + 1) % 1000 == 0);
-    }
+    const auto data = bench::synthetic_dataset(env, 4000, 1);
     const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_eval_" + std::to_string(::getpid()));
     struct Row {
       std::string algo;

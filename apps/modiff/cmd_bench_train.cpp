@@ -16,29 +16,13 @@
 #include "modiff/agents/device.h"
 #include "modiff/agents/train.h"
 #include "modiff/bench/bench.h"
+#include "modiff/bench/synthetic_data.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
-#include "modiff/common/rng.h"
 
 namespace modiff::cli {
 
 namespace {
-
-// Random hopper-shaped transitions in 1000-step episodes (timeouts, no terminals).
-datasets::Dataset synthetic_hopper_data(long rows, uint64_t seed) {
-  datasets::Dataset d;
-  d.obs_dim = 15;
-  d.act_dim = 3;
-  Rng rng(seed);
-  for (long i = 0; i < rows; ++i) {
-    for (int k = 0; k < d.obs_dim; ++k) d.observations.push_back(static_cast<float>(rng.uniform(-1, 1)));
-    for (int k = 0; k < d.act_dim; ++k) d.actions.push_back(static_cast<float>(rng.uniform(-1, 1)));
-    d.rewards.push_back(static_cast<float>(rng.uniform(0, 3)));
-    d.terminals.push_back(0);
-    d.timeouts.push_back((i + 1) % 1000 == 0);
-  }
-  return d;
-}
 
 std::vector<std::string> split(const std::string& list) {
   std::vector<std::string> out;
@@ -95,7 +79,7 @@ void add_train_bench(CLI::App& bench_cmd) {
     const auto device = agents::resolve_device(args->device);
     const bool cuda = device.kind == agents::DeviceKind::Cuda;
     const long steps = args->steps > 0 ? args->steps : (cuda ? 3000 : 100);
-    const auto data = synthetic_hopper_data(100000, 1);
+    const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
     const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
     const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
     std::vector<Cell> cells;

@@ -7,6 +7,9 @@
 // same policy loss goes through the frozen (target) critics: no critic
 // gradients, optimizer state or target copies.
 #include "algorithm.h"
+#include "cuda_support.h"
+
+#include <tuple>
 
 namespace modiff::agents {
 namespace {
@@ -16,23 +19,36 @@ class Dql : public Algorithm {
   Dql(const AlgorithmConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
       : Algorithm(g, p, d), eta_(config.eta) {}
 
+  // The critic's update (with the EMA's next actions) and the policy's forward passes (BC loss, the
+  // sampled chain) do not touch each other's tensors: on CUDA they run as two parallel branches, and the
+  // policy's Q-loss then goes through the updated critic, exactly as in the sequential order.
   StepMetrics joint_step(const Batch& batch) override {
-    auto next_action = policy_.sample_ema(batch.next_obs);
-    auto g = guidance_.update(batch, next_action);
-    StepMetrics m = policy_step(batch);
+    GuidanceMetrics g;
+    torch::Tensor bc, action;
+    run_concurrently(
+        data_.device, [&] { std::tie(bc, action) = policy_forward(batch); },
+        [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); });
+    StepMetrics m = policy_update(batch, bc, action);
     m.critic_loss = g.critic_loss;
     m.q_mean = g.q_mean;
     m.q_std = g.q_std;
     return m;
   }
 
-  StepMetrics diffusion_step(const Batch& batch) override { return policy_step(batch); }
+  StepMetrics diffusion_step(const Batch& batch) override {
+    auto [bc, action] = policy_forward(batch);
+    return policy_update(batch, bc, action);
+  }
 
  private:
-  StepMetrics policy_step(const Batch& batch) {
+  // The BC loss and an action sampled through the whole chain, both with gradients.
+  std::pair<torch::Tensor, torch::Tensor> policy_forward(const Batch& batch) {
     policy_.zero_grad();
     auto bc = policy_.bc_loss(batch.obs, batch.act);
-    auto action = policy_.sample_train(batch.obs);
+    return {bc, policy_.sample_train(batch.obs)};
+  }
+
+  StepMetrics policy_update(const Batch& batch, const torch::Tensor& bc, const torch::Tensor& action) {
     auto [q1, q2] = guidance_.policy_q(batch.obs, action);
     // The coin is drawn on the device so that a step never waits for the host.
     auto coin = torch::rand({}, q1.options()) > 0.5;

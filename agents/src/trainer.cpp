@@ -34,6 +34,9 @@ namespace fs = std::filesystem;
 
 std::string resolve_dataset(const std::string& arg, bool quiet) {
   if (fs::is_regular_file(arg)) return arg;
+  const auto ext = fs::path(arg).extension();
+  if (arg.find('/') != std::string::npos || ext == ".hdf5" || ext == ".h5")
+    throw Error(arg + ": no such dataset file");
   datasets::check_dataset_name(arg);
   const std::string path = datasets::dataset_path(arg);
   if (fs::exists(path)) return path;
@@ -429,7 +432,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   // Evaluation during training: the current policy, with its guidance and without.
   double eval_seconds = 0;  // of the current phase: not training time
   const long eval_every = o.eval_every <= 0 ? 0 : (o.eval_every + log_every - 1) / log_every * log_every;
-  auto evaluate_now = [&](long step) -> std::string {
+  auto evaluate_now = [&]() -> std::string {
     if (!o.evaluate) return ",,";
     if (device.is_cuda()) torch::cuda::synchronize();
     const fs::path snap = out / "eval_snapshot";
@@ -447,7 +450,6 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
     cpu_generator.set_state(cpu_state);
     policy.train_mode(true);
-    (void)step;
     return "," + std::to_string(scores.first) + "," + std::to_string(scores.second);
   };
 
@@ -485,7 +487,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       const double ms = std::chrono::duration<double, std::milli>(now - interval_start).count() / (step - interval_first + 1);
       const bool eval_now =
           o.evaluate && eval_every > 0 && phase.name != "guidance" && (step % eval_every == 0 || step == phase.steps);
-      rows.push_back(row + (eval_now ? evaluate_now(step) : std::string(",,")) + "," + std::to_string(ms));
+      rows.push_back(row + (eval_now ? evaluate_now() : std::string(",,")) + "," + std::to_string(ms));
       interval_start = std::chrono::steady_clock::now();
       interval_first = step + 1;
       const double seconds =

@@ -96,19 +96,7 @@ void add_bench_command(CLI::App& app) {
     if (args->seconds <= 0) throw Error("--seconds must be positive");
     const int cores = tbb::info::default_concurrency();
     std::vector<int> thread_counts;
-    if (!args->threads_list.empty()) {
-      std::stringstream ss(args->threads_list);
-      for (std::string t; std::getline(ss, t, ',');) {
-        int v = 0;
-        try {
-          v = std::stoi(t);
-        } catch (...) {
-          throw Error("--threads: '" + t + "' is not a number");
-        }
-        if (v <= 0) throw Error("--threads: counts must be positive, got " + t);
-        thread_counts.push_back(v);
-      }
-    }
+    if (!args->threads_list.empty()) thread_counts = parse_positive_ints(args->threads_list, "--threads");
     bench::EnvBenchOptions opt;
     opt.thread_counts = thread_counts;
     opt.num_envs = args->num_envs;

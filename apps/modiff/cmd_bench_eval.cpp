@@ -54,13 +54,8 @@ void add_eval_bench(CLI::App& bench_cmd) {
       double steps_per_s, ms_per_step;
     };
     std::vector<Row> rows;
-    std::vector<int> counts;
-    {
-      std::stringstream ss(args->envs);
-      for (std::string t; std::getline(ss, t, ',');) counts.push_back(std::stoi(t));
-    }
-    std::stringstream algos(args->algos);
-    for (std::string algo; std::getline(algos, algo, ',');) {
+    const std::vector<int> counts = parse_positive_ints(args->envs, "--envs");
+    for (const auto& algo : split_list(args->algos)) {
       agents::TrainOptions o;
       o.algo = algo;
       o.steps = 1;

@@ -24,13 +24,6 @@ namespace modiff::cli {
 
 namespace {
 
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  for (std::string t; std::getline(ss, t, ',');) out.push_back(t);
-  return out;
-}
-
 // Steady-state steps/s of a phase: metrics.csv rows after its first (which holds warm-up and graph capture).
 double steady_steps_per_s(const std::string& metrics_csv, const std::string& phase, double fallback) {
   std::ifstream in(metrics_csv);
@@ -83,8 +76,8 @@ void add_train_bench(CLI::App& bench_cmd) {
     const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
     const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
     std::vector<Cell> cells;
-    for (const auto& algo : split(args->algos)) {
-      for (const auto& schedule : split(args->schedules)) {
+    for (const auto& algo : split_list(args->algos)) {
+      for (const auto& schedule : split_list(args->schedules)) {
         agents::TrainOptions o;
         o.algo = algo;
         o.schedule = schedule;

@@ -24,14 +24,6 @@ namespace modiff::cli {
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
-
 struct EvalArgs {
   std::string env, select, device = "auto", out, seeds = "0-4";
   int episodes = 10, candidates = 0, threads = 0, max_envs = 0, chunk = -1, bootstrap_reps = 50000;
@@ -106,6 +98,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--guidance", *guidance, "Guidance module directory, or none")->capture_default_str();
   add_common_options(cmd, *args);
   cmd->callback([args, diffusion, guidance] {
+    if (*guidance == "none" && args->candidates > 1)
+      throw Error("--candidates " + std::to_string(args->candidates) + " needs a guidance module to choose among them");
     limit_threads(args->threads);
     const auto r = evaluate_pair(*diffusion, *guidance, *args, args->json);
     if (!args->out.empty()) write_text_atomically(args->out, r.json.dump(2) + "\n");
@@ -188,9 +182,7 @@ void add_eval_command(CLI::App& app) {
     for (const auto& d : ds) {
       grid.emplace_back();
       for (const auto& g : gs) {
-        EvalArgs cell_args = *swap_args;
-        if (g == "none") cell_args.candidates = 0;  // the policy alone: one sample, whatever the guided columns use
-        grid.back().push_back(evaluate_pair(d, g, cell_args, swap_args->json));
+        grid.back().push_back(evaluate_pair(d, g, *swap_args, swap_args->json));
         auto cell = grid.back().back().json;
         cell.erase("episodes");
         cells.push_back(cell);

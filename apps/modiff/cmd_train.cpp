@@ -6,10 +6,9 @@
 
 #include "commands.h"
 #include "modiff/agents/device.h"
-#include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/error.h"
-#include "modiff/eval/evaluate.h"
+#include "modiff/eval/evaluation.h"
 
 namespace modiff::cli {
 
@@ -60,17 +59,15 @@ void add_train_command(CLI::App& app) {
       const int episodes = args->eval_episodes;
       const std::string device = options.device;
       options.evaluate = [episodes, device](const std::string& diffusion, const std::string& guidance) {
+        eval::EvalSettings settings;
+        settings.device = device;
+        settings.seeds.clear();
+        for (int s = 0; s < episodes; ++s) settings.seeds.push_back(static_cast<uint64_t>(s));
+        settings.episodes = 1;
+        settings.bootstrap_reps = 1;
         auto score = [&](const std::string& with) {
-          agents::InferenceOptions io;
-          io.device = device;
-          auto policy = agents::InferencePolicy::load(diffusion, with, io);
-          eval::EvalOptions opt;
-          opt.seeds.clear();
-          for (int s = 0; s < episodes; ++s) opt.seeds.push_back(static_cast<uint64_t>(s));
-          opt.episodes = 1;
-          const auto& env = eval::env_for_policy(policy, "");
           double sum = 0;
-          for (const auto& e : eval::evaluate(policy, env, opt)) sum += e.normalized_score;
+          for (double s : eval::evaluate_pairing(diffusion, with, settings).per_seed) sum += s;
           return sum / episodes;
         };
         return std::make_pair(score(guidance), score("none"));

@@ -1,6 +1,8 @@
 #pragma once
 // Each subcommand lives in its own file and registers itself on the app.
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 namespace modiff::cli {
 
@@ -20,5 +22,10 @@ void add_eval_bench(CLI::App& bench);   // `modiff bench eval`
 
 // Sets oneTBB's thread limit for the rest of the process (0 = all cores).
 void limit_threads(int threads);
+
+// A flag's comma-separated list ("a,b,c"; empty items dropped).
+std::vector<std::string> split_list(const std::string& list);
+// A flag's comma-separated positive integers; anything else is an Error naming the flag.
+std::vector<int> parse_positive_ints(const std::string& list, const std::string& flag);
 
 }  // namespace modiff::cli

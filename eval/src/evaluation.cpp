@@ -44,7 +44,9 @@ Evaluation evaluate_pairing(const std::string& diffusion, const std::string& gui
                             const std::function<void(long, int, int)>& progress) {
   agents::InferenceOptions io;
   io.device = s.device;
-  io.candidates = s.candidates;
+  // Without guidance the policy draws one sample: the candidates setting is for guided pairings.
+  const bool guided = !guidance.empty() && guidance != "none";
+  io.candidates = guided ? s.candidates : 0;
   io.select = s.select;
   io.temperature = s.temperature;
   io.chunk = s.chunk;

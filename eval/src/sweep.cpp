@@ -294,11 +294,9 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
           for (int s = 0; s < c.eval_every_episodes; ++s) curve.seeds.push_back(static_cast<uint64_t>(s));
           curve.episodes = 1;
           curve.bootstrap_reps = 1;
-          EvalSettings curve_alone = curve;
-          curve_alone.candidates = 0;  // one sample: no guidance to choose
-          o.evaluate = [curve, curve_alone](const std::string& d, const std::string& g) {
+          o.evaluate = [curve](const std::string& d, const std::string& g) {
             return std::make_pair(mean_of(evaluate_pairing(d, g, curve).per_seed),
-                                  mean_of(evaluate_pairing(d, "none", curve_alone).per_seed));
+                                  mean_of(evaluate_pairing(d, "none", curve).per_seed));
           };
         }
         if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] training %s%s\n", i + 1, cells.size(), cell.id.c_str(), o.resume ? " (resumed)" : "");
@@ -306,9 +304,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
       }
       const auto guided = evaluate_pairing((run / "diffusion").string(), (run / "guidance").string(), c.eval);
       write_text_atomically((dir / "guided.json").string(), guided.json.dump(1) + "\n");
-      EvalSettings alone = c.eval;
-      alone.candidates = 0;
-      const auto unguided = evaluate_pairing((run / "diffusion").string(), "none", alone);
+      const auto unguided = evaluate_pairing((run / "diffusion").string(), "none", c.eval);
       write_text_atomically((dir / "unguided.json").string(), unguided.json.dump(1) + "\n");
       record["guided"] = evaluation_summary(guided);
       record["unguided"] = evaluation_summary(unguided);

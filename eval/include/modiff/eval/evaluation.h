@@ -16,7 +16,7 @@ struct EvalSettings {
   std::vector<uint64_t> seeds{0, 1, 2, 3, 4};
   int episodes = 10;
   std::string env;          // empty: the policy's
-  int candidates = 0;       // 0: the policy's default
+  int candidates = 0;       // 0: the policy's default; ignored without guidance (one sample)
   std::string select;       // empty: the policy's default
   double temperature = 1.0;
   std::string device = "auto";

@@ -1,12 +1,13 @@
 // The LibTorch building blocks of agents/ against known values: noise
 // schedules, the expectile loss, the flat Adam against LibTorch's own,
-// samplers staying in [-1, 1], flat parameters.
+// samplers staying in [-1, 1], flat parameters, the accumulating linear layers.
 #include <catch2/catch.hpp>
 #include <cmath>
 
 #include "diffusion.h"
 #include "flat_params.h"
 #include "guidance.h"
+#include "linear_accumulate.h"
 #include "networks.h"
 
 using namespace modiff::agents;
@@ -170,4 +171,105 @@ TEST_CASE("flat parameters: views, frozen copies and blending", "[blocks]") {
   p.values.add_(1.0);
   blend_into(t, p, 0.25);
   CHECK(torch::allclose(t.values, p.values - 0.75, 1e-5, 1e-6));
+}
+
+namespace {
+
+// The accumulating linear layers against LibTorch's own on `device`: a layer used twice in one loss
+// (as Diffusion-QL's chain uses its denoiser), with and without gradient storage, input gradients, and
+// parameters held constant.
+void check_linear_accumulate(torch::Device device) {
+  torch::manual_seed(11);
+  auto x = torch::randn({6, 4}, device).requires_grad_(true);
+  torch::nn::Linear mine(4, 4), reference(4, 4);
+  mine->to(device);
+  reference->to(device);
+  {
+    torch::NoGradGuard g;
+    reference->weight.copy_(mine->weight);
+    reference->bias.copy_(mine->bias);
+  }
+  FlatParams flat = flatten_parameters(*mine, true);
+  flat.grads.normal_();  // already holds something: backward must add to it, not overwrite
+  const auto before = flat.grads.clone();
+  auto y = linear(torch::tanh(linear(x, mine->weight, mine->bias)), mine->weight, mine->bias);
+  (y * y).sum().backward();
+  const auto gx_mine = x.grad().clone();
+  x.mutable_grad() = torch::Tensor();
+  auto z = reference->forward(torch::tanh(reference->forward(x)));
+  (z * z).sum().backward();
+  auto expected = before + torch::cat({reference->weight.grad().reshape(-1), reference->bias.grad().reshape(-1)});
+  CHECK(torch::allclose(flat.grads, expected, 1e-5, 1e-5));
+  CHECK(torch::allclose(gx_mine, x.grad(), 1e-5, 1e-5));
+
+  // No gradient storage: the gradients go back to autograd as usual.
+  torch::nn::Linear plain(4, 2);
+  plain->to(device);
+  linear(x, plain->weight, plain->bias).sum().backward();
+  CHECK(torch::allclose(plain->bias.grad(), torch::full({2}, 6.0, plain->bias.options()), 1e-5, 1e-5));
+  CHECK(torch::allclose(plain->weight.grad(), x.detach().sum(0).expand({2, 4}), 1e-5, 1e-5));
+
+  // Parameters as constants: only the input gets a gradient.
+  flat.grads.zero_();
+  x.mutable_grad() = torch::Tensor();
+  linear(x, mine->weight, mine->bias, /*param_grads=*/false).sum().backward();
+  CHECK(flat.grads.abs().max().item<double>() == 0.0);
+  CHECK(torch::allclose(x.grad(), mine->weight.detach().sum(0).expand({6, 4}), 1e-5, 1e-5));
+
+  // Stacked heads on an expanded input (the twin critics' first layer).
+  auto w = (torch::randn({2, 4, 3}, device)).requires_grad_(true);
+  auto b = (torch::randn({2, 1, 3}, device)).requires_grad_(true);
+  auto w_ref = w.detach().clone().requires_grad_(true), b_ref = b.detach().clone().requires_grad_(true);
+  w.mutable_grad() = torch::ones_like(w);
+  b.mutable_grad() = torch::ones_like(b);
+  x.mutable_grad() = torch::Tensor();
+  auto input = x.unsqueeze(0).expand({2, -1, -1});
+  stacked_linear(input, w, b).pow(2).sum().backward();
+  const auto gx_stacked = x.grad().clone();
+  x.mutable_grad() = torch::Tensor();
+  torch::baddbmm(b_ref, input, w_ref).pow(2).sum().backward();
+  CHECK(torch::allclose(w.grad(), w_ref.grad() + 1, 1e-5, 1e-5));
+  CHECK(torch::allclose(b.grad(), b_ref.grad() + 1, 1e-5, 1e-5));
+  CHECK(torch::allclose(gx_stacked, x.grad(), 1e-5, 1e-5));
+}
+
+}  // namespace
+
+TEST_CASE("accumulating linear layers give LibTorch's gradients", "[blocks]") { check_linear_accumulate(torch::kCPU); }
+
+TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: covered by the CPU case
+  check_linear_accumulate(torch::kCUDA);
+}
+
+TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks]") {
+  for (const char* kind : {"ln-resnet", "mlp"}) {
+    for (int cond_dim : {0, 2}) {
+      CAPTURE(kind, cond_dim);
+      torch::manual_seed(5);
+      DenoiserConfig c;
+      c.kind = kind;
+      c.hidden = 32;
+      c.block_width = 64;
+      c.time_dim = 16;
+      c.dropout = 0;
+      c.cond_dim = cond_dim;
+      auto net = make_denoiser(c, 7, 3);
+      FlatParams flat = flatten_parameters(*net, true);
+      auto obs = torch::randn({5, 7}), x = torch::randn({5, 3});
+      auto cond = cond_dim > 0 ? torch::randn({5, cond_dim}) : torch::Tensor();
+      const int steps = 4;
+      auto chain = net->chain(obs, cond, steps);
+      torch::Tensor via_chain = torch::zeros({5, 3}), direct = torch::zeros({5, 3});
+      for (int i = steps - 1; i >= 0; --i) via_chain = via_chain + chain(x, i) * (i + 1);
+      zero_grads(flat);
+      via_chain.pow(2).sum().backward();
+      const auto chain_grads = flat.grads.clone();
+      for (int i = steps - 1; i >= 0; --i) direct = direct + net->forward(x, torch::full({5, 1}, double(i)), obs, cond) * (i + 1);
+      zero_grads(flat);
+      direct.pow(2).sum().backward();
+      CHECK(torch::allclose(via_chain, direct, 1e-5, 1e-5));
+      CHECK(torch::allclose(chain_grads, flat.grads, 1e-4, 1e-5));
+    }
+  }
 }

@@ -19,15 +19,21 @@ class Dql : public Algorithm {
   Dql(const AlgorithmConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
       : Algorithm(g, p, d), eta_(config.eta) {}
 
-  // The critic's update (with the EMA's next actions) and the policy's forward passes (BC loss, the
-  // sampled chain) do not touch each other's tensors: on CUDA they run as two parallel branches, and the
-  // policy's Q-loss then goes through the updated critic, exactly as in the sequential order.
+  // The critic's update (with the EMA's next actions), the policy's sampled chain and (where the
+  // denoiser allows: separable_bc_gradients) its BC pass with its backward do not touch each other's
+  // tensors: on CUDA they run as parallel branches, and the policy's Q-loss then goes through the
+  // updated critic, exactly as in the sequential order.
   StepMetrics joint_step(const Batch& batch) override {
     GuidanceMetrics g;
     torch::Tensor bc, action;
-    run_concurrently(
-        data_.device, [&] { std::tie(bc, action) = policy_forward(batch); },
-        [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); });
+    policy_.zero_grad();
+    auto critic = [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); };
+    if (policy_.separable_bc_gradients()) {
+      run_concurrently(data_.device, {[&] { action = policy_.sample_train(batch.obs); }, critic,
+                                      [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); }});
+    } else {
+      run_concurrently(data_.device, [&] { std::tie(bc, action) = policy_forward(batch); }, critic);
+    }
     StepMetrics m = policy_update(batch, bc, action);
     m.critic_loss = g.critic_loss;
     m.q_mean = g.q_mean;
@@ -36,25 +42,36 @@ class Dql : public Algorithm {
   }
 
   StepMetrics diffusion_step(const Batch& batch) override {
-    auto [bc, action] = policy_forward(batch);
+    torch::Tensor bc, action;
+    policy_.zero_grad();
+    if (policy_.separable_bc_gradients()) {
+      run_concurrently(data_.device, [&] { action = policy_.sample_train(batch.obs); },
+                       [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); });
+    } else {
+      std::tie(bc, action) = policy_forward(batch);
+    }
     return policy_update(batch, bc, action);
   }
 
  private:
-  // The BC loss and an action sampled through the whole chain, both with gradients.
+  // The BC loss (with gradients, its backward still to come) and an action sampled through the whole chain.
   std::pair<torch::Tensor, torch::Tensor> policy_forward(const Batch& batch) {
-    policy_.zero_grad();
     auto bc = policy_.bc_loss(batch.obs, batch.act);
     return {bc, policy_.sample_train(batch.obs)};
   }
 
+  // The Q-loss through the chain (plus the BC loss where its backward has not run yet), then the step.
   StepMetrics policy_update(const Batch& batch, const torch::Tensor& bc, const torch::Tensor& action) {
     auto [q1, q2] = guidance_.policy_q(batch.obs, action);
     // The coin is drawn on the device so that a step never waits for the host.
     auto coin = torch::rand({}, q1.options()) > 0.5;
     auto q_loss = torch::where(coin, -q1.mean() / q2.abs().mean().detach(), -q2.mean() / q1.abs().mean().detach());
-    auto loss = bc + eta_ * q_loss;
-    loss.backward();
+    if (policy_.separable_bc_gradients()) {
+      (eta_ * q_loss).backward();
+      policy_.add_separate_gradients();
+    } else {
+      (bc + eta_ * q_loss).backward();
+    }
     policy_.optimizer_step();
     StepMetrics m;
     m.bc_loss = bc.detach();

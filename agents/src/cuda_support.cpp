@@ -1,6 +1,7 @@
 #include "cuda_support.h"
 
 #include <cstdlib>
+#include <set>
 
 #include "modiff/common/error.h"
 
@@ -12,6 +13,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/cuda/CUDAEvent.h>
+#if __has_include(<torch/csrc/autograd/profiler_kineto.h>)
+#include <torch/csrc/autograd/profiler_kineto.h>
+#define MODIFF_KINETO 1
+#endif
 #endif
 
 namespace modiff::agents {
@@ -50,35 +55,42 @@ c10::cuda::CUDAStream& capture_stream() {
   static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
   return stream;
 }
-c10::cuda::CUDAStream& branch_stream() {
-  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
-  return stream;
+// Side streams for parallel branches, made once (index 0 is the first side branch).
+c10::cuda::CUDAStream branch_stream(size_t index) {
+  static std::vector<c10::cuda::CUDAStream> streams;
+  while (streams.size() <= index) streams.push_back(c10::cuda::getStreamFromPool());
+  return streams[index];
 }
 }  // namespace
 #endif
 
-void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
+void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches) {
 #ifdef MODIFF_TORCH_CUDA
-  if (device.is_cuda()) {
+  if (device.is_cuda() && branches.size() > 1) {
     const auto current = c10::cuda::getCurrentCUDAStream();
-    auto& branch = branch_stream();
     at::cuda::CUDAEvent fork;
     fork.record(current);
-    fork.block(branch);
-    {
-      c10::cuda::CUDAStreamGuard guard(branch);
-      second();
+    for (size_t k = 1; k < branches.size(); ++k) {
+      const auto side = branch_stream(k - 1);
+      fork.block(side);
+      c10::cuda::CUDAStreamGuard guard(side);
+      branches[k]();
     }
-    first();
-    at::cuda::CUDAEvent join;
-    join.record(branch);
-    join.block(current);
+    branches[0]();
+    for (size_t k = 1; k < branches.size(); ++k) {
+      at::cuda::CUDAEvent join;
+      join.record(branch_stream(k - 1));
+      join.block(current);
+    }
     return;
   }
 #endif
   (void)device;
-  first();
-  second();
+  for (const auto& branch : branches) branch();
+}
+
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
+  run_concurrently(device, std::vector<std::function<void()>>{first, second});
 }
 
 void allow_tf32() {
@@ -87,6 +99,30 @@ void allow_tf32() {
   at::globalContext().setAllowTF32CuDNN(true);
 #endif
 }
+
+#if defined(MODIFF_TORCH_CUDA) && defined(MODIFF_KINETO)
+namespace {
+torch::profiler::impl::ProfilerConfig trace_config() {
+  return torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::KINETO);
+}
+const std::set<torch::profiler::impl::ActivityType> trace_activities{torch::profiler::impl::ActivityType::CPU,
+                                                                     torch::profiler::impl::ActivityType::CUDA};
+}  // namespace
+
+void kernel_trace_start() {
+  torch::autograd::profiler::prepareProfiler(trace_config(), trace_activities);
+  torch::autograd::profiler::enableProfiler(trace_config(), trace_activities);
+}
+
+void kernel_trace_stop(const std::string& path) {
+  c10::cuda::device_synchronize();
+  auto result = torch::autograd::profiler::disableProfiler();
+  result->save(path);
+}
+#else
+void kernel_trace_start() {}
+void kernel_trace_stop(const std::string&) {}
+#endif
 
 struct GraphedStep::Impl {
   std::function<void()> step;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace modiff::agents {
 
@@ -29,10 +30,19 @@ at::Generator make_generator(torch::Device device, uint64_t seed);
 // concurrently with `first` (inside a captured graph: two parallel branches).
 // They must not touch the same tensors. On the CPU: first, then second.
 void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second);
+// The same for any number of branches: the first on the current stream, each other on its own side stream.
+void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches);
 
 // Allows TF32 tensor-core matrix products on CUDA (10-bit mantissa inputs, fp32
 // accumulation), as JAX does by default on these GPUs.
 void allow_tf32();
+
+// A developer's kernel trace: with MODIFF_PROFILE_TRACE=PREFIX set, the
+// trainer records steps 201..220 of each phase with LibTorch's Kineto profiler
+// (CUDA kernels included, also those replayed from a graph) into
+// PREFIX_<phase>.json (Chrome trace format). No-op without CUDA or Kineto.
+void kernel_trace_start();
+void kernel_trace_stop(const std::string& path);
 
 class GraphedStep {
  public:

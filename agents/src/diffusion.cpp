@@ -62,16 +62,6 @@ torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::
   return config_.loss == "sum" ? err.sum(1).mean() : err.mean();
 }
 
-torch::Tensor Ddpm::predict(Denoiser& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
-                            const torch::Tensor& cond, double guide_weight) {
-  if (!cond.defined() || guide_weight == 1.0) return model.forward(x, t, obs, cond);
-  // One pass over [conditional; unconditional]: the null condition is all zeros.
-  auto both = model.forward(torch::cat({x, x}), torch::cat({t, t}), torch::cat({obs, obs}),
-                            torch::cat({cond, torch::zeros_like(cond)}));
-  auto parts = both.chunk(2, 0);
-  return parts[1] + guide_weight * (parts[0] - parts[1]);
-}
-
 torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,
                            c10::optional<at::Generator> generator, const torch::Tensor& given_noise) {
   const long batch = obs.size(0);
@@ -80,20 +70,31 @@ torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torc
     if (given_noise.defined()) return given_noise[draws++];
     return torch::randn({batch, act_dim_}, generator, obs.options());
   };
+  // Classifier-free guidance: one pass over [conditional; unconditional] rows (the null condition is
+  // all zeros), eps = eps(null) + w (eps(cond) - eps(null)).
+  const bool guided = cond.defined() && guide_weight != 1.0;
+  const DenoiserChain eps_of = guided ? model.chain(torch::cat({obs, obs}), torch::cat({cond, torch::zeros_like(cond)}),
+                                                    config_.steps)
+                                      : model.chain(obs, cond, config_.steps);
   auto x = noise();
   for (int i = config_.steps - 1; i >= 0; --i) {
-    auto t = torch::full({batch, 1}, static_cast<double>(i), obs.options());
-    auto eps = predict(model, x, t, obs, cond, guide_weight);
+    torch::Tensor eps;
+    if (guided) {
+      auto parts = eps_of(torch::cat({x, x}), i).chunk(2, 0);
+      eps = parts[1] + guide_weight * (parts[0] - parts[1]);
+    } else {
+      eps = eps_of(x, i);
+    }
     const double beta = beta_[i], alpha = alpha_[i], abar = alphabar_[i];
     if (config_.sampler == "eps-clip") {
-      x = (x - (beta / std::sqrt(1 - abar)) * eps) / std::sqrt(alpha);
-      if (i > 0) x = x + std::sqrt(beta) * noise();
+      x = torch::add(x, eps, -beta / std::sqrt(1 - abar)) * (1 / std::sqrt(alpha));
+      if (i > 0) x = torch::add(x, noise(), std::sqrt(beta));
       x = torch::clamp(x, -1.0, 1.0);
     } else {
-      auto x0 = torch::clamp(std::sqrt(1 / abar) * x - std::sqrt(1 / abar - 1) * eps, -1.0, 1.0);
+      auto x0 = torch::clamp(torch::add(x * std::sqrt(1 / abar), eps, -std::sqrt(1 / abar - 1)), -1.0, 1.0);
       const double abar_prev = i > 0 ? alphabar_[i - 1] : 1.0;
-      x = (beta * std::sqrt(abar_prev) / (1 - abar)) * x0 + ((1 - abar_prev) * std::sqrt(alpha) / (1 - abar)) * x;
-      if (i > 0) x = x + std::sqrt(beta * (1 - abar_prev) / (1 - abar)) * noise();
+      x = torch::add(x0 * (beta * std::sqrt(abar_prev) / (1 - abar)), x, (1 - abar_prev) * std::sqrt(alpha) / (1 - abar));
+      if (i > 0) x = torch::add(x, noise(), std::sqrt(beta * (1 - abar_prev) / (1 - abar)));
     }
   }
   return torch::clamp(x, -1.0, 1.0);

@@ -43,8 +43,6 @@ class Ddpm {
   const DiffusionConfig& config() const { return config_; }
 
  private:
-  torch::Tensor predict(Denoiser& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
-                        const torch::Tensor& cond, double guide_weight);
   DiffusionConfig config_;
   long act_dim_;
   NoiseSchedule schedule_;

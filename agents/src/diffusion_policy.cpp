@@ -1,5 +1,7 @@
 #include "diffusion_policy.h"
 
+#include "modiff/common/error.h"
+
 namespace modiff::agents {
 
 DiffusionPolicyConfig idql_policy_defaults() {
@@ -54,6 +56,28 @@ torch::Tensor DiffusionModel::bc_loss(const torch::Tensor& obs, const torch::Ten
   return ddpm_.loss(*net_, act, normalizer_.apply(obs), cond);
 }
 
+torch::Tensor DiffusionModel::bc_backward_separately(const torch::Tensor& obs, const torch::Tensor& act) {
+  if (!separable_bc_gradients()) throw Error("internal: this denoiser's BC gradients cannot be kept apart");
+  if (!bc_grads_.defined()) bc_grads_ = torch::zeros_like(params_.grads);
+  else bc_grads_.zero_();
+  // The accumulating layers take their gradient storage when the forward pass runs: point it at the
+  // second buffer for this pass only.
+  auto params = net_->parameters();
+  std::vector<torch::Tensor> own;
+  long offset = 0;
+  for (auto& p : params) {
+    own.push_back(p.grad());
+    p.mutable_grad() = bc_grads_.narrow(0, offset, p.numel()).view(p.sizes());
+    offset += p.numel();
+  }
+  auto loss = bc_loss(obs, act);
+  for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = own[i];
+  loss.backward();
+  return loss.detach();
+}
+
+void DiffusionModel::add_separate_gradients() { params_.grads.add_(bc_grads_); }
+
 torch::Tensor DiffusionModel::sample_train(const torch::Tensor& obs) {
   return ddpm_.sample(*net_, normalizer_.apply(obs));
 }
@@ -81,7 +105,7 @@ torch::Tensor DiffusionModel::drop_conditions(const torch::Tensor& cond) {
   return cond * keep;
 }
 
-torch::Tensor DiffusionModel::optimizer_step() { return optimizer_->step(); }
+void DiffusionModel::optimizer_step() { optimizer_->step(); }
 
 void DiffusionModel::update_ema(long step) {
   if (step % config_.ema_every != 0) return;

@@ -62,8 +62,18 @@ class DiffusionModel {
   // Replaces each row's condition by the null one with probability cond_dropout.
   torch::Tensor drop_conditions(const torch::Tensor& cond);
 
+  // Diffusion-QL's BC pass can run beside its sampled chain (a parallel CUDA branch) when every
+  // parameter's gradient goes through the accumulating linear layers, as in the MLP denoiser: the BC
+  // loss's backward pass then writes into a second gradient buffer, added to the first before the
+  // optimizer step, and the two passes share no tensor.
+  bool separable_bc_gradients() const { return config_.denoiser.kind == "mlp"; }
+  // The BC loss, its gradients already in the second buffer.
+  torch::Tensor bc_backward_separately(const torch::Tensor& obs, const torch::Tensor& act);
+  // Adds the second buffer's gradients to the parameters' own.
+  void add_separate_gradients();
+
   // Optimizer step from the current gradients, then the EMA rule for `step` (1-based).
-  torch::Tensor optimizer_step();
+  void optimizer_step();
   void zero_grad() { zero_grads(params_); }
   void update_ema(long step);
   void train_mode(bool on);
@@ -80,6 +90,7 @@ class DiffusionModel {
   Normalizer normalizer_;
   std::shared_ptr<Denoiser> net_, ema_net_;
   FlatParams params_, ema_params_;
+  torch::Tensor bc_grads_;  // the second gradient buffer (separable_bc_gradients)
   std::unique_ptr<FlatAdam> optimizer_;
   Ddpm ddpm_;
 };

@@ -13,6 +13,24 @@
 
 namespace modiff::agents {
 
+#if MODIFF_FUSED_ADAM
+namespace {
+// LibTorch's multi-tensor kernel gives each 65,536-element chunk of a tensor one thread block, which
+// walks it in 32 dependent rounds: on one flat tensor that was a handful of blocks and about 40 us per
+// update whatever the size (profiled, docs/benchmarks.md). Cut into 36 slices (the most one launch
+// takes for Adam's four lists), a critic's update becomes 36 blocks of one or two rounds.
+constexpr long kAdamSlices = 36;
+
+std::vector<torch::Tensor> adam_slices(const torch::Tensor& flat) {
+  const long n = flat.numel();
+  const long size = ((n + kAdamSlices - 1) / kAdamSlices + 3) / 4 * 4;  // 16-byte aligned: vectorized loads
+  std::vector<torch::Tensor> out;
+  for (long at = 0; at < n; at += size) out.push_back(flat.narrow(0, at, std::min(size, n - at)));
+  return out;
+}
+}  // namespace
+#endif
+
 FlatParams flatten_parameters(torch::nn::Module& module, bool trainable) {
   torch::NoGradGuard no_grad;
   auto params = module.parameters();
@@ -60,20 +78,20 @@ FlatAdam::FlatAdam(FlatParams& params, const AdamConfig& config) : params_(param
   m_ = torch::zeros_like(params.values);
   v_ = torch::zeros_like(params.values);
   step_ = torch::zeros({}, params.values.options());
+  constant_lr_ = torch::full({}, config_.lr, step_.options());
 }
 
 torch::Tensor FlatAdam::learning_rate() const {
-  // Cosine decay from the step count on the device: no host value changes between steps.
-  torch::Tensor lr = torch::full({}, config_.lr, step_.options());
-  if (config_.decay_steps > 0)
-    lr = lr * 0.5 * (1 + torch::cos(M_PI * torch::clamp_max(step_, static_cast<double>(config_.decay_steps)) /
-                                     static_cast<double>(config_.decay_steps)));
-  return lr;
+  // Without decay: one tensor made once (no kernel in the step). Cosine decay from the step
+  // count on the device, lr/2 (1 + cos(pi min(step, D) / D)): no host value changes between steps.
+  if (config_.decay_steps <= 0) return constant_lr_;
+  const double decay = static_cast<double>(config_.decay_steps), half = config_.lr / 2;
+  return torch::cos(torch::clamp_max(step_, decay) * (M_PI / decay)).mul_(half).add_(half);
 }
 
-torch::Tensor FlatAdam::step() {
+void FlatAdam::step() {
   torch::NoGradGuard no_grad;
-  auto norm = clip_grad_norm(params_, config_.max_grad_norm);
+  if (config_.max_grad_norm > 0) clip_grad_norm(params_, config_.max_grad_norm);
   const auto& g = params_.grads;
 #if MODIFF_FUSED_ADAM
   if (params_.values.is_cuda()) {
@@ -81,14 +99,21 @@ torch::Tensor FlatAdam::step() {
     // The kernel takes the step count already incremented (as torch.optim's fused path does).
     auto lr = learning_rate();
     step_.add_(1);
-    std::vector<torch::Tensor> p{params_.values}, gr{g}, m{m_}, v{v_}, s{step_};
+    if (slices_.values.empty()) {
+      slices_.values = adam_slices(params_.values);
+      slices_.grads = adam_slices(g);
+      slices_.m = adam_slices(m_);
+      slices_.v = adam_slices(v_);
+      slices_.steps.assign(slices_.values.size(), step_);  // read-only in the kernel: one tensor for all
+    }
+    auto &p = slices_.values, &gr = slices_.grads, &m = slices_.m, &v = slices_.v, &s = slices_.steps;
     if (config_.weight_decay > 0) {
       at::_fused_adamw_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, config_.weight_decay, config_.eps, false,
                         false);
     } else {
       at::_fused_adam_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, 0.0, config_.eps, false, false);
     }
-    return norm;
+    return;
   }
 #endif
   auto lr = learning_rate();  // of the step about to be taken (step_ counts the ones taken)
@@ -100,7 +125,6 @@ torch::Tensor FlatAdam::step() {
   auto bias2 = 1 - torch::pow(config_.beta2, step_);
   auto denom = (v_ / bias2).sqrt_().add_(config_.eps);
   params_.values.sub_((lr / bias1) * m_ / denom);
-  return norm;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> FlatAdam::state() { return {{"m", m_}, {"v", v_}, {"step", step_}}; }

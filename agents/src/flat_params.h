@@ -44,8 +44,8 @@ struct AdamConfig {
 class FlatAdam {
  public:
   FlatAdam(FlatParams& params, const AdamConfig& config);
-  // One update from the current gradients; returns the gradient norm (device tensor, before clipping).
-  torch::Tensor step();
+  // One update from the current gradients (clipped first when max_grad_norm > 0).
+  void step();
   // Optimizer state by name, for checkpoints (m, v, step).
   std::vector<std::pair<std::string, torch::Tensor>> state();
   long state_bytes() const;
@@ -54,7 +54,10 @@ class FlatAdam {
   torch::Tensor learning_rate() const;
   FlatParams& params_;
   AdamConfig config_;
-  torch::Tensor m_, v_, step_;
+  torch::Tensor m_, v_, step_, constant_lr_;
+  struct Slices {
+    std::vector<torch::Tensor> values, grads, m, v, steps;
+  } slices_;  // views for LibTorch's fused kernel on CUDA
 };
 
 }  // namespace modiff::agents

@@ -56,7 +56,8 @@ torch::Tensor GuidanceModule::v(const torch::Tensor& obs) {
 }
 
 std::pair<torch::Tensor, torch::Tensor> GuidanceModule::policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
-  return frozen_ ? target_q(obs, act) : q_->forward(normalizer_.apply(obs), act);
+  // The critic's own gradients from a policy loss would be discarded (its next update zeroes them): not computed.
+  return frozen_ ? target_q(obs, act) : q_->forward(normalizer_.apply(obs), act, /*param_grads=*/false);
 }
 
 GuidanceMetrics GuidanceModule::update(const Batch& batch, const torch::Tensor& next_action) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "linear_accumulate.h"
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
@@ -45,11 +46,18 @@ MlpImpl::MlpImpl(int in, const std::vector<int>& hidden, int out, Activation act
 
 torch::Tensor MlpImpl::forward(torch::Tensor x) {
   if (input_norm) x = input_norm->forward(x);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    x = layers[i]->forward(x);
-    if (i + 1 < layers.size()) x = activate(activation, x);
-  }
+  return forward_rest(linear(x, layers[0]->weight, layers[0]->bias));
+}
+
+torch::Tensor MlpImpl::forward_rest(torch::Tensor x) {
+  for (size_t i = 1; i < layers.size(); ++i) x = linear(activate(activation, x), layers[i]->weight, layers[i]->bias);
   return x;
+}
+
+DenoiserChain Denoiser::chain(const torch::Tensor& obs, const torch::Tensor& cond, int) {
+  return [this, obs, cond](const torch::Tensor& x, int step) {
+    return forward(x, torch::full({x.size(0), 1}, static_cast<double>(step), x.options()), obs, cond);
+  };
 }
 
 TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation act) : activation(act) {
@@ -64,10 +72,11 @@ TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activatio
   }
 }
 
-std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& obs, const torch::Tensor& act) {
+std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& obs, const torch::Tensor& act,
+                                                           bool param_grads) {
   auto x = torch::cat({obs, act}, 1).unsqueeze(0).expand({2, -1, -1});
   for (size_t i = 0; i < weights.size(); ++i) {
-    x = torch::baddbmm(biases[i], x, weights[i]);
+    x = stacked_linear(x, weights[i], biases[i], param_grads);
     if (i + 1 < weights.size()) x = activate(activation, x);
   }
   return {x[0], x[1]};
@@ -98,7 +107,8 @@ namespace {
 // IDQL's actor: time features -> MLP; Dense(hidden) over [x, s, time (, cond)];
 // residual blocks [Dropout, LayerNorm, Dense(width), act, Dense(hidden)] + skip; act; Dense(act_dim).
 struct LnResnetDenoiser : Denoiser {
-  LnResnetDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : activation(c.activation) {
+  LnResnetDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim)
+      : activation(c.activation), time_width(c.time_dim * 2) {
     time_features = register_module("time_features", FourierFeatures(c.time_dim));
     time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim * 2, c.activation));
     input = register_module("input", torch::nn::Linear(act_dim + obs_dim + c.time_dim * 2 + c.cond_dim, c.hidden));
@@ -116,16 +126,34 @@ struct LnResnetDenoiser : Denoiser {
                         const torch::Tensor& cond) override {
     auto time = time_mlp->forward(time_features->forward(t));
     auto h = cond.defined() ? torch::cat({x, obs, time, cond}, 1) : torch::cat({x, obs, time}, 1);
-    h = input->forward(h);
+    return blocks(linear(h, input->weight, input->bias));
+  }
+
+  // Input columns [x | obs | time | cond].
+  DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
+    const long act_dim = input->weight.size(1) - obs.size(1) - time_width - (cond.defined() ? cond.size(1) : 0);
+    auto t = torch::arange(steps, obs.options()).view({steps, 1});
+    auto per_step = linear_columns(time_mlp->forward(time_features->forward(t)), input->weight, act_dim + obs.size(1));
+    auto fixed = linear_columns(obs, input->weight, act_dim, input->bias);
+    if (cond.defined()) fixed = fixed + linear_columns(cond, input->weight, act_dim + obs.size(1) + time_width);
+    return [this, fixed, per_step](const torch::Tensor& x, int step) {
+      return blocks(linear_columns(x, input->weight, 0) + (fixed + per_step.narrow(0, step, 1)));
+    };
+  }
+
+  // Everything after the input layer.
+  torch::Tensor blocks(torch::Tensor h) {
     for (size_t b = 0; b < norms.size(); ++b) {
       auto r = norms[b]->forward(dropouts[b]->forward(h));
-      r = contract[b]->forward(activate(activation, expand[b]->forward(r)));
+      r = linear(activate(activation, linear(r, expand[b]->weight, expand[b]->bias)), contract[b]->weight,
+                 contract[b]->bias);
       h = h + r;
     }
-    return output->forward(activate(activation, h));
+    return linear(activate(activation, h), output->weight, output->bias);
   }
 
   Activation activation;
+  long time_width;  // of the time MLP's output
   FourierFeatures time_features{nullptr};
   Mlp time_mlp{nullptr};
   torch::nn::Linear input{nullptr}, output{nullptr};
@@ -149,6 +177,21 @@ struct MlpDenoiser : Denoiser {
     auto time = time_mlp->forward(sinusoidal_embedding(t, frequencies));
     auto h = cond.defined() ? torch::cat({x, time, obs, cond}, 1) : torch::cat({x, time, obs}, 1);
     return body->forward(h);
+  }
+
+  // Input columns [x | time | obs | cond].
+  DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
+    const auto& weight = body->layers.front()->weight;
+    const long time_dim = frequencies.size(0) * 2;
+    const long act_dim = weight.size(1) - time_dim - obs.size(1) - (cond.defined() ? cond.size(1) : 0);
+    auto t = torch::arange(steps, obs.options()).view({steps, 1});
+    auto per_step = linear_columns(time_mlp->forward(sinusoidal_embedding(t, frequencies)), weight, act_dim);
+    auto fixed = linear_columns(obs, weight, act_dim + time_dim, body->layers.front()->bias);
+    if (cond.defined()) fixed = fixed + linear_columns(cond, weight, act_dim + time_dim + obs.size(1));
+    return [this, fixed, per_step](const torch::Tensor& x, int step) {
+      const auto& w = body->layers.front()->weight;
+      return body->forward_rest(linear_columns(x, w, 0) + (fixed + per_step.narrow(0, step, 1)));
+    };
   }
 
   torch::Tensor frequencies;  // constant: computed once, not per call

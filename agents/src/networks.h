@@ -4,6 +4,7 @@
 // the denoisers themselves (IDQL's LN-ResNet, Diffusion-QL's MLP).
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,8 @@ torch::Tensor activate(Activation a, const torch::Tensor& x);
 struct MlpImpl : torch::nn::Module {
   MlpImpl(int in, const std::vector<int>& hidden, int out, Activation activation, bool layer_norm_input = false);
   torch::Tensor forward(torch::Tensor x);
+  // The layers after the first, from the first layer's output (before its activation).
+  torch::Tensor forward_rest(torch::Tensor first_output);
   std::vector<torch::nn::Linear> layers;
   torch::nn::LayerNorm input_norm{nullptr};
   Activation activation;
@@ -32,7 +35,9 @@ TORCH_MODULE(Mlp);
 // same functions (each head is initialized as torch.nn.Linear would be).
 struct TwinQImpl : torch::nn::Module {
   TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activation activation);
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& obs, const torch::Tensor& act);
+  // param_grads false: the weights act as constants (gradients reach only the inputs).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& obs, const torch::Tensor& act,
+                                                  bool param_grads = true);
   std::vector<torch::Tensor> weights, biases;  // [2, in, out], [2, 1, out]
   Activation activation;
 };
@@ -63,11 +68,19 @@ struct DenoiserConfig {
   int cond_dim = 0;                // 0, or 2 for classifier-free label conditioning [label, present]
 };
 
+// One reverse chain's calls eps_hat(x, step), step = T-1 .. 0, the observation and condition fixed.
+using DenoiserChain = std::function<torch::Tensor(const torch::Tensor& x, int step)>;
+
 // eps_hat(x_t, t, s, c). t is the step index (0 .. T-1) as a float column [B, 1];
 // cond is [B, cond_dim] or undefined when cond_dim is 0.
 struct Denoiser : torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& obs,
                                 const torch::Tensor& cond) = 0;
+  // The same function along a chain of `steps` steps. The denoisers compute what does not change along
+  // it once (the observation's, condition's and every step's time features' parts of the first
+  // layer), so that each step costs one small product for x and the rest of the network: a third of
+  // the kernels of Diffusion-QL's sampled chain. This default calls forward at every step.
+  virtual DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps);
 };
 
 std::shared_ptr<Denoiser> make_denoiser(const DenoiserConfig& config, int obs_dim, int act_dim);

@@ -63,26 +63,48 @@ OfflineData::OfflineData(const datasets::Dataset& d, torch::Device dev) : device
     max_episode_return = *std::max_element(ep.returns.begin(), ep.returns.end());
   }
 
-  auto put = [&](const std::vector<float>& v, long width) {
-    return torch::from_blob(const_cast<float*>(v.data()), {size, width}, torch::kFloat32).clone().to(device);
+  // One table, the columns side by side: sampling a batch is then one gather kernel instead of six.
+  const long width = 2L * obs_dim + 2L * act_dim + 2;
+  std::vector<float> table(static_cast<size_t>(size) * width);
+  for (long i = 0; i < size; ++i) {
+    float* row = table.data() + i * width;
+    row = std::copy_n(o.begin() + i * obs_dim, obs_dim, row);
+    row = std::copy_n(a.begin() + i * act_dim, act_dim, row);
+    *row++ = r[i];
+    row = std::copy_n(no.begin() + i * obs_dim, obs_dim, row);
+    row = std::copy_n(na.begin() + i * act_dim, act_dim, row);
+    *row = nd[i];
+  }
+  table_ = torch::from_blob(table.data(), {size, width}, torch::kFloat32).clone().to(device);
+  const Batch all = columns(table_);
+  obs = all.obs;
+  act = all.act;
+  reward = all.reward;
+  next_obs = all.next_obs;
+  next_act = all.next_act;
+  not_done = all.not_done;
+}
+
+Batch OfflineData::columns(const torch::Tensor& table) const {
+  Batch b;
+  long at = 0;
+  auto take = [&](long width) {
+    auto column = table.narrow(1, at, width);
+    at += width;
+    return column;
   };
-  obs = put(o, obs_dim);
-  act = put(a, act_dim);
-  reward = put(r, 1);
-  next_obs = put(no, obs_dim);
-  next_act = put(na, act_dim);
-  not_done = put(nd, 1);
+  b.obs = take(obs_dim);
+  b.act = take(act_dim);
+  b.reward = take(1);
+  b.next_obs = take(obs_dim);
+  b.next_act = take(act_dim);
+  b.not_done = take(1);
+  return b;
 }
 
 Batch OfflineData::rows(const torch::Tensor& index) const {
-  Batch b;
+  Batch b = columns(table_.index_select(0, index));
   b.index = index;
-  b.obs = obs.index_select(0, index);
-  b.act = act.index_select(0, index);
-  b.reward = reward.index_select(0, index);
-  b.next_obs = next_obs.index_select(0, index);
-  b.next_act = next_act.index_select(0, index);
-  b.not_done = not_done.index_select(0, index);
   return b;
 }
 

@@ -38,10 +38,15 @@ class OfflineData {
 
   long size = 0;
   int obs_dim = 0, act_dim = 0;
+  // Views (columns) of one [size, width] table, so that a batch is one gather.
   torch::Tensor obs, act, reward, next_obs, next_act, not_done;
   std::vector<float> obs_mean, obs_std;  // over the transitions, std floored at 1e-3
   double min_episode_return = 0, max_episode_return = 0;
   torch::Device device;
+
+ private:
+  Batch columns(const torch::Tensor& table) const;
+  torch::Tensor table_;  // [size, obs | act | reward | next_obs | next_act | not_done]
 };
 
 }  // namespace modiff::agents

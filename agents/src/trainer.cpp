@@ -8,6 +8,7 @@
 #include <functional>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -139,14 +140,21 @@ class MetricsLog {
   static constexpr const char* kHeader =
       "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,eval_guided,eval_unguided,step_ms";
 
-  // Adds one step's values in place (part of the step, so graph-capturable).
+  // Adds one step's values in place (part of the step, so graph-capturable):
+  // one stack and one add for all of them.
   void accumulate(const StepMetrics& m) {
     const torch::Tensor values[] = {m.bc_loss, m.q_loss, m.critic_loss, m.value_loss, m.q_mean, m.q_std};
+    std::vector<torch::Tensor> present;
+    present_.clear();
     for (int k = 0; k < 6; ++k) {
       if (!values[k].defined()) continue;
-      if (!sums_[k].defined()) sums_[k] = torch::zeros_like(values[k]);
-      sums_[k].add_(values[k]);
+      present.push_back(values[k].reshape({}));
+      present_.push_back(k);
     }
+    if (present.empty()) return;
+    auto stacked = torch::stack(present);
+    if (!sums_.defined()) sums_ = torch::zeros_like(stacked);
+    sums_.add_(stacked);
   }
   void count_step() { ++count_; }
 
@@ -156,28 +164,27 @@ class MetricsLog {
     std::ostringstream row;
     row << step << "," << phase;
     static const char* names[] = {"bc_loss", "q_loss", "critic_loss", "value_loss", "q_mean", "q_std"};
-    std::vector<torch::Tensor> defined;
-    for (auto& s : sums_)
-      if (s.defined()) defined.push_back(s.reshape({1}));
-    std::vector<double> host;
-    if (!defined.empty()) {
-      auto all = torch::cat(defined).to(torch::kCPU).to(torch::kFloat64);
-      host.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
+    double host[6];
+    bool have[6] = {false, false, false, false, false, false};
+    if (sums_.defined()) {
+      auto all = sums_.to(torch::kCPU).to(torch::kFloat64);
+      for (size_t i = 0; i < present_.size(); ++i) {
+        host[present_[i]] = all[static_cast<long>(i)].item<double>();
+        have[present_[i]] = true;
+      }
     }
-    size_t next = 0;
     last_.clear();
     for (int k = 0; k < 6; ++k) {
       row << ",";
-      if (!sums_[k].defined()) continue;
-      const double v = host[next++] / count_;
+      if (!have[k]) continue;
+      const double v = host[k] / count_;
       if (!std::isfinite(v))
         throw Error(std::string("non-finite ") + names[k] + " between steps " + std::to_string(first_step) + " and " +
                     std::to_string(step) + " of the " + phase + " phase; " + ckpt_note);
       row << v;
       last_ += std::string(" ") + names[k] + " " + std::to_string(v).substr(0, 8);
     }
-    for (auto& s : sums_)
-      if (s.defined()) s.zero_();
+    if (sums_.defined()) sums_.zero_();
     count_ = 0;
     return row.str();
   }
@@ -185,7 +192,8 @@ class MetricsLog {
   const std::string& last_summary() const { return last_; }
 
  private:
-  torch::Tensor sums_[6];
+  torch::Tensor sums_;         // [number of metrics the step reports]
+  std::vector<int> present_;  // which of the six, in order
   long count_ = 0;
   std::string last_;
 };
@@ -472,9 +480,12 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     auto phase_start = std::chrono::steady_clock::now();
     auto interval_start = phase_start;
     long interval_first = phase_step + 1;
+    const char* trace_prefix = std::getenv("MODIFF_PROFILE_TRACE");
     for (; phase_step < phase.steps;) {
       const long step = phase_step + 1;
+      if (trace_prefix && step == 201) kernel_trace_start();
       train_step();
+      if (trace_prefix && step == 220) kernel_trace_stop(std::string(trace_prefix) + "_" + phase.name + ".json");
       log.count_step();
       if (phase.name != "guidance") policy.update_ema(step);
       phase_step = step;

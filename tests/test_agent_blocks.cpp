@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "diffusion.h"
+#include "cuda_support.h"
 #include "flat_params.h"
 #include "guidance.h"
 #include "linear_accumulate.h"
@@ -198,6 +199,7 @@ void check_linear_accumulate(torch::Device device) {
   x.mutable_grad() = torch::Tensor();
   auto z = reference->forward(torch::tanh(reference->forward(x)));
   (z * z).sum().backward();
+  join_gradients_beside();
   auto expected = before + torch::cat({reference->weight.grad().reshape(-1), reference->bias.grad().reshape(-1)});
   CHECK(torch::allclose(flat.grads, expected, 1e-5, 1e-5));
   CHECK(torch::allclose(gx_mine, x.grad(), 1e-5, 1e-5));
@@ -213,6 +215,7 @@ void check_linear_accumulate(torch::Device device) {
   flat.grads.zero_();
   x.mutable_grad() = torch::Tensor();
   linear(x, mine->weight, mine->bias, /*param_grads=*/false).sum().backward();
+  join_gradients_beside();
   CHECK(flat.grads.abs().max().item<double>() == 0.0);
   CHECK(torch::allclose(x.grad(), mine->weight.detach().sum(0).expand({6, 4}), 1e-5, 1e-5));
 
@@ -228,6 +231,7 @@ void check_linear_accumulate(torch::Device device) {
   const auto gx_stacked = x.grad().clone();
   x.mutable_grad() = torch::Tensor();
   torch::baddbmm(b_ref, input, w_ref).pow(2).sum().backward();
+  join_gradients_beside();
   CHECK(torch::allclose(w.grad(), w_ref.grad() + 1, 1e-5, 1e-5));
   CHECK(torch::allclose(b.grad(), b_ref.grad() + 1, 1e-5, 1e-5));
   CHECK(torch::allclose(gx_stacked, x.grad(), 1e-5, 1e-5));
@@ -240,6 +244,10 @@ TEST_CASE("accumulating linear layers give LibTorch's gradients", "[blocks]") { 
 TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[blocks][cuda]") {
   if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: covered by the CPU case
   check_linear_accumulate(torch::kCUDA);
+  // Weight gradients on side streams, joined before they are read.
+  set_gradients_beside(true);
+  check_linear_accumulate(torch::kCUDA);
+  set_gradients_beside(false);
 }
 
 TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks]") {

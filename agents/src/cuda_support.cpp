@@ -1,6 +1,9 @@
 #include "cuda_support.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "modiff/common/error.h"
@@ -64,6 +67,59 @@ c10::cuda::CUDAStream branch_stream(size_t index) {
 }  // namespace
 #endif
 
+namespace {
+std::atomic<bool> gradients_beside{false};
+#ifdef MODIFF_TORCH_CUDA
+struct Beside {
+  c10::cuda::CUDAStream side;
+  bool pending = false;  // work queued since the last join
+};
+std::mutex beside_mutex;
+std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
+#endif
+}  // namespace
+
+void set_gradients_beside(bool on) { gradients_beside = on; }
+
+void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used) {
+#ifdef MODIFF_TORCH_CUDA
+  if (gradients_beside && !used.empty() && used.front().is_cuda()) {
+    const auto current = c10::cuda::getCurrentCUDAStream();
+    std::unique_lock<std::mutex> lock(beside_mutex);
+    auto it = beside_streams.find(current.id());
+    if (it == beside_streams.end()) it = beside_streams.emplace(current.id(), Beside{c10::cuda::getStreamFromPool()}).first;
+    Beside& beside = it->second;
+    lock.unlock();
+    at::cuda::CUDAEvent fork;
+    fork.record(current);
+    fork.block(beside.side);
+    {
+      c10::cuda::CUDAStreamGuard guard(beside.side);
+      work();
+    }
+    // Their memory must not be reused by the current stream before the side stream has read them.
+    for (const auto& t : used) t.record_stream(beside.side);
+    beside.pending = true;
+    return;
+  }
+#endif
+  work();
+}
+
+void join_gradients_beside() {
+#ifdef MODIFF_TORCH_CUDA
+  if (!gradients_beside) return;
+  const auto current = c10::cuda::getCurrentCUDAStream();
+  std::lock_guard<std::mutex> lock(beside_mutex);
+  auto it = beside_streams.find(current.id());
+  if (it == beside_streams.end() || !it->second.pending) return;
+  at::cuda::CUDAEvent join;
+  join.record(it->second.side);
+  join.block(current);
+  it->second.pending = false;
+#endif
+}
+
 void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches) {
 #ifdef MODIFF_TORCH_CUDA
   if (device.is_cuda() && branches.size() > 1) {
@@ -75,8 +131,10 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
       fork.block(side);
       c10::cuda::CUDAStreamGuard guard(side);
       branches[k]();
+      join_gradients_beside();
     }
     branches[0]();
+    join_gradients_beside();
     for (size_t k = 1; k < branches.size(); ++k) {
       at::cuda::CUDAEvent join;
       join.record(branch_stream(k - 1));
@@ -156,6 +214,7 @@ void GraphedStep::operator()() {
   auto& m = *impl_;
   if (!m.enabled) {
     m.step();
+    join_gradients_beside();
     return;
   }
 #ifdef MODIFF_TORCH_CUDA
@@ -174,12 +233,14 @@ void GraphedStep::operator()() {
     c10::cuda::CUDAStreamGuard guard(side);
     if (m.calls < kWarmup) {
       m.step();
+      join_gradients_beside();
     } else {
       m.graph = std::make_unique<at::cuda::CUDAGraph>();
       const char* dump = std::getenv("MODIFF_GRAPH_DUMP");  // a .dot file per capture, to count kernels
       if (dump) m.graph->enable_debug_mode();
       m.graph->capture_begin();
       m.step();
+      join_gradients_beside();  // every forked stream must rejoin before the capture ends
       m.graph->capture_end();
       if (dump) {
         static int index = 0;

@@ -33,6 +33,17 @@ void run_concurrently(torch::Device device, const std::function<void()>& first, 
 // The same for any number of branches: the first on the current stream, each other on its own side stream.
 void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches);
 
+// Gradient accumulation beside the critical path. A linear layer's backward pass computes the input's
+// gradient (which the next layer down waits for) and its own weight and bias gradients (which only the
+// optimizer waits for). With this switched on (training on CUDA), the accumulating linear layers
+// (linear_accumulate.h) queue the latter on a side stream of the current stream, after everything on it
+// so far, so that they overlap the rest of the backward pass; whoever reads gradients first calls
+// join_gradients_beside() (the optimizer step and the end of a parallel branch do). On the CPU, or
+// switched off, `work` simply runs.
+void set_gradients_beside(bool on);
+void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used);
+void join_gradients_beside();
+
 // Allows TF32 tensor-core matrix products on CUDA (10-bit mantissa inputs, fp32
 // accumulation), as JAX does by default on these GPUs.
 void allow_tf32();

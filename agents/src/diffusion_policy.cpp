@@ -1,5 +1,7 @@
 #include "diffusion_policy.h"
 
+#include "cuda_support.h"
+
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
@@ -76,7 +78,10 @@ torch::Tensor DiffusionModel::bc_backward_separately(const torch::Tensor& obs, c
   return loss.detach();
 }
 
-void DiffusionModel::add_separate_gradients() { params_.grads.add_(bc_grads_); }
+void DiffusionModel::add_separate_gradients() {
+  join_gradients_beside();
+  params_.grads.add_(bc_grads_);
+}
 
 torch::Tensor DiffusionModel::sample_train(const torch::Tensor& obs) {
   return ddpm_.sample(*net_, normalizer_.apply(obs));

@@ -1,5 +1,7 @@
 #include "flat_params.h"
 
+#include "cuda_support.h"
+
 #include <torch/version.h>
 
 #include <cmath>
@@ -17,13 +19,14 @@ namespace modiff::agents {
 namespace {
 // LibTorch's multi-tensor kernel gives each 65,536-element chunk of a tensor one thread block, which
 // walks it in 32 dependent rounds: on one flat tensor that was a handful of blocks and about 40 us per
-// update whatever the size (profiled, docs/benchmarks.md). Cut into 36 slices (the most one launch
-// takes for Adam's four lists), a critic's update becomes 36 blocks of one or two rounds.
-constexpr long kAdamSlices = 36;
+// update whatever the size (profiled, docs/benchmarks.md). Cut into slices, 36 per launch (the most one
+// launch takes for Adam's four lists), a critic's update becomes 36 blocks of one or two rounds; a
+// larger network is cut into two such groups, whose launches run side by side (cuda_support.h).
+constexpr long kAdamSlicesPerLaunch = 36;
 
-std::vector<torch::Tensor> adam_slices(const torch::Tensor& flat) {
+std::vector<torch::Tensor> adam_slices(const torch::Tensor& flat, long slices) {
   const long n = flat.numel();
-  const long size = ((n + kAdamSlices - 1) / kAdamSlices + 3) / 4 * 4;  // 16-byte aligned: vectorized loads
+  const long size = ((n + slices - 1) / slices + 3) / 4 * 4;  // 16-byte aligned: vectorized loads
   std::vector<torch::Tensor> out;
   for (long at = 0; at < n; at += size) out.push_back(flat.narrow(0, at, std::min(size, n - at)));
   return out;
@@ -59,6 +62,7 @@ FlatParams flatten_parameters(torch::nn::Module& module, bool trainable) {
 void zero_grads(FlatParams& p) { p.grads.zero_(); }
 
 torch::Tensor clip_grad_norm(FlatParams& p, double max_norm) {
+  join_gradients_beside();
   auto norm = p.grads.norm();
   if (max_norm > 0) p.grads.mul_(torch::clamp_max(max_norm / (norm + 1e-6), 1.0));
   return norm;
@@ -91,6 +95,7 @@ torch::Tensor FlatAdam::learning_rate() const {
 
 void FlatAdam::step() {
   torch::NoGradGuard no_grad;
+  join_gradients_beside();
   if (config_.max_grad_norm > 0) clip_grad_norm(params_, config_.max_grad_norm);
   const auto& g = params_.grads;
 #if MODIFF_FUSED_ADAM
@@ -100,19 +105,32 @@ void FlatAdam::step() {
     auto lr = learning_rate();
     step_.add_(1);
     if (slices_.values.empty()) {
-      slices_.values = adam_slices(params_.values);
-      slices_.grads = adam_slices(g);
-      slices_.m = adam_slices(m_);
-      slices_.v = adam_slices(v_);
+      // Two launches side by side once a launch's slices would each take more than 8 rounds.
+      const long groups = params_.values.numel() > kAdamSlicesPerLaunch * 8 * 2048 ? 2 : 1;
+      const long slices = groups * kAdamSlicesPerLaunch;
+      slices_.values = adam_slices(params_.values, slices);
+      slices_.grads = adam_slices(g, slices);
+      slices_.m = adam_slices(m_, slices);
+      slices_.v = adam_slices(v_, slices);
       slices_.steps.assign(slices_.values.size(), step_);  // read-only in the kernel: one tensor for all
     }
-    auto &p = slices_.values, &gr = slices_.grads, &m = slices_.m, &v = slices_.v, &s = slices_.steps;
-    if (config_.weight_decay > 0) {
-      at::_fused_adamw_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, config_.weight_decay, config_.eps, false,
-                        false);
-    } else {
-      at::_fused_adam_(p, gr, m, v, {}, s, lr, config_.beta1, config_.beta2, 0.0, config_.eps, false, false);
-    }
+    auto launch = [&](size_t begin, size_t end) {
+      auto part = [&](const std::vector<torch::Tensor>& list) {
+        return std::vector<torch::Tensor>(list.begin() + begin, list.begin() + end);
+      };
+      if (config_.weight_decay > 0) {
+        at::_fused_adamw_(part(slices_.values), part(slices_.grads), part(slices_.m), part(slices_.v), {},
+                          part(slices_.steps), lr, config_.beta1, config_.beta2, config_.weight_decay, config_.eps,
+                          false, false);
+      } else {
+        at::_fused_adam_(part(slices_.values), part(slices_.grads), part(slices_.m), part(slices_.v), {},
+                         part(slices_.steps), lr, config_.beta1, config_.beta2, 0.0, config_.eps, false, false);
+      }
+    };
+    const size_t count = slices_.values.size(), first = std::min<size_t>(count, kAdamSlicesPerLaunch);
+    if (first < count) run_beside([&] { launch(first, count); }, {params_.values, lr});
+    launch(0, first);
+    join_gradients_beside();
     return;
   }
 #endif

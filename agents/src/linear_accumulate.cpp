@@ -1,5 +1,7 @@
 #include "linear_accumulate.h"
 
+#include "cuda_support.h"
+
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -30,12 +32,13 @@ void keep_grad_storage(AutogradContext* ctx, const torch::Tensor& weight, const 
 }
 
 // Adds the gradient into the parameter's storage, or hands it back to autograd where there is none.
-torch::Tensor grad_or_accumulated(AutogradContext* ctx, const char* name,
+torch::Tensor grad_or_accumulated(AutogradContext* ctx, const char* name, const std::vector<torch::Tensor>& used,
                                   const std::function<void(torch::Tensor&)>& accumulate,
                                   const std::function<torch::Tensor()>& fresh) {
   torch::Tensor storage = ctx->saved_data[name].toTensor();
   if (storage.defined()) {
-    accumulate(storage);
+    // Only the optimizer waits for it: off the critical path where a side stream is allowed.
+    run_beside([&] { accumulate(storage); }, used);
     return {};
   }
   return fresh();
@@ -51,7 +54,7 @@ variable_list linear_backward(AutogradContext* ctx, const torch::Tensor& g, bool
   if (ctx->needs_input_grad(0)) gx = g.mm(weight.narrow(1, offset, count));
   if (ctx->needs_input_grad(1))
     gw = grad_or_accumulated(
-        ctx, "weight_grad", [&](torch::Tensor& s) { s.narrow(1, offset, count).addmm_(g.t(), x); },
+        ctx, "weight_grad", {g, x}, [&](torch::Tensor& s) { s.narrow(1, offset, count).addmm_(g.t(), x); },
         [&] {
           if (count == weight.size(1)) return g.t().mm(x);
           auto full = torch::zeros_like(weight);
@@ -62,7 +65,7 @@ variable_list linear_backward(AutogradContext* ctx, const torch::Tensor& g, bool
   if (ctx->needs_input_grad(2)) {
     const auto ones = ones_like_rows(g.size(0), g);
     gb = grad_or_accumulated(
-        ctx, "bias_grad", [&](torch::Tensor& s) { s.addmv_(g.t(), ones); }, [&] { return g.t().mv(ones); });
+        ctx, "bias_grad", {g}, [&](torch::Tensor& s) { s.addmv_(g.t(), ones); }, [&] { return g.t().mv(ones); });
   }
   return {gx, gw, gb, torch::Tensor()};
 }
@@ -112,12 +115,12 @@ struct StackedLinearAccumulate : torch::autograd::Function<StackedLinearAccumula
     if (ctx->needs_input_grad(1)) {
       const auto xt = x.transpose(1, 2);
       gw = grad_or_accumulated(
-          ctx, "weight_grad", [&](torch::Tensor& s) { s.baddbmm_(xt, g); }, [&] { return torch::bmm(xt, g); });
+          ctx, "weight_grad", {g, x}, [&](torch::Tensor& s) { s.baddbmm_(xt, g); }, [&] { return torch::bmm(xt, g); });
     }
     if (ctx->needs_input_grad(2)) {
       const auto ones = ones_like_rows(g.size(0) * g.size(1), g).view({g.size(0), 1, g.size(1)});
       gb = grad_or_accumulated(
-          ctx, "bias_grad", [&](torch::Tensor& s) { s.baddbmm_(ones, g); }, [&] { return torch::bmm(ones, g); });
+          ctx, "bias_grad", {g}, [&](torch::Tensor& s) { s.baddbmm_(ones, g); }, [&] { return torch::bmm(ones, g); });
     }
     return {gx, gw, gb};
   }

@@ -250,6 +250,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   const DeviceChoice choice = resolve_device(o.device);
   const torch::Device device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   if (device.is_cuda()) allow_tf32();
+  set_gradients_beside(device.is_cuda() && o.cuda_graphs);  // weight gradients on side streams (cuda_support.h)
 
   const fs::path out(o.out), ckpt = out / "checkpoint";
   const bool has_checkpoint = fs::exists(ckpt / "state.json");

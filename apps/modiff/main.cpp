@@ -1,18 +1,12 @@
 // modiff: the one command-line entry point. Subcommands are registered from
 // their own files; every error ends as one line on stderr and exit code 1
 // (2 for a bad command line).
-#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
 #include "modiff/common/error.h"
 
 int main(int argc, char** argv) {
-  // cuBLAS keeps a workspace per stream, 32 MiB by default on these GPUs; training runs its branches and
-  // gradient accumulation on several streams, so the default tripled the allocator peak (267 instead of
-  // 99 MiB for IDQL) at no measured speed difference (docs/benchmarks.md). One 4 MiB chunk per stream,
-  // unless the user chose otherwise; read by LibTorch when it first makes a cuBLAS handle.
-  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:1", /*overwrite=*/0);
   CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("modiff 0.1.0"));

@@ -139,9 +139,13 @@ TEST_CASE("cli: data build makes a random-policy dataset, reproducibly", "[agent
   REQUIRE(b.code == 0);
   auto sha = [](const std::string& s) { return s.substr(s.find("\"sha256\""), 80); };
   CHECK(sha(a.out) == sha(b.out));
-  auto missing = modiff("data build bullet-ant-expert-v0 --transitions 100");
+  // Every env's committed policies build their levels; a missing policy file is named.
+  auto ant = modiff("data build bullet-ant-expert-v0 --transitions 200 --json");
+  REQUIRE(ant.code == 0);
+  CHECK(ant.out.find("\"transitions\": 200") != std::string::npos);
+  auto missing = modiff("data build my-ant --env bullet-ant-v0 --policy /nonexistent.pt --transitions 100");
   CHECK(missing.code == 1);
-  CHECK(missing.err.find("no behavior policies for bullet-ant-v0") != std::string::npos);
+  CHECK(missing.err.find("/nonexistent.pt.json: cannot open policy description") != std::string::npos);
   auto custom = modiff("data build my-data --transitions 100");
   CHECK(custom.code == 1);
   CHECK(custom.err.find("give --env and --policy") != std::string::npos);

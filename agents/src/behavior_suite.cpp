@@ -53,8 +53,18 @@ double mean_episode_return(const datasets::Dataset& d) {
   return summarize(datasets::summarize_episodes(d).returns).mean;
 }
 
+// One LibTorch thread while rolling out: the actor's batch (64 rows) is too small to share, and LibTorch's
+// OpenMP workers competed with the vector env's TBB threads for the cores: on the 16-core machine a
+// 1M-transition hopper build took 35 s, longer than on 2 cores (25 s). The physics keeps every core.
+struct OneTorchThread {
+  int before = at::get_num_threads();
+  OneTorchThread() { at::set_num_threads(1); }
+  ~OneTorchThread() { at::set_num_threads(before); }
+};
+
 datasets::Dataset roll(const envs::EnvSpec& env, const datasets::BatchPolicy& policy, long transitions, uint64_t seed,
                        int num_envs) {
+  OneTorchThread one_thread;
   datasets::GenerateOptions g;
   g.transitions = transitions;
   g.seed = seed;

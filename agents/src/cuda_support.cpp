@@ -151,6 +151,14 @@ void run_concurrently(torch::Device device, const std::function<void()>& first, 
   run_concurrently(device, std::vector<std::function<void()>>{first, second});
 }
 
+void* current_cuda_stream() {
+#ifdef MODIFF_TORCH_CUDA
+  return c10::cuda::getCurrentCUDAStream().stream();
+#else
+  return nullptr;
+#endif
+}
+
 void allow_tf32() {
 #ifdef MODIFF_TORCH_CUDA
   at::globalContext().setAllowTF32CuBLAS(true);

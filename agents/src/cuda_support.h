@@ -44,6 +44,9 @@ void set_gradients_beside(bool on);
 void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used);
 void join_gradients_beside();
 
+// The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.
+void* current_cuda_stream();
+
 // Allows TF32 tensor-core matrix products on CUDA (10-bit mantissa inputs, fp32
 // accumulation), as JAX does by default on these GPUs.
 void allow_tf32();

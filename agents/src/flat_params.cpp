@@ -1,6 +1,9 @@
 #include "flat_params.h"
 
 #include "cuda_support.h"
+#ifdef MODIFF_CUDA_KERNELS
+#include "cuda/flat_adam_kernel.h"
+#endif
 
 #include <torch/version.h>
 
@@ -98,6 +101,20 @@ void FlatAdam::step() {
   join_gradients_beside();
   if (config_.max_grad_norm > 0) clip_grad_norm(params_, config_.max_grad_norm);
   const auto& g = params_.grads;
+#ifdef MODIFF_CUDA_KERNELS
+  if (params_.values.is_cuda()) {
+    // modiff's own kernel (agents/src/cuda/flat_adam.cu): one pass over the flat tensors.
+    auto lr = learning_rate();
+    step_.add_(1);
+    cuda::FlatAdamLaunch launch{params_.values.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
+                                g.data_ptr<float>(), params_.values.numel(), step_.data_ptr<float>(),
+                                lr.data_ptr<float>(), static_cast<float>(config_.beta1),
+                                static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
+                                static_cast<float>(config_.weight_decay)};
+    if (cuda::launch_flat_adam(launch, current_cuda_stream())) return;
+    step_.sub_(1);  // not launched (unaligned buffers): LibTorch's kernel below takes the step
+  }
+#endif
 #if MODIFF_FUSED_ADAM
   if (params_.values.is_cuda()) {
     // LibTorch's fused (multi-tensor) Adam/AdamW kernel, learning rate as a device tensor.

@@ -1,0 +1,22 @@
+#pragma once
+// The launcher of modiff's own Adam kernel (flat_adam.cu), free of CUDA and
+// torch headers so that C++ code can call it. Built only where a CUDA compiler
+// and a CUDA LibTorch are found (MODIFF_CUDA_KERNELS).
+#include <cstdint>
+
+namespace modiff::agents::cuda {
+
+struct FlatAdamLaunch {
+  float *params, *exp_avg, *exp_avg_sq;
+  const float* grads;
+  long n;
+  const float* step;  // device scalar: the step count, already incremented
+  const float* lr;    // device scalar
+  float beta1, beta2, eps, weight_decay;  // weight_decay > 0: AdamW (decoupled)
+};
+
+// Queues the update on `stream` (a cudaStream_t); false when the buffers are
+// not 16-byte aligned or the launch failed (the caller then falls back).
+bool launch_flat_adam(const FlatAdamLaunch& launch, void* stream);
+
+}  // namespace modiff::agents::cuda

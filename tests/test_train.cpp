@@ -336,3 +336,22 @@ TEST_CASE("cli: train reports bad input in one line", "[train][cli]") {
   CHECK(steps.code != 0);
   CHECK(modiff_test::lines(steps.err) == 1);
 }
+
+TEST_CASE("cli: bench train times each algorithm x schedule in a process of its own", "[train][cli]") {
+  const auto r = modiff_test::modiff("bench train --device cpu --steps 4 --algos idql --schedules joint,guidance-first --json");
+  REQUIRE(r.code == 0);
+  const auto results = nlohmann::json::parse(r.out).at("results");
+  REQUIRE(results.size() == 3);  // joint; guidance, then diffusion
+  std::vector<std::string> phases;
+  for (const auto& c : results) {
+    phases.push_back(c.at("phase"));
+    CHECK(c.at("steps_per_s").get<double>() > 0);
+    CHECK(c.at("peak_memory_bytes").get<long>() > 0);
+    CHECK(c.at("batch").get<int>() == 512);
+  }
+  CHECK(phases == std::vector<std::string>{"joint", "guidance", "diffusion"});
+  const auto bad = modiff_test::modiff("bench train --device cpu --steps 4 --algos idql,nope --schedules joint");
+  CHECK(bad.code == 1);
+  CHECK(bad.err.find("--algo must be idql, dql or cfg, got 'nope'") != std::string::npos);
+  CHECK(bad.err.find("the nope joint run failed") != std::string::npos);
+}

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -51,6 +52,43 @@ struct Cell {
   std::string memory_kind;
 };
 
+std::vector<Cell> cells_from_json(const nlohmann::json& results) {
+  std::vector<Cell> cells;
+  for (const auto& r : results)
+    cells.push_back({r.at("algo"), r.at("schedule"), r.at("phase"), r.at("batch"), r.at("steps_per_s"),
+                     r.at("seconds"), r.at("peak_memory_bytes"), r.at("memory_kind")});
+  return cells;
+}
+
+std::string shell_quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// One algorithm x schedule in a child process of this binary, so that its peak memory is its own: in one
+// process a cell's allocator peak also held what earlier cells left (cuBLAS keeps a workspace for every
+// stream a run used, and the joint runs use more streams), which blurred guidance-first against joint.
+std::vector<Cell> run_in_child(const std::string& algo, const std::string& schedule, long steps,
+                               const std::string& device, bool graphs) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string command = shell_quoted(self) + " bench train --json --algos " + shell_quoted(algo) +
+                              " --schedules " + shell_quoted(schedule) + " --steps " + std::to_string(steps) +
+                              " --device " + shell_quoted(device) + (graphs ? "" : " --no-cuda-graphs");
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) throw Error("bench train: cannot start " + self);
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  if (status != 0) throw Error("bench train: the " + algo + " " + schedule + " run failed (its error is above)");
+  try {
+    return cells_from_json(nlohmann::json::parse(out).at("results"));
+  } catch (const std::exception& e) {
+    throw Error("bench train: unreadable result of the " + algo + " " + schedule + " run (" + e.what() + ")");
+  }
+}
+
 }  // namespace
 
 void add_train_bench(CLI::App& bench_cmd) {
@@ -72,40 +110,49 @@ void add_train_bench(CLI::App& bench_cmd) {
     const auto device = agents::resolve_device(args->device);
     const bool cuda = device.kind == agents::DeviceKind::Cuda;
     const long steps = args->steps > 0 ? args->steps : (cuda ? 3000 : 100);
-    const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
-    const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
-    const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
+    const auto algos = split_list(args->algos), schedules = split_list(args->schedules);
+    if (algos.empty() || schedules.empty()) throw Error("--algos and --schedules need at least one name each");
     std::vector<Cell> cells;
-    for (const auto& algo : split_list(args->algos)) {
-      for (const auto& schedule : split_list(args->schedules)) {
-        agents::TrainOptions o;
-        o.algo = algo;
-        o.schedule = schedule;
-        o.steps = steps;
-        if (schedule == "guidance-first") o.guidance_steps = steps;
-        o.device = args->device;
-        o.out = (root / (algo + "_" + schedule)).string();
-        o.quiet = true;
-        o.log_every = std::max(1L, steps / 10);
-        o.checkpoint_every = steps * 10;
-        o.cuda_graphs = args->graphs;
-        if (!args->json) std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
-        const auto r = agents::train_on(data, ref, o);
-        const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
-                              .at("training").at("batch");
-        for (const auto& p : r.phases)
-          cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
-                           p.seconds, p.peak_memory_bytes, p.memory_kind});
-        remove_tree(o.out);
+    if (algos.size() * schedules.size() > 1) {
+      for (const auto& algo : algos) {
+        for (const auto& schedule : schedules) {
+          if (!args->json)
+            std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
+          for (auto& c : run_in_child(algo, schedule, steps, args->device, args->graphs)) cells.push_back(c);
+        }
       }
+    } else {
+      const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
+      const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
+      const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
+      const std::string &algo = algos.at(0), &schedule = schedules.at(0);
+      agents::TrainOptions o;
+      o.algo = algo;
+      o.schedule = schedule;
+      o.steps = steps;
+      if (schedule == "guidance-first") o.guidance_steps = steps;
+      o.device = args->device;
+      o.out = (root / (algo + "_" + schedule)).string();
+      o.quiet = true;
+      o.log_every = std::max(1L, steps / 10);
+      o.checkpoint_every = steps * 10;
+      o.cuda_graphs = args->graphs;
+      if (!args->json) std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
+      const auto r = agents::train_on(data, ref, o);
+      const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
+                            .at("training").at("batch");
+      for (const auto& p : r.phases)
+        cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
+                         p.seconds, p.peak_memory_bytes, p.memory_kind});
+      remove_tree(root.string());
     }
-    remove_tree(root.string());
 
     const std::string machine = bench::machine_description() + "; " + device.description;
     std::ostringstream md;
     md << "Machine: " << machine << ". Hopper-shaped synthetic data (100k rows), " << steps
        << " steps per phase; steps/s in steady state (after warm-up" << (cuda && args->graphs ? " and CUDA-graph capture" : "")
-       << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS") << " during the phase.\n\n";
+       << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS")
+       << " during the phase; each algorithm x schedule in a process of its own.\n\n";
     md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
     char buf[256];
     for (const auto& c : cells) {

@@ -50,16 +50,27 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
   beta_ = cpu(schedule_.betas);
   alpha_ = cpu(schedule_.alphas);
   alphabar_ = cpu(schedule_.alphas_cumprod);
+  // [sqrt(alphabar_t), sqrt(1 - alphabar_t), t] per step, in double then float: the loss gathers one row
+  // per sample instead of gathering alphabar and taking two roots and a conversion on the device.
+  std::vector<double> rows;
+  for (size_t i = 0; i < alphabar_.size(); ++i)
+    rows.insert(rows.end(), {std::sqrt(alphabar_[i]), std::sqrt(1 - alphabar_[i]), static_cast<double>(i)});
+  noising_ = torch::tensor(rows, torch::TensorOptions().dtype(torch::kFloat64))
+                 .view({static_cast<long>(alphabar_.size()), 3})
+                 .to(torch::kFloat32)
+                 .to(device);
 }
 
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
   const long batch = x0.size(0);
-  auto t = torch::randint(config_.steps, {batch, 1}, x0.options().dtype(torch::kLong));
-  auto abar = schedule_.alphas_cumprod.index_select(0, t.view(-1)).view({batch, 1});
+  auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
+  auto rows = noising_.index_select(0, t);  // [batch, 3]: sqrt(alphabar), sqrt(1 - alphabar), t
   auto noise = torch::randn_like(x0);
-  auto x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise;
-  auto err = (model.forward(x_t, t.to(x0.scalar_type()), obs, cond) - noise).pow(2);
-  return config_.loss == "sum" ? err.sum(1).mean() : err.mean();
+  auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
+  auto eps = model.forward(x_t, rows.narrow(1, 2, 1), obs, cond);
+  // "sum": squared error summed over action dimensions, then the batch mean.
+  if (config_.loss == "sum") return torch::mse_loss(eps, noise, at::Reduction::Sum) * (1.0 / batch);
+  return torch::mse_loss(eps, noise);
 }
 
 torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,

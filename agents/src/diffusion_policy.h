@@ -66,7 +66,7 @@ class DiffusionModel {
   // parameter's gradient goes through the accumulating linear layers, as in the MLP denoiser: the BC
   // loss's backward pass then writes into a second gradient buffer, added to the first before the
   // optimizer step, and the two passes share no tensor.
-  bool separable_bc_gradients() const { return config_.denoiser.kind == "mlp"; }
+  bool separable_bc_gradients() const { return net_->only_accumulating_layers(); }
   // The BC loss, its gradients already in the second buffer.
   torch::Tensor bc_backward_separately(const torch::Tensor& obs, const torch::Tensor& act);
   // Adds the second buffer's gradients to the parameters' own.

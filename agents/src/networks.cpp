@@ -104,6 +104,20 @@ torch::Tensor FourierFeaturesImpl::forward(const torch::Tensor& t) {
 
 namespace {
 
+// A chain over a first layer whose input is [x | time | obs | cond] in some column order: the products of
+// the observation's and condition's columns (with the bias) and of every step's time features are made
+// once; each step adds them to the product of x's columns (at column 0) and runs `rest` on the sum.
+DenoiserChain split_first_layer(const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& time_rows,
+                                long time_column, const torch::Tensor& obs, long obs_column, const torch::Tensor& cond,
+                                long cond_column, std::function<torch::Tensor(torch::Tensor)> rest) {
+  auto per_step = linear_columns(time_rows, weight, time_column);
+  auto fixed = linear_columns(obs, weight, obs_column, bias);
+  if (cond.defined()) fixed = fixed + linear_columns(cond, weight, cond_column);
+  return [weight, fixed, per_step, rest = std::move(rest)](const torch::Tensor& x, int step) {
+    return rest(linear_columns(x, weight, 0) + (fixed + per_step.narrow(0, step, 1)));
+  };
+}
+
 // IDQL's actor: time features -> MLP; Dense(hidden) over [x, s, time (, cond)];
 // residual blocks [Dropout, LayerNorm, Dense(width), act, Dense(hidden)] + skip; act; Dense(act_dim).
 struct LnResnetDenoiser : Denoiser {
@@ -132,13 +146,9 @@ struct LnResnetDenoiser : Denoiser {
   // Input columns [x | obs | time | cond].
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
     const long act_dim = input->weight.size(1) - obs.size(1) - time_width - (cond.defined() ? cond.size(1) : 0);
-    auto t = torch::arange(steps, obs.options()).view({steps, 1});
-    auto per_step = linear_columns(time_mlp->forward(time_features->forward(t)), input->weight, act_dim + obs.size(1));
-    auto fixed = linear_columns(obs, input->weight, act_dim, input->bias);
-    if (cond.defined()) fixed = fixed + linear_columns(cond, input->weight, act_dim + obs.size(1) + time_width);
-    return [this, fixed, per_step](const torch::Tensor& x, int step) {
-      return blocks(linear_columns(x, input->weight, 0) + (fixed + per_step.narrow(0, step, 1)));
-    };
+    auto time = time_mlp->forward(time_features->forward(torch::arange(steps, obs.options()).view({steps, 1})));
+    return split_first_layer(input->weight, input->bias, time, act_dim + obs.size(1), obs, act_dim, cond,
+                             act_dim + obs.size(1) + time_width, [this](torch::Tensor h) { return blocks(h); });
   }
 
   // Everything after the input layer.
@@ -181,18 +191,15 @@ struct MlpDenoiser : Denoiser {
 
   // Input columns [x | time | obs | cond].
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
-    const auto& weight = body->layers.front()->weight;
+    const auto& first = body->layers.front();
     const long time_dim = frequencies.size(0) * 2;
-    const long act_dim = weight.size(1) - time_dim - obs.size(1) - (cond.defined() ? cond.size(1) : 0);
-    auto t = torch::arange(steps, obs.options()).view({steps, 1});
-    auto per_step = linear_columns(time_mlp->forward(sinusoidal_embedding(t, frequencies)), weight, act_dim);
-    auto fixed = linear_columns(obs, weight, act_dim + time_dim, body->layers.front()->bias);
-    if (cond.defined()) fixed = fixed + linear_columns(cond, weight, act_dim + time_dim + obs.size(1));
-    return [this, fixed, per_step](const torch::Tensor& x, int step) {
-      const auto& w = body->layers.front()->weight;
-      return body->forward_rest(linear_columns(x, w, 0) + (fixed + per_step.narrow(0, step, 1)));
-    };
+    const long act_dim = first->weight.size(1) - time_dim - obs.size(1) - (cond.defined() ? cond.size(1) : 0);
+    auto time = time_mlp->forward(sinusoidal_embedding(torch::arange(steps, obs.options()).view({steps, 1}), frequencies));
+    return split_first_layer(first->weight, first->bias, time, act_dim, obs, act_dim + time_dim, cond,
+                             act_dim + time_dim + obs.size(1), [this](torch::Tensor h) { return body->forward_rest(h); });
   }
+
+  bool only_accumulating_layers() const override { return true; }
 
   torch::Tensor frequencies;  // constant: computed once, not per call
   Mlp time_mlp{nullptr}, body{nullptr};

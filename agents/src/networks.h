@@ -81,6 +81,9 @@ struct Denoiser : torch::nn::Module {
   // layer), so that each step costs one small product for x and the rest of the network: a third of
   // the kernels of Diffusion-QL's sampled chain. This default calls forward at every step.
   virtual DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps);
+  // True when every parameter's gradient goes through the accumulating linear layers (linear_accumulate.h),
+  // which take their gradient storage when the forward pass runs (Diffusion-QL's separate BC buffer needs it).
+  virtual bool only_accumulating_layers() const { return false; }
 };
 
 std::shared_ptr<Denoiser> make_denoiser(const DenoiserConfig& config, int obs_dim, int act_dim);

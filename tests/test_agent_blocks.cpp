@@ -10,6 +10,7 @@
 #include "flat_params.h"
 #include "guidance.h"
 #include "linear_accumulate.h"
+#include "ln_resnet_block.h"
 #include "networks.h"
 
 using namespace modiff::agents;
@@ -309,4 +310,108 @@ TEST_CASE("Diffusion-QL's BC gradients kept apart add up to the joint backward p
   const auto apart = gradients();
   CHECK(bc_apart.item<double>() == Approx(bc.item<double>()));
   for (size_t i = 0; i < joint.size(); ++i) CHECK(torch::allclose(joint[i], apart[i], 1e-5, 1e-6));
+}
+
+TEST_CASE("a denoiser's training forward pass in parts is its forward pass with its gradients", "[blocks]") {
+  for (const char* kind : {"ln-resnet", "mlp"}) {
+    for (int cond_dim : {0, 2}) {
+      CAPTURE(kind, cond_dim);
+      torch::manual_seed(6);
+      DenoiserConfig c;
+      c.kind = kind;
+      c.hidden = 32;
+      c.block_width = 64;
+      c.time_dim = 16;
+      c.dropout = 0;
+      c.cond_dim = cond_dim;
+      auto net = make_denoiser(c, 7, 3);
+      FlatParams flat = flatten_parameters(*net, true);
+      const int steps = 5;
+      auto obs = torch::randn({9, 7}), x = torch::randn({9, 3});
+      auto cond = cond_dim > 0 ? torch::randn({9, cond_dim}) : torch::Tensor();
+      auto t = torch::randint(steps, {9}, torch::kLong);
+      auto weights = torch::randn({9, 3});
+      zero_grads(flat);
+      auto one_hot = torch::zeros({9, steps}).scatter_(1, t.unsqueeze(1), 1.0);
+      auto two_parts = net->forward_from_first_layer(
+          torch::addmm(net->first_layer_data(x, obs, cond), one_hot, net->step_table(steps, obs.options())));
+      (two_parts * weights).sum().backward();
+      const auto two_part_grads = flat.grads.clone();
+      zero_grads(flat);
+      auto direct = net->forward(x, t.to(torch::kFloat32).unsqueeze(1), obs, cond);
+      (direct * weights).sum().backward();
+      CHECK(torch::allclose(two_parts, direct, 1e-5, 1e-5));
+      CHECK(torch::allclose(two_part_grads, flat.grads, 1e-4, 1e-5));
+      CHECK(flat.grads.abs().sum().item<double>() > 0);
+    }
+  }
+}
+
+namespace {
+
+// A block's parameters with gradient storage that already holds 0.5 (the fused block must add to it).
+LnResnetBlockParams random_block(long width, long inner, Activation activation) {
+  auto make = [](std::vector<long> sizes) {
+    auto t = (torch::randn(sizes, torch::kCUDA) * 0.3).requires_grad_(true);
+    t.mutable_grad() = torch::full_like(t, 0.5);
+    return t;
+  };
+  LnResnetBlockParams p{make({width}), make({width}), make({inner, width}), make({inner}), make({width, inner}),
+                        make({width}), 1e-5, activation};
+  return p;
+}
+
+LnResnetBlockParams detached_copy(const LnResnetBlockParams& p) {
+  auto copy = [](const torch::Tensor& t) { return t.detach().clone().requires_grad_(true); };
+  return {copy(p.norm_weight),     copy(p.norm_bias),     copy(p.expand_weight), copy(p.expand_bias),
+          copy(p.contract_weight), copy(p.contract_bias), p.norm_eps,            p.activation};
+}
+
+}  // namespace
+
+TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CUDA", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the block runs on LibTorch's modules
+  const bool tf32 = at::globalContext().allowTF32CuBLAS();
+  at::globalContext().setAllowTF32CuBLAS(false);  // compare fp32 with fp32
+  torch::manual_seed(8);
+  const long rows = 37, width = 64, inner = 128;  // 37: a last block of rows only partly filled
+  auto probe = random_block(width, inner, Activation::Silu);
+  if (!fused_ln_resnet_block_takes(torch::zeros({rows, width}, torch::kCUDA), probe)) {
+    // A CUDA LibTorch without nvcc at build time: no fused kernels, nothing to compare.
+    at::globalContext().setAllowTF32CuBLAS(tf32);
+    return;
+  }
+  CHECK_FALSE(fused_ln_resnet_block_takes(torch::zeros({rows, 48}, torch::kCUDA), probe));  // width not taken
+  for (bool beside : {false, true}) {
+    set_gradients_beside(beside);
+    for (Activation activation : {Activation::Silu, Activation::Mish, Activation::Relu}) {
+      for (double dropout : {0.0, 0.25}) {
+        CAPTURE(beside, activation_name(activation), dropout);
+        auto p = random_block(width, inner, activation);
+        auto ref = detached_copy(p);
+        auto h = torch::randn({rows, width}, torch::kCUDA).requires_grad_(true);
+        auto h_ref = h.detach().clone().requires_grad_(true);
+        auto uniforms = dropout > 0 ? torch::rand({rows, width}, torch::kCUDA) : torch::Tensor();
+        auto weights = torch::randn({rows, width}, torch::kCUDA);
+        auto out = fused_ln_resnet_block(h, p, uniforms, dropout);
+        (out * weights).sum().backward();
+        join_gradients_beside();
+        auto expected = ln_resnet_block_reference(h_ref, ref, uniforms, dropout);
+        (expected * weights).sum().backward();
+        CHECK(torch::allclose(out, expected, 1e-4, 1e-5));
+        CHECK(torch::allclose(h.grad(), h_ref.grad(), 1e-4, 1e-5));
+        const std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs{
+            {p.norm_weight, ref.norm_weight},         {p.norm_bias, ref.norm_bias},
+            {p.expand_weight, ref.expand_weight},     {p.expand_bias, ref.expand_bias},
+            {p.contract_weight, ref.contract_weight}, {p.contract_bias, ref.contract_bias}};
+        for (const auto& [mine, theirs] : pairs) CHECK(torch::allclose(mine.grad(), theirs.grad() + 0.5, 1e-4, 1e-4));
+        // Without gradients (inference): the same values, no dropout unless drawn.
+        torch::NoGradGuard no_grad;
+        CHECK(torch::allclose(fused_ln_resnet_block(h, p, uniforms, dropout),
+                              ln_resnet_block_reference(h, ref, uniforms, dropout), 1e-4, 1e-5));
+      }
+    }
+  }
+  set_gradients_beside(false);
+  at::globalContext().setAllowTF32CuBLAS(tf32);
 }

@@ -1,5 +1,6 @@
 #include "cuda_support.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -70,9 +71,22 @@ c10::cuda::CUDAStream branch_stream(size_t index) {
 namespace {
 std::atomic<bool> gradients_beside{false};
 #ifdef MODIFF_TORCH_CUDA
+// Side work is spread over a few streams: one was the step's bottleneck once the critical path got
+// short (the weight gradients' products queued behind each other). Work that writes the same tensor
+// stays on one of them, in order (a weight used at several places of a chain accumulates several times).
+// MODIFF_SIDE_STREAMS (1-8, default 2) is a developer's knob for measuring this (docs/gpu.md).
+size_t side_stream_count() {
+  static const size_t count = [] {
+    const char* value = std::getenv("MODIFF_SIDE_STREAMS");
+    const long n = value ? std::strtol(value, nullptr, 10) : 2;
+    return static_cast<size_t>(std::clamp(n, 1L, 8L));
+  }();
+  return count;
+}
 struct Beside {
-  c10::cuda::CUDAStream side;
-  bool pending = false;  // work queued since the last join
+  std::vector<c10::cuda::CUDAStream> sides;
+  std::vector<bool> pending;  // work queued since the last join, per side stream
+  std::map<const void*, size_t> lane_of;  // the written tensor's side stream
 };
 std::mutex beside_mutex;
 std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
@@ -81,63 +95,85 @@ std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
 
 void set_gradients_beside(bool on) { gradients_beside = on; }
 
-void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used) {
+void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes) {
 #ifdef MODIFF_TORCH_CUDA
   if (gradients_beside && !used.empty() && used.front().is_cuda()) {
     const auto current = c10::cuda::getCurrentCUDAStream();
     std::unique_lock<std::mutex> lock(beside_mutex);
-    auto it = beside_streams.find(current.id());
-    if (it == beside_streams.end()) it = beside_streams.emplace(current.id(), Beside{c10::cuda::getStreamFromPool()}).first;
-    Beside& beside = it->second;
+    Beside& beside = beside_streams[current.id()];
+    if (beside.sides.empty()) {
+      for (size_t k = 0; k < side_stream_count(); ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
+      beside.pending.assign(side_stream_count(), false);
+    }
+    size_t lane = 0;
+    if (writes.defined()) {
+      auto it = beside.lane_of.find(writes.data_ptr());
+      if (it == beside.lane_of.end())
+        it = beside.lane_of.emplace(writes.data_ptr(), beside.lane_of.size() % beside.sides.size()).first;
+      lane = it->second;
+    }
+    const auto side = beside.sides[lane];
+    beside.pending[lane] = true;
     lock.unlock();
     at::cuda::CUDAEvent fork;
     fork.record(current);
-    fork.block(beside.side);
+    fork.block(side);
     {
-      c10::cuda::CUDAStreamGuard guard(beside.side);
+      c10::cuda::CUDAStreamGuard guard(side);
       work();
     }
     // Their memory must not be reused by the current stream before the side stream has read them.
-    for (const auto& t : used) t.record_stream(beside.side);
-    beside.pending = true;
+    for (const auto& t : used) t.record_stream(side);
     return;
   }
 #endif
+  (void)writes;
   work();
 }
 
 void join_gradients_beside() {
 #ifdef MODIFF_TORCH_CUDA
   if (!gradients_beside) return;
+  // Every stream's side work, not only the current stream's: autograd runs an operation's backward on the
+  // stream its forward ran on, so a forward pass with a parallel branch (the diffusion loss's time path)
+  // leaves gradients beside a stream the optimizer does not run on.
   const auto current = c10::cuda::getCurrentCUDAStream();
   std::lock_guard<std::mutex> lock(beside_mutex);
-  auto it = beside_streams.find(current.id());
-  if (it == beside_streams.end() || !it->second.pending) return;
-  at::cuda::CUDAEvent join;
-  join.record(it->second.side);
-  join.block(current);
-  it->second.pending = false;
+  for (auto& [served, beside] : beside_streams) {
+    for (size_t k = 0; k < beside.sides.size(); ++k) {
+      if (!beside.pending[k]) continue;
+      at::cuda::CUDAEvent join;
+      join.record(beside.sides[k]);
+      join.block(current);
+      beside.pending[k] = false;
+    }
+  }
 #endif
 }
 
 void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches) {
 #ifdef MODIFF_TORCH_CUDA
   if (device.is_cuda() && branches.size() > 1) {
+    // Branches inside a branch get streams of their own: on a stream shared with an enclosing
+    // branch they would queue behind its work.
+    static thread_local size_t depth = 0;
+    constexpr size_t kStreamsPerDepth = 8;
+    const size_t first_stream = depth * kStreamsPerDepth;
+    ++depth;
     const auto current = c10::cuda::getCurrentCUDAStream();
     at::cuda::CUDAEvent fork;
     fork.record(current);
     for (size_t k = 1; k < branches.size(); ++k) {
-      const auto side = branch_stream(k - 1);
+      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth);
       fork.block(side);
       c10::cuda::CUDAStreamGuard guard(side);
       branches[k]();
-      join_gradients_beside();
     }
     branches[0]();
-    join_gradients_beside();
+    --depth;
     for (size_t k = 1; k < branches.size(); ++k) {
       at::cuda::CUDAEvent join;
-      join.record(branch_stream(k - 1));
+      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth));
       join.block(current);
     }
     return;

@@ -41,7 +41,10 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
 // join_gradients_beside() (the optimizer step and the end of a parallel branch do). On the CPU, or
 // switched off, `work` simply runs.
 void set_gradients_beside(bool on);
-void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used);
+// `used`: the tensors the work reads; `writes`: the one it writes, if any (work writing the same tensor
+// runs in order; other work may run on other side streams).
+void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used,
+                const torch::Tensor& writes = {});
 void join_gradients_beside();
 
 // The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "cuda_support.h"
+
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
@@ -50,13 +52,12 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
   beta_ = cpu(schedule_.betas);
   alpha_ = cpu(schedule_.alphas);
   alphabar_ = cpu(schedule_.alphas_cumprod);
-  // [sqrt(alphabar_t), sqrt(1 - alphabar_t), t] per step, in double then float: the loss gathers one row
-  // per sample instead of gathering alphabar and taking two roots and a conversion on the device.
+  // [sqrt(alphabar_t), sqrt(1 - alphabar_t)] per step, in double then float: the loss gathers one row
+  // per sample instead of gathering alphabar and taking two roots on the device.
   std::vector<double> rows;
-  for (size_t i = 0; i < alphabar_.size(); ++i)
-    rows.insert(rows.end(), {std::sqrt(alphabar_[i]), std::sqrt(1 - alphabar_[i]), static_cast<double>(i)});
+  for (size_t i = 0; i < alphabar_.size(); ++i) rows.insert(rows.end(), {std::sqrt(alphabar_[i]), std::sqrt(1 - alphabar_[i])});
   noising_ = torch::tensor(rows, torch::TensorOptions().dtype(torch::kFloat64))
-                 .view({static_cast<long>(alphabar_.size()), 3})
+                 .view({static_cast<long>(alphabar_.size()), 2})
                  .to(torch::kFloat32)
                  .to(device);
 }
@@ -64,10 +65,19 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
   const long batch = x0.size(0);
   auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
-  auto rows = noising_.index_select(0, t);  // [batch, 3]: sqrt(alphabar), sqrt(1 - alphabar), t
-  auto noise = torch::randn_like(x0);
-  auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
-  auto eps = model.forward(x_t, rows.narrow(1, 2, 1), obs, cond);
+  // The time features' path (a dozen small kernels) depends on the network's parameters alone: it makes
+  // the first layer's part for every step value on a parallel branch (CUDA) while the actions are
+  // noised and the data's part is multiplied; a one-hot product then gives each row its step's part.
+  torch::Tensor noise, one_hot, data_part, table;
+  run_concurrently(x0.device(), {[&] {
+                                   auto rows = noising_.index_select(0, t);  // [batch, 2]
+                                   noise = torch::randn_like(x0);
+                                   auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
+                                   one_hot = torch::zeros({batch, config_.steps}, x0.options()).scatter_(1, t.unsqueeze(1), 1.0);
+                                   data_part = model.first_layer_data(x_t, obs, cond);
+                                 },
+                                 [&] { table = model.step_table(config_.steps, x0.options()); }});
+  auto eps = model.forward_from_first_layer(torch::addmm(data_part, one_hot, table));
   // "sum": squared error summed over action dimensions, then the batch mean.
   if (config_.loss == "sum") return torch::mse_loss(eps, noise, at::Reduction::Sum) * (1.0 / batch);
   return torch::mse_loss(eps, noise);

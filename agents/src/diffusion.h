@@ -46,7 +46,7 @@ class Ddpm {
   DiffusionConfig config_;
   long act_dim_;
   NoiseSchedule schedule_;
-  torch::Tensor noising_;  // [T, 3] on the device: sqrt(alphabar_t), sqrt(1 - alphabar_t), t
+  torch::Tensor noising_;  // [T, 2] on the device: sqrt(alphabar_t), sqrt(1 - alphabar_t)
   std::vector<double> beta_, alpha_, alphabar_;  // host copies: the sampler's per-step constants
 };
 

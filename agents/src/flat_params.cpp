@@ -103,12 +103,12 @@ void FlatAdam::step() {
   const auto& g = params_.grads;
 #ifdef MODIFF_CUDA_KERNELS
   if (params_.values.is_cuda()) {
-    // modiff's own kernel (agents/src/cuda/flat_adam.cu): one pass over the flat tensors.
-    auto lr = learning_rate();
+    // modiff's own kernel (agents/src/cuda/flat_adam.cu): one pass over the flat tensors, the
+    // learning rate's decay computed inside it.
     step_.add_(1);
     cuda::FlatAdamLaunch launch{params_.values.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
                                 g.data_ptr<float>(), params_.values.numel(), step_.data_ptr<float>(),
-                                lr.data_ptr<float>(), static_cast<float>(config_.beta1),
+                                static_cast<float>(config_.lr), config_.decay_steps, static_cast<float>(config_.beta1),
                                 static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
                                 static_cast<float>(config_.weight_decay)};
     if (cuda::launch_flat_adam(launch, current_cuda_stream())) return;

@@ -12,19 +12,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A ones vector of length n on `like`'s device, made once per length: the bias gradients'
-// matrix-vector products need one per batch size, and a fill per use would cost a kernel each.
-torch::Tensor ones_like_rows(long n, const torch::Tensor& like) {
-  static std::mutex mutex;
-  static std::map<std::tuple<int, int, int, long>, torch::Tensor> cache;
-  const auto key = std::make_tuple(static_cast<int>(like.device().type()), static_cast<int>(like.device().index()),
-                                   static_cast<int>(like.scalar_type()), n);
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& ones = cache[key];
-  if (!ones.defined()) ones = torch::ones({n}, like.options().requires_grad(false));
-  return ones;
-}
-
 // The parameters' gradient storage, taken when the forward pass runs.
 void keep_grad_storage(AutogradContext* ctx, const torch::Tensor& weight, const torch::Tensor& bias) {
   ctx->saved_data["weight_grad"] = weight.grad();
@@ -38,7 +25,7 @@ torch::Tensor grad_or_accumulated(AutogradContext* ctx, const char* name, const 
   torch::Tensor storage = ctx->saved_data[name].toTensor();
   if (storage.defined()) {
     // Only the optimizer waits for it: off the critical path where a side stream is allowed.
-    run_beside([&] { accumulate(storage); }, used);
+    run_beside([&] { accumulate(storage); }, used, storage);
     return {};
   }
   return fresh();
@@ -98,6 +85,23 @@ struct ColumnsAccumulate : torch::autograd::Function<ColumnsAccumulate> {
   }
 };
 
+// addend + x times the columns offset .. offset + count of weight: a layer's parts summed by the products
+// themselves (addmm's beta = 1) instead of by an addition per part. The addend's gradient is g.
+struct ColumnsOntoAccumulate : torch::autograd::Function<ColumnsOntoAccumulate> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               int64_t offset, const torch::Tensor& addend) {
+    ctx->save_for_backward({x, weight});
+    keep_grad_storage(ctx, weight, torch::Tensor());
+    ctx->saved_data["offset"] = offset;
+    return torch::addmm(addend, x, weight.narrow(1, offset, x.size(1)).t());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto grads = linear_backward(ctx, grad_outputs[0], false);  // x, weight, offset
+    grads.push_back(ctx->needs_input_grad(2) ? grad_outputs[0] : torch::Tensor());  // tensor inputs only are counted
+    return grads;
+  }
+};
+
 struct StackedLinearAccumulate : torch::autograd::Function<StackedLinearAccumulate> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias) {
@@ -128,6 +132,17 @@ struct StackedLinearAccumulate : torch::autograd::Function<StackedLinearAccumula
 
 }  // namespace
 
+torch::Tensor ones_like_rows(long n, const torch::Tensor& like) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, int, long>, torch::Tensor> cache;
+  const auto key = std::make_tuple(static_cast<int>(like.device().type()), static_cast<int>(like.device().index()),
+                                   static_cast<int>(like.scalar_type()), n);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& ones = cache[key];
+  if (!ones.defined()) ones = torch::ones({n}, like.options().requires_grad(false));
+  return ones;
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                      bool param_grads) {
   if (!param_grads || !torch::GradMode::is_enabled()) return torch::addmm(bias.detach(), x, weight.detach().t());
@@ -142,6 +157,12 @@ torch::Tensor linear_columns(const torch::Tensor& x, const torch::Tensor& weight
   }
   if (!bias.defined()) return ColumnsAccumulate::apply(x, weight, static_cast<int64_t>(offset));
   return LinearAccumulate::apply(x, weight, bias, static_cast<int64_t>(offset));
+}
+
+torch::Tensor linear_columns_onto(const torch::Tensor& addend, const torch::Tensor& x, const torch::Tensor& weight,
+                                  long offset) {
+  if (!torch::GradMode::is_enabled()) return torch::addmm(addend, x, weight.narrow(1, offset, x.size(1)).t());
+  return ColumnsOntoAccumulate::apply(x, weight, static_cast<int64_t>(offset), addend);
 }
 
 torch::Tensor stacked_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,

@@ -23,8 +23,16 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 torch::Tensor linear_columns(const torch::Tensor& x, const torch::Tensor& weight, long offset,
                              const torch::Tensor& bias = {});
 
+// addend + the same product, summed by the product itself (no addition kernel); addend's gradient is g's.
+torch::Tensor linear_columns_onto(const torch::Tensor& addend, const torch::Tensor& x, const torch::Tensor& weight,
+                                  long offset);
+
 // Stacked heads: y = x W + b with x [S, B, in] (may be an expanded view), W [S, in, out], b [S, 1, out].
 torch::Tensor stacked_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                              bool param_grads = true);
+
+// A ones vector of length n on `like`'s device and dtype, made once per length: bias gradients are
+// matrix-vector products with it (a fill per use would cost a kernel each).
+torch::Tensor ones_like_rows(long n, const torch::Tensor& like);
 
 }  // namespace modiff::agents

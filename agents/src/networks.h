@@ -81,6 +81,14 @@ struct Denoiser : torch::nn::Module {
   // layer), so that each step costs one small product for x and the rest of the network: a third of
   // the kernels of Diffusion-QL's sampled chain. This default calls forward at every step.
   virtual DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps);
+  // Training's forward pass in parts that can run beside each other (diffusion.h): the first layer's
+  // part for each step index 0 .. steps-1 (the time features through the time MLP, times their columns,
+  // plus the bias), [steps, out], made once per step value instead of once per row; its part for the
+  // data (x, obs, cond), [B, out]; and the rest of the network from the first layer's output. Together:
+  // forward_from_first_layer(first_layer_data(x, obs, cond) + one_hot(t) step_table) = forward(x, t, obs, cond).
+  virtual torch::Tensor step_table(int steps, const torch::TensorOptions& options) = 0;
+  virtual torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) = 0;
+  virtual torch::Tensor forward_from_first_layer(const torch::Tensor& first) = 0;
   // True when every parameter's gradient goes through the accumulating linear layers (linear_accumulate.h),
   // which take their gradient storage when the forward pass runs (Diffusion-QL's separate BC buffer needs it).
   virtual bool only_accumulating_layers() const { return false; }

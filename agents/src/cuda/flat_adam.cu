@@ -5,7 +5,9 @@
 // parameter (read p, g, m, v; write p, m, v) at close to memory bandwidth.
 // The math is torch.optim's: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), after
-// p *= 1 - lr wd for AdamW; t is the step count already incremented.
+// p *= 1 - lr wd for AdamW; t is the step count already incremented. The cosine
+// decay of the learning rate is computed here from t, not by five kernels of
+// scalar arithmetic before the update (they sat on the step's critical path).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -17,8 +19,15 @@ namespace modiff::agents::cuda {
 namespace {
 
 struct Constants {
-  float beta1, beta2, eps, weight_decay;
+  float lr, beta1, beta2, eps, weight_decay;
+  float decay_steps;  // > 0: cosine decay
 };
+
+// lr/2 (1 + cos(pi min(taken, D) / D)) after `taken` steps; cospi is exact at the end (lr 0).
+__device__ inline float learning_rate(float taken, const Constants& c) {
+  if (c.decay_steps <= 0) return c.lr;
+  return 0.5f * c.lr * (1.0f + cospif(fminf(taken, c.decay_steps) / c.decay_steps));
+}
 
 __device__ inline void update(float& p, float g, float& m, float& v, float lr, float step_size, float inv_bc2_sqrt,
                               const Constants& c) {
@@ -29,9 +38,8 @@ __device__ inline void update(float& p, float g, float& m, float& v, float lr, f
 }
 
 __global__ void flat_adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                                 float* __restrict__ v, long n, const float* __restrict__ step_ptr,
-                                 const float* __restrict__ lr_ptr, Constants c) {
-  const float step = *step_ptr, lr = *lr_ptr;
+                                 float* __restrict__ v, long n, const float* __restrict__ step_ptr, Constants c) {
+  const float step = *step_ptr, lr = learning_rate(step - 1, c);
   const float step_size = lr / (1.0f - powf(c.beta1, step));
   const float inv_bc2_sqrt = rsqrtf(1.0f - powf(c.beta2, step));
   const long stride = static_cast<long>(gridDim.x) * blockDim.x;
@@ -66,8 +74,8 @@ bool launch_flat_adam(const FlatAdamLaunch& a, void* stream) {
   const long vectors = (a.n + 3) / 4;
   const int blocks = static_cast<int>(std::min<long>((vectors + threads - 1) / threads, 132L * 8));
   flat_adam_kernel<<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      a.params, a.grads, a.exp_avg, a.exp_avg_sq, a.n, a.step, a.lr,
-      Constants{a.beta1, a.beta2, a.eps, a.weight_decay});
+      a.params, a.grads, a.exp_avg, a.exp_avg_sq, a.n, a.step,
+      Constants{a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, static_cast<float>(a.decay_steps)});
   return cudaGetLastError() == cudaSuccess;
 }
 

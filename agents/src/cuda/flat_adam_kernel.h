@@ -11,7 +11,8 @@ struct FlatAdamLaunch {
   const float* grads;
   long n;
   const float* step;  // device scalar: the step count, already incremented
-  const float* lr;    // device scalar
+  float lr;           // the base learning rate
+  long decay_steps;   // > 0: cosine decay from lr to 0 over that many steps, computed in the kernel
   float beta1, beta2, eps, weight_decay;  // weight_decay > 0: AdamW (decoupled)
 };
 

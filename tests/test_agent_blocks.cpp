@@ -252,19 +252,28 @@ TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[bloc
   set_gradients_beside(false);
 }
 
+namespace {
+
+// A small denoiser of either kind without dropout (7-dim observations, 3-dim actions).
+std::shared_ptr<Denoiser> small_denoiser(const char* kind, int cond_dim) {
+  DenoiserConfig c;
+  c.kind = kind;
+  c.hidden = 32;
+  c.block_width = 64;
+  c.time_dim = 16;
+  c.dropout = 0;
+  c.cond_dim = cond_dim;
+  return make_denoiser(c, 7, 3);
+}
+
+}  // namespace
+
 TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks]") {
   for (const char* kind : {"ln-resnet", "mlp"}) {
     for (int cond_dim : {0, 2}) {
       CAPTURE(kind, cond_dim);
       torch::manual_seed(5);
-      DenoiserConfig c;
-      c.kind = kind;
-      c.hidden = 32;
-      c.block_width = 64;
-      c.time_dim = 16;
-      c.dropout = 0;
-      c.cond_dim = cond_dim;
-      auto net = make_denoiser(c, 7, 3);
+      auto net = small_denoiser(kind, cond_dim);
       FlatParams flat = flatten_parameters(*net, true);
       auto obs = torch::randn({5, 7}), x = torch::randn({5, 3});
       auto cond = cond_dim > 0 ? torch::randn({5, cond_dim}) : torch::Tensor();
@@ -317,14 +326,7 @@ TEST_CASE("a denoiser's training forward pass in parts is its forward pass with 
     for (int cond_dim : {0, 2}) {
       CAPTURE(kind, cond_dim);
       torch::manual_seed(6);
-      DenoiserConfig c;
-      c.kind = kind;
-      c.hidden = 32;
-      c.block_width = 64;
-      c.time_dim = 16;
-      c.dropout = 0;
-      c.cond_dim = cond_dim;
-      auto net = make_denoiser(c, 7, 3);
+      auto net = small_denoiser(kind, cond_dim);
       FlatParams flat = flatten_parameters(*net, true);
       const int steps = 5;
       auto obs = torch::randn({9, 7}), x = torch::randn({9, 3});

@@ -1,6 +1,5 @@
 #include "cuda_support.h"
 
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -78,8 +77,12 @@ std::atomic<bool> gradients_beside{false};
 size_t side_stream_count() {
   static const size_t count = [] {
     const char* value = std::getenv("MODIFF_SIDE_STREAMS");
-    const long n = value ? std::strtol(value, nullptr, 10) : 2;
-    return static_cast<size_t>(std::clamp(n, 1L, 8L));
+    if (value == nullptr) return size_t{2};
+    char* end = nullptr;
+    const long n = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || n < 1 || n > 8)
+      throw Error(std::string("MODIFF_SIDE_STREAMS must be a whole number from 1 to 8, got '") + value + "'");
+    return static_cast<size_t>(n);
   }();
   return count;
 }

@@ -133,7 +133,7 @@ torch::Tensor data_columns(const torch::Tensor& weight, const torch::Tensor& x, 
 // residual blocks [Dropout, LayerNorm, Dense(width), act, Dense(hidden)] + skip; act; Dense(act_dim).
 struct LnResnetDenoiser : Denoiser {
   LnResnetDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim)
-      : activation(c.activation), time_width(c.time_dim * 2), cond_dim(c.cond_dim) {
+      : activation(c.activation), time_width(c.time_dim * 2), action_dim(act_dim), obs_width(obs_dim) {
     time_features = register_module("time_features", FourierFeatures(c.time_dim));
     time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim * 2, c.activation));
     input = register_module("input", torch::nn::Linear(act_dim + obs_dim + c.time_dim * 2 + c.cond_dim, c.hidden));
@@ -155,29 +155,26 @@ struct LnResnetDenoiser : Denoiser {
   }
 
   // Input columns [x | obs | time | cond].
-  long act_dim(const torch::Tensor& obs, const torch::Tensor& cond) const {
-    return input->weight.size(1) - obs.size(1) - time_width - (cond.defined() ? cond.size(1) : 0);
-  }
+  long obs_column() const { return action_dim; }
+  long time_column() const { return action_dim + obs_width; }
+  long cond_column() const { return action_dim + obs_width + time_width; }
   torch::Tensor time_rows(int steps, const torch::TensorOptions& options) {
     return time_mlp->forward(time_features->forward(torch::arange(steps, options).view({steps, 1})));
   }
 
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
-    const long a = act_dim(obs, cond);
-    return split_first_layer(input->weight, input->bias, time_rows(steps, obs.options()), a + obs.size(1), obs, a,
-                             cond, a + obs.size(1) + time_width, [this](torch::Tensor h) { return blocks(h); });
+    return split_first_layer(input->weight, input->bias, time_rows(steps, obs.options()), time_column(), obs,
+                             obs_column(), cond, cond_column(), [this](torch::Tensor h) { return blocks(h); });
   }
 
   torch::Tensor step_table(int steps, const torch::TensorOptions& options) override {
-    const long time_column = input->weight.size(1) - time_width - cond_dim;
-    return linear_columns(time_rows(steps, options), input->weight, time_column, input->bias);
+    return linear_columns(time_rows(steps, options), input->weight, time_column(), input->bias);
   }
   torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) override {
-    const long a = act_dim(obs, cond);
-    auto h = data_columns(input->weight, x, obs, a, cond, a + obs.size(1) + time_width);
+    auto h = data_columns(input->weight, x, obs, obs_column(), cond, cond_column());
     // The blocks' dropout draws for the coming forward_from_first_layer, made here, beside the time
     // features' path, rather than on the critical path between the first layer and the first block.
-    if (uses_fused_dropout(h)) next_uniforms = dropout_uniforms(h);
+    if (dropout_active() && fused_ln_resnet_block_takes(h, block_params(0))) next_uniforms = dropout_uniforms(h);
     return h;
   }
   torch::Tensor forward_from_first_layer(const torch::Tensor& first) override {
@@ -191,10 +188,7 @@ struct LnResnetDenoiser : Denoiser {
             contract[b]->weight, contract[b]->bias, norms[b]->options.eps(), activation};
   }
 
-  bool uses_fused_dropout(const torch::Tensor& h) const {
-    return !norms.empty() && is_training() && dropouts.front()->options.p() > 0 &&
-           fused_ln_resnet_block_takes(h, block_params(0));
-  }
+  bool dropout_active() const { return is_training() && !dropouts.empty() && dropouts.front()->options.p() > 0; }
   // One draw for every block's dropout (the fused blocks keep an element where its draw is >= p).
   torch::Tensor dropout_uniforms(const torch::Tensor& h) const {
     return torch::rand({static_cast<long>(norms.size()), h.size(0), h.size(1)}, h.options());
@@ -204,9 +198,9 @@ struct LnResnetDenoiser : Denoiser {
   // modules otherwise. `uniforms`: the dropout draws, when made already.
   torch::Tensor blocks(torch::Tensor h, torch::Tensor uniforms = {}) {
     if (!norms.empty() && fused_ln_resnet_block_takes(h, block_params(0))) {
-      const double p = dropouts.front()->options.p();
-      const bool drop = uses_fused_dropout(h);
+      const bool drop = dropout_active();
       if (drop && (!uniforms.defined() || uniforms.size(1) != h.size(0))) uniforms = dropout_uniforms(h);
+      const double p = dropouts.front()->options.p();
       for (size_t b = 0; b < norms.size(); ++b)
         h = fused_ln_resnet_block(h, block_params(b), drop ? uniforms[b] : torch::Tensor(), p);
       return linear(activate(activation, h), output->weight, output->bias);
@@ -222,7 +216,7 @@ struct LnResnetDenoiser : Denoiser {
 
   Activation activation;
   long time_width;  // of the time MLP's output
-  long cond_dim;
+  long action_dim, obs_width;
   torch::Tensor next_uniforms;  // dropout draws made by first_layer_data for the next blocks()
   FourierFeatures time_features{nullptr};
   Mlp time_mlp{nullptr};
@@ -235,7 +229,7 @@ struct LnResnetDenoiser : Denoiser {
 // Diffusion-QL's actor: sinusoidal(time_dim) -> Linear(2 time_dim) -> Mish -> Linear(time_dim);
 // [x, time, s (, cond)] -> blocks x (Linear hidden, Mish) -> Linear(act_dim).
 struct MlpDenoiser : Denoiser {
-  MlpDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : action_dim(act_dim) {
+  MlpDenoiser(const DenoiserConfig& c, int obs_dim, int act_dim) : action_dim(act_dim), obs_width(obs_dim) {
     frequencies = register_buffer("frequencies", sinusoidal_frequencies(c.time_dim));
     time_mlp = register_module("time_mlp", Mlp(c.time_dim, std::vector<int>{c.time_dim * 2}, c.time_dim, c.activation));
     body = register_module("body", Mlp(act_dim + c.time_dim + obs_dim + c.cond_dim, std::vector<int>(c.blocks, c.hidden),
@@ -250,36 +244,32 @@ struct MlpDenoiser : Denoiser {
   }
 
   // Input columns [x | time | obs | cond].
-  long act_dim(const torch::Tensor& obs, const torch::Tensor& cond) const {
-    return body->layers.front()->weight.size(1) - time_dim() - obs.size(1) - (cond.defined() ? cond.size(1) : 0);
-  }
   long time_dim() const { return frequencies.size(0) * 2; }
+  long obs_column() const { return action_dim + time_dim(); }
+  long cond_column() const { return action_dim + time_dim() + obs_width; }
   torch::Tensor time_rows(int steps, const torch::TensorOptions& options) {
     return time_mlp->forward(sinusoidal_embedding(torch::arange(steps, options).view({steps, 1}), frequencies));
   }
+  const torch::nn::Linear& first() const { return body->layers.front(); }
 
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
-    const auto& first = body->layers.front();
-    const long a = act_dim(obs, cond);
-    return split_first_layer(first->weight, first->bias, time_rows(steps, obs.options()), a, obs, a + time_dim(), cond,
-                             a + time_dim() + obs.size(1), [this](torch::Tensor h) { return body->forward_rest(h); });
+    return split_first_layer(first()->weight, first()->bias, time_rows(steps, obs.options()), action_dim, obs,
+                             obs_column(), cond, cond_column(), [this](torch::Tensor h) { return body->forward_rest(h); });
   }
 
   torch::Tensor step_table(int steps, const torch::TensorOptions& options) override {
-    const auto& first = body->layers.front();
-    return linear_columns(time_rows(steps, options), first->weight, action_dim, first->bias);
+    return linear_columns(time_rows(steps, options), first()->weight, action_dim, first()->bias);
   }
   torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) override {
-    const long a = act_dim(obs, cond);
-    return data_columns(body->layers.front()->weight, x, obs, a + time_dim(), cond, a + time_dim() + obs.size(1));
+    return data_columns(first()->weight, x, obs, obs_column(), cond, cond_column());
   }
-  torch::Tensor forward_from_first_layer(const torch::Tensor& first) override { return body->forward_rest(first); }
+  torch::Tensor forward_from_first_layer(const torch::Tensor& h) override { return body->forward_rest(h); }
 
   bool only_accumulating_layers() const override { return true; }
 
   torch::Tensor frequencies;  // constant: computed once, not per call
   Mlp time_mlp{nullptr}, body{nullptr};
-  long action_dim;
+  long action_dim, obs_width;
 };
 
 }  // namespace

@@ -106,6 +106,10 @@ TEST_CASE("flat Adam on CUDA (the fused kernel where LibTorch has it) takes the 
     config.weight_decay = decay;
     config.decay_steps = 30;
     FlatAdam on_cpu(a, config), on_gpu(b, config);
+    // An EMA following each (updated in the CUDA kernel): copies before step 5, every third step.
+    FlatParams ema_a{a.values.clone(), {}}, ema_b{b.values.clone(), {}};
+    on_cpu.follow_with_ema(ema_a, EmaRule{0.3, 5, 3});
+    on_gpu.follow_with_ema(ema_b, EmaRule{0.3, 5, 3});
     for (int step = 0; step < 20; ++step) {
       zero_grads(a);
       zero_grads(b);
@@ -115,7 +119,33 @@ TEST_CASE("flat Adam on CUDA (the fused kernel where LibTorch has it) takes the 
       on_gpu.step();
     }
     CHECK((a.values - b.values.cpu()).abs().max().item<double>() < 1e-5);
+    CHECK((ema_a.values - ema_b.values.cpu()).abs().max().item<double>() < 1e-5);
+    CHECK(on_gpu.state().back().second.item<double>() == 20);  // the step count the kernel keeps
   }
+}
+
+TEST_CASE("an EMA following the optimizer applies its rule after each step", "[blocks]") {
+  torch::manual_seed(4);
+  torch::nn::Linear net(3, 2);
+  FlatParams flat = flatten_parameters(*net, true);
+  FlatParams ema{flat.values.clone(), {}};
+  AdamConfig config;
+  config.lr = 0.05;
+  FlatAdam adam(flat, config);
+  const EmaRule rule{0.25, 4, 2};
+  adam.follow_with_ema(ema, rule);
+  auto expected = ema.values.clone();
+  auto input = torch::randn({5, 3});
+  for (long t = 1; t <= 9; ++t) {
+    zero_grads(flat);
+    net->forward(input).pow(2).sum().backward();
+    adam.step();
+    // The rule by hand: nothing on odd steps, a copy on step 2, blends from step 4 on.
+    if (t % 2 == 0) expected = t < 4 ? flat.values.clone() : expected + 0.25 * (flat.values - expected);
+    CAPTURE(t);
+    CHECK((ema.values - expected).abs().max().item<double>() < 1e-7);
+  }
+  CHECK(!torch::equal(ema.values, flat.values));
 }
 
 TEST_CASE("cosine decay and gradient clipping", "[blocks]") {
@@ -416,4 +446,29 @@ TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CU
   }
   set_gradients_beside(false);
   at::globalContext().setAllowTF32CuBLAS(tf32);
+}
+
+TEST_CASE("graphed training steps run every step they are asked for", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: steps run eagerly, nothing captured
+  auto counter = torch::zeros({}, torch::kCUDA);
+  auto draws = torch::zeros({35}, torch::kCUDA);  // each step's draw, at its step's index
+  int host_calls = 0;
+  GraphedSteps steps(
+      [&](int n) {
+        ++host_calls;
+        for (int k = 0; k < n; ++k) {
+          draws.scatter_(0, counter.to(torch::kLong).view({1}), torch::rand({1}, counter.options()));
+          counter.add_(1);
+        }
+      },
+      /*per_replay=*/4, /*enabled=*/true);
+  for (int call = 0; call < 8; ++call) steps(4);  // 3 warm-up calls, a capture, replays
+  CHECK(steps.replaying());
+  steps(3);  // fewer than a graph's steps: eagerly
+  torch::cuda::synchronize();
+  CHECK(counter.item<double>() == 35);
+  CHECK(host_calls == 5);  // the replays never ran the host code
+  // A fresh draw at every step, replayed ones included (the generator advances at each replay).
+  CHECK(std::get<0>(at::_unique(draws)).numel() == 35);
+  CHECK(draws.min().item<double>() > 0);
 }

@@ -3,7 +3,7 @@
 // EMA policy at s', then the policy update
 //   loss = BC + eta * q_loss,  q_loss = -Q_i(s, pi(s)).mean() / |Q_j(s, pi(s))|.mean().detach()
 // with pi(s) sampled through the whole chain with gradients and the roles of
-// the two critics swapped at random; then (in the trainer) the EMA. Under a frozen guidance the
+// the two critics swapped at random; then (with the optimizer step) the EMA. Under a frozen guidance the
 // same policy loss goes through the frozen (target) critics: no critic
 // gradients, optimizer state or target copies.
 #include "algorithm.h"

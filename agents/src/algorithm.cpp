@@ -19,6 +19,12 @@ StepMetrics Algorithm::guidance_step(const Batch& batch) {
   return m;
 }
 
+std::vector<StepMetrics> Algorithm::joint_steps(const std::vector<Batch>& batches) {
+  std::vector<StepMetrics> metrics;
+  for (const auto& b : batches) metrics.push_back(joint_step(b));
+  return metrics;
+}
+
 torch::Tensor Algorithm::bc_update(const Batch& batch, const torch::Tensor& cond) {
   policy_.zero_grad();
   auto loss = policy_.bc_loss(batch.obs, batch.act, cond);

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "diffusion_policy.h"
 #include "guidance.h"
@@ -32,6 +33,9 @@ class Algorithm {
 
   // joint schedule: guidance and diffusion updated together, as the published algorithm does.
   virtual StepMetrics joint_step(const Batch& batch) = 0;
+  // Consecutive joint steps, one per batch (captured together in one CUDA graph). By default one
+  // joint_step after the other; an algorithm whose two updates never meet may run them as two chains.
+  virtual std::vector<StepMetrics> joint_steps(const std::vector<Batch>& batches);
   // The guidance alone (guidance-first, phase 1): from the data only.
   StepMetrics guidance_step(const Batch& batch);
   // Once, when the guidance is frozen and before diffusion training: precompute

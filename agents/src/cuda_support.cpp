@@ -229,8 +229,22 @@ void kernel_trace_start() {}
 void kernel_trace_stop(const std::string&) {}
 #endif
 
-struct GraphedStep::Impl {
-  std::function<void()> step;
+int graph_steps_per_replay() {
+  static const int steps = [] {
+    const char* value = std::getenv("MODIFF_GRAPH_STEPS");
+    if (value == nullptr) return 4;
+    char* end = nullptr;
+    const long n = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || n < 1 || n > 64)
+      throw Error(std::string("MODIFF_GRAPH_STEPS must be a whole number from 1 to 64, got '") + value + "'");
+    return static_cast<int>(n);
+  }();
+  return steps;
+}
+
+struct GraphedSteps::Impl {
+  std::function<void(int)> run;
+  int per_replay = 1;
   bool enabled = false;
   int calls = 0;
 #ifdef MODIFF_TORCH_CUDA
@@ -238,8 +252,11 @@ struct GraphedStep::Impl {
 #endif
 };
 
-GraphedStep::GraphedStep(std::function<void()> step, bool enabled) : impl_(std::make_unique<Impl>()) {
-  impl_->step = std::move(step);
+GraphedSteps::GraphedSteps(std::function<void(int)> run, int per_replay, bool enabled)
+    : impl_(std::make_unique<Impl>()) {
+  if (per_replay < 1) throw Error("internal: a graph of fewer than one step");
+  impl_->run = std::move(run);
+  impl_->per_replay = per_replay;
 #ifdef MODIFF_TORCH_CUDA
   impl_->enabled = enabled;
 #else
@@ -247,9 +264,9 @@ GraphedStep::GraphedStep(std::function<void()> step, bool enabled) : impl_(std::
 #endif
 }
 
-GraphedStep::~GraphedStep() = default;
+GraphedSteps::~GraphedSteps() = default;
 
-bool GraphedStep::replaying() const {
+bool GraphedSteps::replaying() const {
 #ifdef MODIFF_TORCH_CUDA
   return impl_->graph != nullptr;
 #else
@@ -257,10 +274,10 @@ bool GraphedStep::replaying() const {
 #endif
 }
 
-void GraphedStep::operator()() {
+void GraphedSteps::operator()(int count) {
   auto& m = *impl_;
-  if (!m.enabled) {
-    m.step();
+  if (!m.enabled || count != m.per_replay) {
+    m.run(count);
     join_gradients_beside();
     return;
   }
@@ -279,14 +296,14 @@ void GraphedStep::operator()() {
   {
     c10::cuda::CUDAStreamGuard guard(side);
     if (m.calls < kWarmup) {
-      m.step();
+      m.run(count);
       join_gradients_beside();
     } else {
       m.graph = std::make_unique<at::cuda::CUDAGraph>();
       const char* dump = std::getenv("MODIFF_GRAPH_DUMP");  // a .dot file per capture, to count kernels
       if (dump) m.graph->enable_debug_mode();
       m.graph->capture_begin();
-      m.step();
+      m.run(count);
       join_gradients_beside();  // every forked stream must rejoin before the capture ends
       m.graph->capture_end();
       if (dump) {
@@ -299,7 +316,7 @@ void GraphedStep::operator()() {
   event_side.record(side);
   event_side.block(main);
   ++m.calls;
-  if (m.graph) m.graph->replay();  // capturing ran nothing: this is the step itself
+  if (m.graph) m.graph->replay();  // capturing ran nothing: these are the steps themselves
 #endif
 }
 

@@ -19,13 +19,14 @@ void cuda_reset_peak();
 // A private random generator on `device`, seeded.
 at::Generator make_generator(torch::Device device, uint64_t seed);
 
-// Runs a training step through a CUDA graph: the first calls run it eagerly on
-// a side stream (warm-up: lazy initialisations, gradient buffers), the next
-// one captures it, and every call after replays the captured kernels, which
-// removes the per-kernel launch cost that dominates small networks. The step
-// must not synchronize with the host or branch on device values, and must
-// draw its randomness from LibTorch's default CUDA generator. Where LibTorch
-// has no CUDA, or `enabled` is false, every call runs the step eagerly.
+// Runs training steps through a CUDA graph of `per_replay` consecutive steps: the first calls run them
+// eagerly on a side stream (warm-up: lazy initialisations, gradient buffers), the next one captures
+// them, and every call after replays the captured kernels, which removes the per-kernel launch cost
+// that dominates small networks, and between the captured steps the launch gap of a replay. `run(n)`
+// runs n steps; it must not synchronize with the host or branch on device values, and must draw its
+// randomness from LibTorch's default CUDA generator. A call for fewer steps than per_replay (the end
+// of a logging interval) runs them eagerly. Where LibTorch has no CUDA, or `enabled` is false, every
+// call runs eagerly.
 // Runs `first` and `second`; on CUDA `second` runs on a side stream
 // concurrently with `first` (inside a captured graph: two parallel branches).
 // They must not touch the same tensors. On the CPU: first, then second.
@@ -55,17 +56,21 @@ void* current_cuda_stream();
 void allow_tf32();
 
 // A developer's kernel trace: with MODIFF_PROFILE_TRACE=PREFIX set, the
-// trainer records steps 201..220 of each phase with LibTorch's Kineto profiler
+// trainer records steps 201..220 (to a whole number of graphs) of each phase with LibTorch's Kineto profiler
 // (CUDA kernels included, also those replayed from a graph) into
 // PREFIX_<phase>.json (Chrome trace format). No-op without CUDA or Kineto.
 void kernel_trace_start();
 void kernel_trace_stop(const std::string& path);
 
-class GraphedStep {
+// Steps per captured graph in training on CUDA: MODIFF_GRAPH_STEPS (1-64), a developer's knob
+// (docs/gpu.md); otherwise 4. Any other value stops with one error line.
+int graph_steps_per_replay();
+
+class GraphedSteps {
  public:
-  GraphedStep(std::function<void()> step, bool enabled);
-  ~GraphedStep();
-  void operator()();
+  GraphedSteps(std::function<void(int)> run, int per_replay, bool enabled);
+  ~GraphedSteps();
+  void operator()(int count);
   bool replaying() const;
 
  private:

@@ -50,7 +50,10 @@ DiffusionModel::DiffusionModel(const DiffusionPolicyConfig& config, int obs_dim,
   ema_params_ = flatten_parameters(*ema_net_, false);
   blend_into(ema_params_, params_, 1.0);
   ema_net_->eval();
-  if (trainable) optimizer_ = std::make_unique<FlatAdam>(params_, config.adam);
+  if (trainable) {
+    optimizer_ = std::make_unique<FlatAdam>(params_, config.adam);
+    optimizer_->follow_with_ema(ema_params_, EmaRule{config.ema_rate, config.ema_start, config.ema_every});
+  }
   train_mode(trainable);
 }
 
@@ -111,11 +114,6 @@ torch::Tensor DiffusionModel::drop_conditions(const torch::Tensor& cond) {
 }
 
 void DiffusionModel::optimizer_step() { optimizer_->step(); }
-
-void DiffusionModel::update_ema(long step) {
-  if (step % config_.ema_every != 0) return;
-  blend_into(ema_params_, params_, step < config_.ema_start ? 1.0 : config_.ema_rate);
-}
 
 void DiffusionModel::train_mode(bool on) { net_->train(on); }
 

@@ -72,10 +72,10 @@ class DiffusionModel {
   // Adds the second buffer's gradients to the parameters' own.
   void add_separate_gradients();
 
-  // Optimizer step from the current gradients, then the EMA rule for `step` (1-based).
+  // Optimizer step from the current gradients, then the EMA rule (ema_rate, ema_start, ema_every)
+  // for the step count the optimizer keeps (1-based, on the device: graph-capturable).
   void optimizer_step();
   void zero_grad() { zero_grads(params_); }
-  void update_ema(long step);
   void train_mode(bool on);
 
   // Label statistics of classifier-free guidance (set by the trainer).

@@ -1,6 +1,7 @@
 #include "flat_params.h"
 
 #include "cuda_support.h"
+#include "modiff/common/error.h"
 #ifdef MODIFF_CUDA_KERNELS
 #include "cuda/flat_adam_kernel.h"
 #endif
@@ -86,6 +87,29 @@ FlatAdam::FlatAdam(FlatParams& params, const AdamConfig& config) : params_(param
   v_ = torch::zeros_like(params.values);
   step_ = torch::zeros({}, params.values.options());
   constant_lr_ = torch::full({}, config_.lr, step_.options());
+  if (params.values.is_cuda()) blocks_done_ = torch::zeros({1}, params.values.options().dtype(torch::kInt32));
+}
+
+void FlatAdam::follow_with_ema(FlatParams& ema, const EmaRule& rule) {
+  if (rule.every < 1) throw Error("EMA period must be at least one step");
+  ema_ = &ema;
+  ema_rule_ = rule;
+}
+
+void FlatAdam::update_ema() {
+  if (ema_ == nullptr) return;
+  if (!step_.is_cuda()) {
+    // The count is on the host here: the rule as the host reads it.
+    const long t = std::lround(step_.item<double>());
+    if (t % ema_rule_.every == 0) blend_into(*ema_, params_, t < ema_rule_.start ? 1.0 : ema_rule_.rate);
+    return;
+  }
+  // On the device without modiff's kernel: the weight from the device count (0 on skipped steps).
+  const auto due = torch::fmod(step_, static_cast<double>(ema_rule_.every)) == 0;
+  const auto weight = torch::where(step_ < static_cast<double>(ema_rule_.start), torch::ones_like(step_),
+                                   torch::full_like(step_, ema_rule_.rate)) *
+                      due.to(step_.scalar_type());
+  blend_into(*ema_, params_, weight);
 }
 
 torch::Tensor FlatAdam::learning_rate() const {
@@ -103,16 +127,22 @@ void FlatAdam::step() {
   const auto& g = params_.grads;
 #ifdef MODIFF_CUDA_KERNELS
   if (params_.values.is_cuda()) {
-    // modiff's own kernel (agents/src/cuda/flat_adam.cu): one pass over the flat tensors, the
-    // learning rate's decay computed inside it.
-    step_.add_(1);
+    // modiff's own kernel (agents/src/cuda/flat_adam.cu): one pass over the flat tensors, the step
+    // count's increment, the learning rate's decay and the EMA computed inside it.
     cuda::FlatAdamLaunch launch{params_.values.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
                                 g.data_ptr<float>(), params_.values.numel(), step_.data_ptr<float>(),
+                                reinterpret_cast<unsigned int*>(blocks_done_.data_ptr<int>()),
                                 static_cast<float>(config_.lr), config_.decay_steps, static_cast<float>(config_.beta1),
                                 static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
                                 static_cast<float>(config_.weight_decay)};
+    if (ema_ != nullptr) {
+      launch.ema = ema_->values.data_ptr<float>();
+      launch.ema_rate = static_cast<float>(ema_rule_.rate);
+      launch.ema_start = ema_rule_.start;
+      launch.ema_every = ema_rule_.every;
+    }
     if (cuda::launch_flat_adam(launch, current_cuda_stream())) return;
-    step_.sub_(1);  // not launched (unaligned buffers): LibTorch's kernel below takes the step
+    // Not launched (unaligned buffers): LibTorch's kernel below takes the step.
   }
 #endif
 #if MODIFF_FUSED_ADAM
@@ -148,6 +178,7 @@ void FlatAdam::step() {
     if (first < count) run_beside([&] { launch(first, count); }, {params_.values, lr});
     launch(0, first);
     join_gradients_beside();
+    update_ema();
     return;
   }
 #endif
@@ -160,6 +191,7 @@ void FlatAdam::step() {
   auto bias2 = 1 - torch::pow(config_.beta2, step_);
   auto denom = (v_ / bias2).sqrt_().add_(config_.eps);
   params_.values.sub_((lr / bias1) * m_ / denom);
+  update_ema();
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> FlatAdam::state() { return {{"m", m_}, {"v", v_}, {"step", step_}}; }

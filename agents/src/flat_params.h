@@ -41,10 +41,21 @@ struct AdamConfig {
   double max_grad_norm = 0; // > 0: clip before the step
 };
 
+// An exponential moving average that follows the parameters, updated right after each optimizer step
+// t (1-based): when t % every == 0, ema <- ema + rate (params - ema), a plain copy while t < start.
+struct EmaRule {
+  double rate = 0.001;
+  long start = 0;
+  long every = 1;
+};
+
 class FlatAdam {
  public:
   FlatAdam(FlatParams& params, const AdamConfig& config);
-  // One update from the current gradients (clipped first when max_grad_norm > 0).
+  // After each step, also `ema` by `rule` (on CUDA in the same kernel as the update: the step's count
+  // lives on the device, so a captured graph of several steps applies the rule of each).
+  void follow_with_ema(FlatParams& ema, const EmaRule& rule);
+  // One update from the current gradients (clipped first when max_grad_norm > 0), then the EMA.
   void step();
   // Optimizer state by name, for checkpoints (m, v, step).
   std::vector<std::pair<std::string, torch::Tensor>> state();
@@ -52,9 +63,13 @@ class FlatAdam {
 
  private:
   torch::Tensor learning_rate() const;
+  void update_ema();  // the EMA rule outside modiff's kernel
   FlatParams& params_;
   AdamConfig config_;
   torch::Tensor m_, v_, step_, constant_lr_;
+  torch::Tensor blocks_done_;  // modiff's kernel's counter of finished blocks (CUDA)
+  FlatParams* ema_ = nullptr;
+  EmaRule ema_rule_;
   struct Slices {
     std::vector<torch::Tensor> values, grads, m, v, steps;
   } slices_;  // views for LibTorch's fused kernel on CUDA

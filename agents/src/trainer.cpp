@@ -140,23 +140,26 @@ class MetricsLog {
   static constexpr const char* kHeader =
       "step,phase,bc_loss,q_loss,critic_loss,value_loss,q_mean,q_std,eval_guided,eval_unguided,step_ms";
 
-  // Adds one step's values in place (part of the step, so graph-capturable):
-  // one stack and one add for all of them.
-  void accumulate(const StepMetrics& m) {
-    const torch::Tensor values[] = {m.bc_loss, m.q_loss, m.critic_loss, m.value_loss, m.q_mean, m.q_std};
+  // Adds the values of consecutive steps in place (part of the steps, so graph-capturable): one
+  // stack, one sum and one add for all of them.
+  void accumulate(const std::vector<StepMetrics>& steps) {
     std::vector<torch::Tensor> present;
     present_.clear();
-    for (int k = 0; k < 6; ++k) {
-      if (!values[k].defined()) continue;
-      present.push_back(values[k].reshape({}));
-      present_.push_back(k);
+    for (const auto& m : steps) {
+      const torch::Tensor values[] = {m.bc_loss, m.q_loss, m.critic_loss, m.value_loss, m.q_mean, m.q_std};
+      const bool first = present.empty();
+      for (int k = 0; k < 6; ++k) {
+        if (!values[k].defined()) continue;
+        present.push_back(values[k].reshape({}));
+        if (first) present_.push_back(k);
+      }
     }
     if (present.empty()) return;
-    auto stacked = torch::stack(present);
-    if (!sums_.defined()) sums_ = torch::zeros_like(stacked);
-    sums_.add_(stacked);
+    auto sum = torch::stack(present).view({static_cast<long>(steps.size()), -1}).sum(0);
+    if (!sums_.defined()) sums_ = torch::zeros_like(sum);
+    sums_.add_(sum);
   }
-  void count_step() { ++count_; }
+  void count_steps(long n) { count_ += n; }
 
   // Averages since the last flush as a CSV row without its step_ms (one host
   // sync); throws on a non-finite loss.
@@ -468,27 +471,48 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     reset_peak_memory(device);
     policy.train_mode(phase.name != "guidance");
     MetricsLog log;
-    std::function<StepMetrics(const Batch&)> update;
+    std::function<std::vector<StepMetrics>(const std::vector<Batch>&)> update;
+    auto one_by_one = [](auto step) {
+      return [step](const std::vector<Batch>& batches) {
+        std::vector<StepMetrics> m;
+        for (const auto& b : batches) m.push_back(step(b));
+        return m;
+      };
+    };
     if (phase.name == "guidance") {
-      update = [&](const Batch& b) { return algorithm->guidance_step(b); };
+      update = one_by_one([&](const Batch& b) { return algorithm->guidance_step(b); });
     } else if (phase.name == "joint") {
-      update = [&](const Batch& b) { return algorithm->joint_step(b); };
+      update = [&](const std::vector<Batch>& batches) { return algorithm->joint_steps(batches); };
     } else {
-      update = [&](const Batch& b) { return algorithm->diffusion_step(b); };
+      update = one_by_one([&](const Batch& b) { return algorithm->diffusion_step(b); });
     }
-    GraphedStep train_step([&] { log.accumulate(update(data.sample(setup.batch))); },
-                           device.is_cuda() && o.cuda_graphs);
+    // On CUDA several steps per captured graph; the steps between two host visits (logging,
+    // checkpoints, evaluation, the developer's trace) run in whole graphs where they can.
+    const bool graphs = device.is_cuda() && o.cuda_graphs;
+    const int per_replay = graphs ? graph_steps_per_replay() : 1;
+    GraphedSteps train_steps(
+        [&](int count) {
+          std::vector<Batch> batches;
+          for (int k = 0; k < count; ++k) batches.push_back(data.sample(setup.batch));
+          log.accumulate(update(batches));
+        },
+        per_replay, graphs);
     auto phase_start = std::chrono::steady_clock::now();
     auto interval_start = phase_start;
     long interval_first = phase_step + 1;
     const char* trace_prefix = std::getenv("MODIFF_PROFILE_TRACE");
+    const long trace_first = 200, trace_last = trace_first + (20 + per_replay - 1) / per_replay * per_replay;
     for (; phase_step < phase.steps;) {
-      const long step = phase_step + 1;
-      if (trace_prefix && step == 201) kernel_trace_start();
-      train_step();
-      if (trace_prefix && step == 220) kernel_trace_stop(std::string(trace_prefix) + "_" + phase.name + ".json");
-      log.count_step();
-      if (phase.name != "guidance") policy.update_ema(step);
+      long stop = std::min(phase.steps, (phase_step / log_every + 1) * log_every);
+      if (trace_prefix)
+        for (long edge : {trace_first, trace_last})
+          if (phase_step < edge) stop = std::min(stop, edge);
+      const int count = static_cast<int>(std::min<long>(per_replay, stop - phase_step));
+      if (trace_prefix && phase_step == trace_first) kernel_trace_start();
+      train_steps(count);
+      const long step = phase_step + count;
+      if (trace_prefix && step == trace_last) kernel_trace_stop(std::string(trace_prefix) + "_" + phase.name + ".json");
+      log.count_steps(count);
       phase_step = step;
       if (step % log_every != 0 && step != phase.steps) continue;
       const std::string note = has_checkpoint || fs::exists(ckpt / "state.json")

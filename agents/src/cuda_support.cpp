@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string>
 
 #include "modiff/common/error.h"
 
@@ -54,15 +55,28 @@ at::Generator make_generator(torch::Device device, uint64_t seed) {
 namespace {
 // One side stream per purpose for the whole process: cuBLAS keeps a workspace
 // per stream, so a new stream per phase would grow memory phase after phase.
+// Steps are captured on a high-priority stream, so that branches can be given a lower one.
 c10::cuda::CUDAStream& capture_stream() {
-  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true);
   return stream;
 }
-// Side streams for parallel branches, made once (index 0 is the first side branch).
-c10::cuda::CUDAStream branch_stream(size_t index) {
-  static std::vector<c10::cuda::CUDAStream> streams;
-  while (streams.size() <= index) streams.push_back(c10::cuda::getStreamFromPool());
-  return streams[index];
+bool is_high_priority(const c10::cuda::CUDAStream& stream) { return stream.priority() < 0; }  // CUDA's default is 0, the lowest
+// Side streams for parallel branches, made once (index 0 is the first side branch), per priority.
+c10::cuda::CUDAStream branch_stream(size_t index, bool high_priority) {
+  static std::vector<c10::cuda::CUDAStream> streams[2];
+  auto& pool = streams[high_priority ? 1 : 0];
+  while (pool.size() <= index) pool.push_back(c10::cuda::getStreamFromPool(high_priority));
+  return pool[index];
+}
+bool branch_priorities() {
+  static const bool on = [] {
+    const char* value = std::getenv("MODIFF_BRANCH_PRIORITY");
+    if (value == nullptr) return true;
+    const std::string v = value;
+    if (v != "0" && v != "1") throw Error("MODIFF_BRANCH_PRIORITY must be 0 or 1, got '" + v + "'");
+    return v == "1";
+  }();
+  return on;
 }
 }  // namespace
 #endif
@@ -105,7 +119,9 @@ void run_beside(const std::function<void()>& work, const std::vector<torch::Tens
     std::unique_lock<std::mutex> lock(beside_mutex);
     Beside& beside = beside_streams[current.id()];
     if (beside.sides.empty()) {
-      for (size_t k = 0; k < side_stream_count(); ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
+      // At the priority of the stream they serve: the gradients are that stream's work.
+      for (size_t k = 0; k < side_stream_count(); ++k)
+        beside.sides.push_back(c10::cuda::getStreamFromPool(is_high_priority(current)));
       beside.pending.assign(side_stream_count(), false);
     }
     size_t lane = 0;
@@ -154,7 +170,8 @@ void join_gradients_beside() {
 #endif
 }
 
-void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches) {
+void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches,
+                      bool first_is_critical) {
 #ifdef MODIFF_TORCH_CUDA
   if (device.is_cuda() && branches.size() > 1) {
     // Branches inside a branch get streams of their own: on a stream shared with an enclosing
@@ -164,10 +181,11 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     const size_t first_stream = depth * kStreamsPerDepth;
     ++depth;
     const auto current = c10::cuda::getCurrentCUDAStream();
+    const bool side_high = is_high_priority(current) && !(first_is_critical && branch_priorities());
     at::cuda::CUDAEvent fork;
     fork.record(current);
     for (size_t k = 1; k < branches.size(); ++k) {
-      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth);
+      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth, side_high);
       fork.block(side);
       c10::cuda::CUDAStreamGuard guard(side);
       branches[k]();
@@ -176,18 +194,20 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     --depth;
     for (size_t k = 1; k < branches.size(); ++k) {
       at::cuda::CUDAEvent join;
-      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth));
+      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth, side_high));
       join.block(current);
     }
     return;
   }
 #endif
   (void)device;
+  (void)first_is_critical;
   for (const auto& branch : branches) branch();
 }
 
-void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
-  run_concurrently(device, std::vector<std::function<void()>>{first, second});
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second,
+                      bool first_is_critical) {
+  run_concurrently(device, std::vector<std::function<void()>>{first, second}, first_is_critical);
 }
 
 void* current_cuda_stream() {

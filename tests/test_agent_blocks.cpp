@@ -7,6 +7,7 @@
 #include "diffusion.h"
 #include "diffusion_policy.h"
 #include "cuda_support.h"
+#include "iql_losses.h"
 #include "flat_params.h"
 #include "guidance.h"
 #include "linear_accumulate.h"
@@ -471,4 +472,55 @@ TEST_CASE("graphed training steps run every step they are asked for", "[blocks][
   // A fresh draw at every step, replayed ones included (the generator advances at each replay).
   CHECK(std::get<0>(at::_unique(draws)).numel() == 35);
   CHECK(draws.min().item<double>() > 0);
+}
+
+namespace {
+struct IqlLossCase {
+  torch::Tensor q_target, v, q, reward, not_done, v_next;
+};
+IqlLossCase iql_loss_case(torch::Device device) {
+  torch::manual_seed(6);
+  const long rows = 700;  // more rows than a kernel block's threads
+  IqlLossCase c;
+  c.q_target = torch::randn({2, rows, 1}).to(device);
+  c.v = torch::randn({rows, 1}).to(device).requires_grad_(true);
+  c.q = torch::randn({2, rows, 1}).to(device).requires_grad_(true);
+  c.reward = torch::randn({rows, 1}).to(device);
+  c.not_done = (torch::rand({rows, 1}) > 0.1).to(torch::kFloat32).to(device);
+  c.v_next = torch::randn({rows, 1}).to(device);
+  return c;
+}
+}  // namespace
+
+TEST_CASE("IQL's losses: values, statistics and the gradients their backward passes leave", "[blocks]") {
+  auto c = iql_loss_case(torch::kCPU);
+  const double e = 0.7;
+  const auto value = iql_value_loss_backward(c.q_target, c.v, e);
+  const auto q_min = torch::min(c.q_target[0], c.q_target[1]);
+  const auto d = q_min - c.v.detach();
+  const auto w = torch::where(d > 0, torch::full_like(d, e), torch::full_like(d, 1 - e));
+  CHECK(value.loss.item<double>() == Approx((w * d * d).mean().item<double>()).epsilon(1e-6));
+  CHECK(value.q_mean.item<double>() == Approx(q_min.mean().item<double>()));
+  CHECK(value.q_std.item<double>() == Approx(q_min.std().item<double>()));
+  CHECK((c.v.grad() - (-2 * w * d / d.size(0))).abs().max().item<double>() < 1e-7);
+  const auto critic = iql_critic_loss_backward(c.q, c.reward, c.not_done, c.v_next, 2.0, 0.99);
+  const auto y = c.reward * 2.0 + 0.99 * c.not_done * c.v_next;
+  const auto dq = c.q.detach() - y.unsqueeze(0);
+  CHECK(critic.item<double>() == Approx((dq * dq).sum(0).mean().item<double>()).epsilon(1e-6));
+  CHECK((c.q.grad() - 2 * dq / d.size(0)).abs().max().item<double>() < 1e-7);
+}
+
+TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composite is checked above
+  auto cpu = iql_loss_case(torch::kCPU), gpu = iql_loss_case(torch::kCUDA);
+  const auto value_cpu = iql_value_loss_backward(cpu.q_target, cpu.v, 0.7);
+  const auto value_gpu = iql_value_loss_backward(gpu.q_target, gpu.v, 0.7);
+  CHECK(value_gpu.loss.item<double>() == Approx(value_cpu.loss.item<double>()).epsilon(1e-5));
+  CHECK(value_gpu.q_mean.item<double>() == Approx(value_cpu.q_mean.item<double>()).epsilon(1e-5));
+  CHECK(value_gpu.q_std.item<double>() == Approx(value_cpu.q_std.item<double>()).epsilon(1e-5));
+  CHECK((gpu.v.grad().cpu() - cpu.v.grad()).abs().max().item<double>() < 1e-7);
+  const auto critic_cpu = iql_critic_loss_backward(cpu.q, cpu.reward, cpu.not_done, cpu.v_next, 2.0, 0.99);
+  const auto critic_gpu = iql_critic_loss_backward(gpu.q, gpu.reward, gpu.not_done, gpu.v_next, 2.0, 0.99);
+  CHECK(critic_gpu.item<double>() == Approx(critic_cpu.item<double>()).epsilon(1e-5));
+  CHECK((gpu.q.grad().cpu() - cpu.q.grad()).abs().max().item<double>() < 1e-6);
 }

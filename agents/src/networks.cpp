@@ -76,12 +76,17 @@ TwinQImpl::TwinQImpl(int obs_dim, int act_dim, int hidden, int layers, Activatio
 
 std::pair<torch::Tensor, torch::Tensor> TwinQImpl::forward(const torch::Tensor& obs, const torch::Tensor& act,
                                                            bool param_grads) {
-  auto x = torch::cat({obs, act}, 1).unsqueeze(0).expand({2, -1, -1});
+  auto x = forward_stacked(torch::cat({obs, act}, 1), param_grads);
+  return {x[0], x[1]};
+}
+
+torch::Tensor TwinQImpl::forward_stacked(const torch::Tensor& obs_act, bool param_grads) {
+  auto x = obs_act.unsqueeze(0).expand({2, -1, -1});
   for (size_t i = 0; i < weights.size(); ++i) {
     x = stacked_linear(x, weights[i], biases[i], param_grads);
     if (i + 1 < weights.size()) x = activate(activation, x);
   }
-  return {x[0], x[1]};
+  return x;
 }
 
 torch::Tensor sinusoidal_frequencies(int dim) {

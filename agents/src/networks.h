@@ -38,6 +38,9 @@ struct TwinQImpl : torch::nn::Module {
   // param_grads false: the weights act as constants (gradients reach only the inputs).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& obs, const torch::Tensor& act,
                                                   bool param_grads = true);
+  // Both heads' values [2, B, 1] from the concatenated input [obs, act] ([B, obs + act]): one input
+  // for several critics of the same pair (a critic and its target copy).
+  torch::Tensor forward_stacked(const torch::Tensor& obs_act, bool param_grads = true);
   std::vector<torch::Tensor> weights, biases;  // [2, in, out], [2, 1, out]
   Activation activation;
 };

@@ -18,6 +18,8 @@ Normalizer Normalizer::from(const std::vector<float>& mean, const std::vector<fl
   const long dim = static_cast<long>(mean.size());
   n.mean_t = torch::tensor(mean).view({1, dim}).to(device);
   n.std_t = torch::tensor(std).view({1, dim}).to(device);
+  n.is_identity = true;
+  for (long i = 0; i < dim; ++i) n.is_identity = n.is_identity && mean[i] == 0.f && std[i] == 1.f;
   return n;
 }
 

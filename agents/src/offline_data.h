@@ -15,9 +15,11 @@ struct Normalizer {
   std::vector<float> mean, std;
   torch::Tensor mean_t, std_t;  // on the device
 
+  bool is_identity = false;  // mean 0 and std 1: apply returns its input (no kernels)
+
   static Normalizer identity(int dim, torch::Device device);
   static Normalizer from(const std::vector<float>& mean, const std::vector<float>& std, torch::Device device);
-  torch::Tensor apply(const torch::Tensor& obs) const { return (obs - mean_t) / std_t; }
+  torch::Tensor apply(const torch::Tensor& obs) const { return is_identity ? obs : (obs - mean_t) / std_t; }
 };
 
 struct Batch {

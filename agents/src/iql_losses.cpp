@@ -1,0 +1,70 @@
+#include "iql_losses.h"
+
+#include "cuda_support.h"
+#include "guidance.h"
+#ifdef MODIFF_CUDA_KERNELS
+#include "cuda/iql_losses_kernel.h"
+#endif
+
+namespace modiff::agents {
+namespace {
+
+// Where modiff's kernels take the tensors: float32 on CUDA.
+bool fused(std::initializer_list<torch::Tensor> tensors) {
+#ifdef MODIFF_CUDA_KERNELS
+  for (const auto& t : tensors)
+    if (!t.is_cuda() || t.scalar_type() != torch::kFloat32) return false;
+  return true;
+#else
+  (void)tensors;
+  return false;
+#endif
+}
+
+}  // namespace
+
+ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const torch::Tensor& v, double expectile) {
+  const long rows = v.size(0);
+#ifdef MODIFF_CUDA_KERNELS
+  if (fused({q_target, v})) {
+    const auto q = q_target.contiguous();
+    auto grad_v = torch::empty({rows, 1}, v.options().requires_grad(false));
+    auto out = torch::empty({3}, grad_v.options());
+    if (cuda::launch_iql_value_loss(q.data_ptr<float>(), v.contiguous().data_ptr<float>(), grad_v.data_ptr<float>(),
+                                    out.data_ptr<float>(), rows, static_cast<float>(expectile), current_cuda_stream())) {
+      torch::autograd::backward({v}, {grad_v.view_as(v)});
+      return {out[0], out[1], out[2]};
+    }
+  }
+#endif
+  auto q_min = torch::min(q_target[0], q_target[1]);
+  auto loss = expectile_loss(q_min - v, expectile);
+  loss.backward();
+  return {loss.detach(), q_min.mean(), q_min.std()};
+}
+
+torch::Tensor iql_critic_loss_backward(const torch::Tensor& q, const torch::Tensor& reward,
+                                       const torch::Tensor& not_done, const torch::Tensor& v_next,
+                                       double reward_scale, double discount) {
+#ifdef MODIFF_CUDA_KERNELS
+  if (fused({q, reward, not_done, v_next})) {
+    const long rows = reward.size(0);
+    auto grad_q = torch::empty(q.sizes(), q.options().requires_grad(false));
+    auto loss = torch::empty({1}, grad_q.options());
+    if (cuda::launch_iql_critic_loss(q.contiguous().data_ptr<float>(), reward.contiguous().data_ptr<float>(),
+                                     not_done.contiguous().data_ptr<float>(), v_next.contiguous().data_ptr<float>(),
+                                     grad_q.data_ptr<float>(), loss.data_ptr<float>(), rows,
+                                     static_cast<float>(reward_scale), static_cast<float>(discount),
+                                     current_cuda_stream())) {
+      torch::autograd::backward({q}, {grad_q});
+      return loss[0];
+    }
+  }
+#endif
+  const auto target = reward * reward_scale + discount * not_done * v_next;
+  auto loss = ((q[0] - target).pow(2) + (q[1] - target).pow(2)).mean();
+  loss.backward();
+  return loss.detach();
+}
+
+}  // namespace modiff::agents

@@ -7,6 +7,7 @@
 #include "diffusion.h"
 #include "diffusion_policy.h"
 #include "cuda_support.h"
+#include "denoiser_ops.h"
 #include "iql_losses.h"
 #include "flat_params.h"
 #include "guidance.h"
@@ -523,4 +524,35 @@ TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients"
   const auto critic_gpu = iql_critic_loss_backward(gpu.q, gpu.reward, gpu.not_done, gpu.v_next, 2.0, 0.99);
   CHECK(critic_gpu.item<double>() == Approx(critic_cpu.item<double>()).epsilon(1e-5));
   CHECK((gpu.q.grad().cpu() - cpu.q.grad()).abs().max().item<double>() < 1e-6);
+}
+
+TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU's values and gradients", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composites are the reference
+  torch::manual_seed(8);
+  for (bool per_row_sum : {true, false}) {
+    CAPTURE(per_row_sum);
+    auto pred = torch::randn({700, 3}).requires_grad_(true), target = torch::randn({700, 3});
+    auto pred_gpu = pred.detach().cuda().requires_grad_(true);
+    auto loss = squared_error_loss(pred, target, per_row_sum), loss_gpu = squared_error_loss(pred_gpu, target.cuda(), per_row_sum);
+    (3 * loss).backward();
+    (3 * loss_gpu).backward();
+    CHECK(loss_gpu.item<double>() == Approx(loss.item<double>()).epsilon(1e-5));
+    CHECK((pred_gpu.grad().cpu() - pred.grad()).abs().max().item<double>() < 1e-6);
+  }
+  auto t = torch::arange(5, torch::kFloat32).view({5, 1});
+  for (bool with_storage : {true, false}) {
+    CAPTURE(with_storage);
+    auto w = (torch::randn({64, 1}) * 0.2).requires_grad_(true);
+    auto w_gpu = w.detach().cuda().requires_grad_(true);
+    if (with_storage) {  // the flat buffer's case: the kernel adds into existing storage
+      w.mutable_grad() = torch::full_like(w, 0.5);
+      w_gpu.mutable_grad() = torch::full_like(w_gpu, 0.5);
+    }
+    auto g = torch::randn({5, 128});
+    auto f = fourier_features(t, w), f_gpu = fourier_features(t.cuda(), w_gpu);
+    CHECK((f_gpu.cpu() - f).abs().max().item<double>() < 1e-5);
+    (f * g).sum().backward();
+    (f_gpu * g.cuda()).sum().backward();
+    CHECK((w_gpu.grad().cpu() - w.grad()).abs().max().item<double>() < 1e-3);
+  }
 }

@@ -1,5 +1,7 @@
 #include "diffusion.h"
 
+#include "denoiser_ops.h"
+
 #include <cmath>
 
 #include "cuda_support.h"
@@ -60,6 +62,7 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
                  .view({static_cast<long>(alphabar_.size()), 2})
                  .to(torch::kFloat32)
                  .to(device);
+  one_hot_rows_ = torch::eye(config.steps, torch::TensorOptions().dtype(torch::kFloat32).device(device));
 }
 
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
@@ -73,14 +76,13 @@ torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::
                                    auto rows = noising_.index_select(0, t);  // [batch, 2]
                                    noise = torch::randn_like(x0);
                                    auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
-                                   one_hot = torch::zeros({batch, config_.steps}, x0.options()).scatter_(1, t.unsqueeze(1), 1.0);
+                                   one_hot = one_hot_rows_.index_select(0, t);
                                    data_part = model.first_layer_data(x_t, obs, cond);
                                  },
                                  [&] { table = model.step_table(config_.steps, x0.options()); }});
   auto eps = model.forward_from_first_layer(torch::addmm(data_part, one_hot, table));
   // "sum": squared error summed over action dimensions, then the batch mean.
-  if (config_.loss == "sum") return torch::mse_loss(eps, noise, at::Reduction::Sum) * (1.0 / batch);
-  return torch::mse_loss(eps, noise);
+  return squared_error_loss(eps, noise, config_.loss == "sum");
 }
 
 torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,

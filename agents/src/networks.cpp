@@ -1,5 +1,7 @@
 #include "networks.h"
 
+#include "denoiser_ops.h"
+
 #include "ln_resnet_block.h"
 
 #include <cmath>
@@ -104,10 +106,7 @@ FourierFeaturesImpl::FourierFeaturesImpl(int out_dim) {
   kernel = register_parameter("kernel", torch::randn({out_dim / 2, 1}) * 0.2);
 }
 
-torch::Tensor FourierFeaturesImpl::forward(const torch::Tensor& t) {
-  auto f = 2 * M_PI * torch::matmul(t, kernel.t());
-  return torch::cat({f.cos(), f.sin()}, 1);
-}
+torch::Tensor FourierFeaturesImpl::forward(const torch::Tensor& t) { return fourier_features(t, kernel); }
 
 namespace {
 

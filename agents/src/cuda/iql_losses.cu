@@ -4,24 +4,13 @@
 // the additions differs.
 #include <cuda_runtime.h>
 
+#include "block_sum.cuh"
 #include "iql_losses_kernel.h"
 
 namespace modiff::agents::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-
-// The block's sum of each thread's `value`, returned to every thread.
-__device__ float block_sum(float value, float* shared) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();  // `shared` may still be read from a previous sum
-  if (lane == 0) shared[warp] = value;
-  __syncthreads();
-  float total = 0;
-  for (int w = 0; w < kThreads / 32; ++w) total += shared[w];
-  return total;
-}
 
 __global__ void __launch_bounds__(kThreads) value_loss_kernel(const float* __restrict__ q_target,
                                                               const float* __restrict__ v, float* __restrict__ grad_v,
@@ -37,14 +26,14 @@ __global__ void __launch_bounds__(kThreads) value_loss_kernel(const float* __res
     q_sum += q;
     grad_v[i] = -2.0f * weight * d * inv_rows;
   }
-  loss = block_sum(loss, shared);
-  const float q_mean = block_sum(q_sum, shared) * inv_rows;
+  loss = block_sum<kThreads>(loss, shared);
+  const float q_mean = block_sum<kThreads>(q_sum, shared) * inv_rows;
   float squares = 0;  // a second pass for the deviation: no cancellation
   for (long i = threadIdx.x; i < rows; i += kThreads) {
     const float dq = fminf(q_target[i], q_target[rows + i]) - q_mean;
     squares += dq * dq;
   }
-  squares = block_sum(squares, shared);
+  squares = block_sum<kThreads>(squares, shared);
   if (threadIdx.x == 0) {
     out[0] = loss * inv_rows;
     out[1] = q_mean;
@@ -68,7 +57,7 @@ __global__ void __launch_bounds__(kThreads) critic_loss_kernel(const float* __re
     grad_q[i] = 2.0f * d1 * inv_rows;
     grad_q[rows + i] = 2.0f * d2 * inv_rows;
   }
-  loss = block_sum(loss, shared);
+  loss = block_sum<kThreads>(loss, shared);
   if (threadIdx.x == 0) loss_out[0] = loss * inv_rows;
 }
 

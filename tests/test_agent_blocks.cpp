@@ -486,8 +486,12 @@ IqlLossCase iql_loss_case(torch::Device device) {
   c.q_target = torch::randn({2, rows, 1}).to(device);
   c.v = torch::randn({rows, 1}).to(device).requires_grad_(true);
   c.q = torch::randn({2, rows, 1}).to(device).requires_grad_(true);
-  c.reward = torch::randn({rows, 1}).to(device);
-  c.not_done = (torch::rand({rows, 1}) > 0.1).to(torch::kFloat32).to(device);
+  // Reward and not-done as columns of one table, as a sampled batch has them (strided).
+  auto table = torch::randn({rows, 3});
+  table.select(1, 2).copy_((torch::rand({rows}) > 0.1).to(torch::kFloat32));
+  table = table.to(device);
+  c.reward = table.narrow(1, 0, 1);
+  c.not_done = table.narrow(1, 2, 1);
   c.v_next = torch::randn({rows, 1}).to(device);
   return c;
 }

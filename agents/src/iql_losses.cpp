@@ -51,8 +51,11 @@ torch::Tensor iql_critic_loss_backward(const torch::Tensor& q, const torch::Tens
     const long rows = reward.size(0);
     auto grad_q = torch::empty(q.sizes(), q.options().requires_grad(false));
     auto loss = torch::empty({1}, grad_q.options());
-    if (cuda::launch_iql_critic_loss(q.contiguous().data_ptr<float>(), reward.contiguous().data_ptr<float>(),
-                                     not_done.contiguous().data_ptr<float>(), v_next.contiguous().data_ptr<float>(),
+    // The batch's columns are read in place where they share a row stride (no copies on the critic's chain).
+    const bool strided = reward.dim() == 2 && not_done.dim() == 2 && reward.stride(0) == not_done.stride(0);
+    const auto r = strided ? reward : reward.contiguous(), nd = strided ? not_done : not_done.contiguous();
+    if (cuda::launch_iql_critic_loss(q.contiguous().data_ptr<float>(), r.data_ptr<float>(), nd.data_ptr<float>(),
+                                     strided ? r.stride(0) : 1, v_next.contiguous().data_ptr<float>(),
                                      grad_q.data_ptr<float>(), loss.data_ptr<float>(), rows,
                                      static_cast<float>(reward_scale), static_cast<float>(discount),
                                      current_cuda_stream())) {

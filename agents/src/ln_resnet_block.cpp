@@ -113,7 +113,12 @@ struct FusedBlock : torch::autograd::Function<FusedBlock> {
     // Critical path: g -> the activation's input gradient -> the normalized input's -> h's.
     const auto grad_post = g.mm(contract_weight);
     beside("g_contract_weight", {g, post}, [&](torch::Tensor& s) { s.addmm_(g.t(), post); });
-    beside("g_contract_bias", {g}, [&](torch::Tensor& s) { s.addmv_(g.t(), ones); });
+    // The second bias's gradient (g's column sums) goes with the LayerNorm's below, in one kernel, where
+    // both have storage; otherwise a product of its own.
+    auto grad_gamma = ctx->saved_data["g_norm_weight"].toTensor(), grad_beta = ctx->saved_data["g_norm_bias"].toTensor();
+    torch::Tensor grad_contract_bias = ctx->saved_data["g_contract_bias"].toTensor();
+    const bool ln_grads = grad_gamma.defined() && grad_beta.defined();
+    if (!ln_grads) beside("g_contract_bias", {g}, [&](torch::Tensor& s) { s.addmv_(g.t(), ones); });
     const auto grad_pre = activation_backward(activation, grad_post, pre, post);
     const auto grad_normed = grad_pre.mm(expand_weight);
     beside("g_expand_weight", {grad_pre, normed}, [&](torch::Tensor& s) { s.addmm_(grad_pre.t(), normed); });
@@ -125,16 +130,17 @@ struct FusedBlock : torch::autograd::Function<FusedBlock> {
                                                           mean.data_ptr<float>(), rstd.data_ptr<float>(),
                                                           grad_h.data_ptr<float>(), current_cuda_stream()),
                  "backward");
-    std::vector<torch::Tensor> used{grad_normed, h, mean, rstd};
+    std::vector<torch::Tensor> used{grad_normed, h, mean, rstd, g};
     if (uniforms.numel() > 0) used.push_back(uniforms);
-    auto grad_gamma = ctx->saved_data["g_norm_weight"].toTensor(), grad_beta = ctx->saved_data["g_norm_bias"].toTensor();
-    if (grad_gamma.defined() && grad_beta.defined())
+    if (ln_grads)
       run_beside(
         [&] {
-          check_launch(cuda::launch_layer_norm_param_grads(shape, grad_normed.data_ptr<float>(), h.data_ptr<float>(),
-                                                           mean.data_ptr<float>(), rstd.data_ptr<float>(),
-                                                           grad_gamma.data_ptr<float>(), grad_beta.data_ptr<float>(),
-                                                           current_cuda_stream()),
+          const bool with_bias = grad_contract_bias.defined();
+          check_launch(cuda::launch_layer_norm_param_grads(
+                           shape, grad_normed.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
+                           rstd.data_ptr<float>(), grad_gamma.data_ptr<float>(), grad_beta.data_ptr<float>(),
+                           with_bias ? g.data_ptr<float>() : nullptr,
+                           with_bias ? grad_contract_bias.data_ptr<float>() : nullptr, current_cuda_stream()),
                        "parameter gradients");
         },
         used, grad_gamma);

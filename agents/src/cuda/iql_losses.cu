@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads) value_loss_kernel(const float* __res
 
 __global__ void __launch_bounds__(kThreads) critic_loss_kernel(const float* __restrict__ q,
                                                                const float* __restrict__ reward,
-                                                               const float* __restrict__ not_done,
+                                                               const float* __restrict__ not_done, long data_stride,
                                                                const float* __restrict__ v_next,
                                                                float* __restrict__ grad_q, float* __restrict__ loss_out,
                                                                long rows, float reward_scale, float discount) {
@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kThreads) critic_loss_kernel(const float* __re
   const float inv_rows = 1.0f / static_cast<float>(rows);
   float loss = 0;
   for (long i = threadIdx.x; i < rows; i += kThreads) {
-    const float target = reward[i] * reward_scale + discount * not_done[i] * v_next[i];
+    const float target = reward[i * data_stride] * reward_scale + discount * not_done[i * data_stride] * v_next[i];
     const float d1 = q[i] - target, d2 = q[rows + i] - target;
     loss += d1 * d1 + d2 * d2;
     grad_q[i] = 2.0f * d1 * inv_rows;
@@ -70,11 +70,12 @@ bool launch_iql_value_loss(const float* q_target, const float* v, float* grad_v,
   return cudaGetLastError() == cudaSuccess;
 }
 
-bool launch_iql_critic_loss(const float* q, const float* reward, const float* not_done, const float* v_next,
-                            float* grad_q, float* loss, long rows, float reward_scale, float discount, void* stream) {
+bool launch_iql_critic_loss(const float* q, const float* reward, const float* not_done, long data_stride,
+                            const float* v_next, float* grad_q, float* loss, long rows, float reward_scale,
+                            float discount, void* stream) {
   if (rows < 1) return false;
-  critic_loss_kernel<<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(q, reward, not_done, v_next, grad_q, loss,
-                                                                             rows, reward_scale, discount);
+  critic_loss_kernel<<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      q, reward, not_done, data_stride, v_next, grad_q, loss, rows, reward_scale, discount);
   return cudaGetLastError() == cudaSuccess;
 }
 

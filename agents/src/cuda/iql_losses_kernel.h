@@ -17,8 +17,9 @@ bool launch_iql_value_loss(const float* q_target, const float* v, float* grad_v,
 
 // From the critics' values q [2, rows], the rewards, not-done flags and V(s') [rows]: with
 // y = reward_scale r + discount not_done V(s'), loss[0] = mean((q1 - y)^2 + (q2 - y)^2) and grad_q its
-// gradient with respect to q.
-bool launch_iql_critic_loss(const float* q, const float* reward, const float* not_done, const float* v_next,
-                            float* grad_q, float* loss, long rows, float reward_scale, float discount, void* stream);
+// gradient with respect to q. reward and not_done are read with a row stride (columns of the batch table).
+bool launch_iql_critic_loss(const float* q, const float* reward, const float* not_done, long data_stride,
+                            const float* v_next, float* grad_q, float* loss, long rows, float reward_scale,
+                            float discount, void* stream);
 
 }  // namespace modiff::agents::cuda

@@ -101,29 +101,34 @@ __global__ void backward_kernel(LayerNormDropoutShape s, const float* __restrict
 __global__ void param_grads_kernel(LayerNormDropoutShape s, const float* __restrict__ grad_normed,
                                    const float* __restrict__ h, const float* __restrict__ mean_in,
                                    const float* __restrict__ rstd_in, float* __restrict__ grad_gamma,
-                                   float* __restrict__ grad_beta) {
-  __shared__ float gamma_part[kWarp][kWarp + 1], beta_part[kWarp][kWarp + 1];
+                                   float* __restrict__ grad_beta, const float* __restrict__ grad_out,
+                                   float* __restrict__ grad_out_bias) {
+  __shared__ float gamma_part[kWarp][kWarp + 1], beta_part[kWarp][kWarp + 1], bias_part[kWarp][kWarp + 1];
   const int col = blockIdx.x * kWarp + threadIdx.x;
   const float scale = s.uniforms == nullptr ? 1.0f : 1.0f / (1.0f - s.p);
-  float sum_gamma = 0, sum_beta = 0;
+  float sum_gamma = 0, sum_beta = 0, sum_bias = 0;
   for (long row = threadIdx.y; row < s.rows; row += kWarp) {
     const long index = row * s.width + col;
     const float g = grad_normed[index];
     const float xhat = (dropped(h[index], index, s, scale) - mean_in[row]) * rstd_in[row];
     sum_gamma += g * xhat;
     sum_beta += g;
+    if (grad_out != nullptr) sum_bias += grad_out[index];
   }
   gamma_part[threadIdx.y][threadIdx.x] = sum_gamma;
   beta_part[threadIdx.y][threadIdx.x] = sum_beta;
+  bias_part[threadIdx.y][threadIdx.x] = sum_bias;
   __syncthreads();
   if (threadIdx.y == 0) {
-    float total_gamma = 0, total_beta = 0;
+    float total_gamma = 0, total_beta = 0, total_bias = 0;
     for (int k = 0; k < kWarp; ++k) {
       total_gamma += gamma_part[k][threadIdx.x];
       total_beta += beta_part[k][threadIdx.x];
+      total_bias += bias_part[k][threadIdx.x];
     }
     grad_gamma[col] += total_gamma;
     grad_beta[col] += total_beta;
+    if (grad_out != nullptr) grad_out_bias[col] += total_bias;
   }
 }
 
@@ -175,11 +180,11 @@ bool launch_layer_norm_dropout_backward(const LayerNormDropoutShape& s, const fl
 
 bool launch_layer_norm_param_grads(const LayerNormDropoutShape& s, const float* grad_normed, const float* h,
                                    const float* mean, const float* rstd, float* grad_gamma, float* grad_beta,
-                                   void* stream) {
+                                   const float* grad_out, float* grad_out_bias, void* stream) {
   if (s.width % kWarp != 0) return false;
   if (s.rows == 0) return true;
   param_grads_kernel<<<static_cast<int>(s.width / kWarp), dim3(kWarp, kWarp), 0, static_cast<cudaStream_t>(stream)>>>(
-      s, grad_normed, h, mean, rstd, grad_gamma, grad_beta);
+      s, grad_normed, h, mean, rstd, grad_gamma, grad_beta, grad_out, grad_out_bias);
   return cudaGetLastError() == cudaSuccess;
 }
 

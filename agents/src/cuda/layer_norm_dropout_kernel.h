@@ -38,8 +38,10 @@ bool launch_layer_norm_dropout_backward(const LayerNormDropoutShape& s, const fl
 
 // grad_gamma += sum over rows of grad_normed * xhat, grad_beta += sum of grad_normed (one writer per
 // column: the sums are the same from run to run).
+// With grad_out (the block output's gradient [rows, width]) also grad_out_bias += its column sums: the
+// block's second bias, whose gradient would otherwise be a matrix-vector product of its own.
 bool launch_layer_norm_param_grads(const LayerNormDropoutShape& s, const float* grad_normed, const float* h,
                                    const float* mean, const float* rstd, float* grad_gamma, float* grad_beta,
-                                   void* stream);
+                                   const float* grad_out, float* grad_out_bias, void* stream);
 
 }  // namespace modiff::agents::cuda

@@ -14,6 +14,10 @@ class Idql : public Algorithm {
 
   StepMetrics joint_step(const Batch& batch) override { return joint_steps({batch}).front(); }
 
+  // Four steps per graph let the two chains run apart (2,760 -> 2,829 joint steps/s on the H200,
+  // docs/benchmarks.md); Diffusion-QL's steps measured slower captured together, so the default stays 1.
+  int graph_steps() const override { return 4; }
+
   // The two updates share only the batches: on CUDA the diffusion's steps and the critic's steps run
   // as two parallel chains, which meet only at the end (no join after every step). The diffusion's is
   // the longer: the critic's kernels run at a lower priority and fill the gaps it leaves. The same

@@ -36,6 +36,9 @@ class Algorithm {
   // Consecutive joint steps, one per batch (captured together in one CUDA graph). By default one
   // joint_step after the other; an algorithm whose two updates never meet may run them as two chains.
   virtual std::vector<StepMetrics> joint_steps(const std::vector<Batch>& batches);
+  // Steps per captured CUDA graph that suit this algorithm (MODIFF_GRAPH_STEPS overrides it): one, unless
+  // consecutive steps gain from being captured together.
+  virtual int graph_steps() const { return 1; }
   // The guidance alone (guidance-first, phase 1): from the data only.
   StepMetrics guidance_step(const Batch& batch);
   // Once, when the guidance is frozen and before diffusion training: precompute

@@ -249,17 +249,17 @@ void kernel_trace_start() {}
 void kernel_trace_stop(const std::string&) {}
 #endif
 
-int graph_steps_per_replay() {
-  static const int steps = [] {
+int graph_steps_per_replay(int preferred) {
+  static const int forced = [] {
     const char* value = std::getenv("MODIFF_GRAPH_STEPS");
-    if (value == nullptr) return 4;
+    if (value == nullptr) return 0;
     char* end = nullptr;
     const long n = std::strtol(value, &end, 10);
     if (end == value || *end != '\0' || n < 1 || n > 64)
       throw Error(std::string("MODIFF_GRAPH_STEPS must be a whole number from 1 to 64, got '") + value + "'");
     return static_cast<int>(n);
   }();
-  return steps;
+  return forced > 0 ? forced : preferred;
 }
 
 struct GraphedSteps::Impl {

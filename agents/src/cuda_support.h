@@ -69,8 +69,8 @@ void kernel_trace_start();
 void kernel_trace_stop(const std::string& path);
 
 // Steps per captured graph in training on CUDA: MODIFF_GRAPH_STEPS (1-64), a developer's knob
-// (docs/gpu.md); otherwise 4. Any other value stops with one error line.
-int graph_steps_per_replay();
+// (docs/gpu.md); otherwise `preferred` (the algorithm's). Any other value stops with one error line.
+int graph_steps_per_replay(int preferred);
 
 class GraphedSteps {
  public:

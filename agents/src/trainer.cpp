@@ -489,7 +489,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     // On CUDA several steps per captured graph; the steps between two host visits (logging,
     // checkpoints, evaluation, the developer's trace) run in whole graphs where they can.
     const bool graphs = device.is_cuda() && o.cuda_graphs;
-    const int per_replay = graphs ? graph_steps_per_replay() : 1;
+    const int per_replay = graphs ? graph_steps_per_replay(algorithm->graph_steps()) : 1;
     GraphedSteps train_steps(
         [&](int count) {
           std::vector<Batch> batches;

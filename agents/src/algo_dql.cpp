@@ -22,21 +22,17 @@ class Dql : public Algorithm {
   // The critic's update (with the EMA's next actions), the policy's sampled chain and (where the
   // denoiser allows: separable_bc_gradients) its BC pass with its backward do not touch each other's
   // tensors: on CUDA they run as parallel branches, and the policy's Q-loss then goes through the
-  // updated critic, exactly as in the sequential order. The sampled chain (T steps of the denoiser,
-  // forward) is the longest: the other branches yield to it (run_concurrently's first_is_critical).
+  // updated critic, exactly as in the sequential order.
   StepMetrics joint_step(const Batch& batch) override {
     GuidanceMetrics g;
     torch::Tensor bc, action;
     policy_.zero_grad();
     auto critic = [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); };
     if (policy_.separable_bc_gradients()) {
-      run_concurrently(data_.device,
-                       {[&] { action = policy_.sample_train(batch.obs); }, critic,
-                        [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); }},
-                       /*first_is_critical=*/true);
+      run_concurrently(data_.device, {[&] { action = policy_.sample_train(batch.obs); }, critic,
+                                      [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); }});
     } else {
-      run_concurrently(data_.device, [&] { std::tie(bc, action) = policy_forward(batch); }, critic,
-                       /*first_is_critical=*/true);
+      run_concurrently(data_.device, [&] { std::tie(bc, action) = policy_forward(batch); }, critic);
     }
     StepMetrics m = policy_update(batch, bc, action);
     m.critic_loss = g.critic_loss;
@@ -50,8 +46,7 @@ class Dql : public Algorithm {
     policy_.zero_grad();
     if (policy_.separable_bc_gradients()) {
       run_concurrently(data_.device, [&] { action = policy_.sample_train(batch.obs); },
-                       [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); },
-                       /*first_is_critical=*/true);
+                       [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); });
     } else {
       std::tie(bc, action) = policy_forward(batch);
     }

@@ -19,16 +19,14 @@ class Idql : public Algorithm {
   int graph_steps() const override { return 4; }
 
   // The two updates share only the batches: on CUDA the diffusion's steps and the critic's steps run
-  // as two parallel chains, which meet only at the end (no join after every step). The diffusion's is
-  // the longer: the critic's kernels run at a lower priority and fill the gaps it leaves. The same
-  // updates as one step after the other.
+  // as two parallel chains, which meet only at the end (no join after every step, so either chain's
+  // next step fills the gaps the other leaves). The same updates as one step after the other.
   std::vector<StepMetrics> joint_steps(const std::vector<Batch>& batches) override {
     std::vector<torch::Tensor> bc(batches.size());
     std::vector<StepMetrics> m(batches.size());
     run_concurrently(
         data_.device, [&] { for (size_t k = 0; k < batches.size(); ++k) bc[k] = bc_update(batches[k]); },
-        [&] { for (size_t k = 0; k < batches.size(); ++k) m[k] = guidance_step(batches[k]); },
-        /*first_is_critical=*/true);
+        [&] { for (size_t k = 0; k < batches.size(); ++k) m[k] = guidance_step(batches[k]); });
     for (size_t k = 0; k < batches.size(); ++k) m[k].bc_loss = bc[k];
     return m;
   }

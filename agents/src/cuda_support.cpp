@@ -5,7 +5,6 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <string>
 
 #include "modiff/common/error.h"
 
@@ -55,28 +54,15 @@ at::Generator make_generator(torch::Device device, uint64_t seed) {
 namespace {
 // One side stream per purpose for the whole process: cuBLAS keeps a workspace
 // per stream, so a new stream per phase would grow memory phase after phase.
-// Steps are captured on a high-priority stream, so that branches can be given a lower one.
 c10::cuda::CUDAStream& capture_stream() {
-  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true);
+  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
   return stream;
 }
-bool is_high_priority(const c10::cuda::CUDAStream& stream) { return stream.priority() < 0; }  // CUDA's default is 0, the lowest
-// Side streams for parallel branches, made once (index 0 is the first side branch), per priority.
-c10::cuda::CUDAStream branch_stream(size_t index, bool high_priority) {
-  static std::vector<c10::cuda::CUDAStream> streams[2];
-  auto& pool = streams[high_priority ? 1 : 0];
-  while (pool.size() <= index) pool.push_back(c10::cuda::getStreamFromPool(high_priority));
-  return pool[index];
-}
-bool branch_priorities() {
-  static const bool on = [] {
-    const char* value = std::getenv("MODIFF_BRANCH_PRIORITY");
-    if (value == nullptr) return true;
-    const std::string v = value;
-    if (v != "0" && v != "1") throw Error("MODIFF_BRANCH_PRIORITY must be 0 or 1, got '" + v + "'");
-    return v == "1";
-  }();
-  return on;
+// Side streams for parallel branches, made once (index 0 is the first side branch).
+c10::cuda::CUDAStream branch_stream(size_t index) {
+  static std::vector<c10::cuda::CUDAStream> streams;
+  while (streams.size() <= index) streams.push_back(c10::cuda::getStreamFromPool());
+  return streams[index];
 }
 }  // namespace
 #endif
@@ -119,9 +105,7 @@ void run_beside(const std::function<void()>& work, const std::vector<torch::Tens
     std::unique_lock<std::mutex> lock(beside_mutex);
     Beside& beside = beside_streams[current.id()];
     if (beside.sides.empty()) {
-      // At the priority of the stream they serve: the gradients are that stream's work.
-      for (size_t k = 0; k < side_stream_count(); ++k)
-        beside.sides.push_back(c10::cuda::getStreamFromPool(is_high_priority(current)));
+      for (size_t k = 0; k < side_stream_count(); ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
       beside.pending.assign(side_stream_count(), false);
     }
     size_t lane = 0;
@@ -170,8 +154,7 @@ void join_gradients_beside() {
 #endif
 }
 
-void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches,
-                      bool first_is_critical) {
+void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches) {
 #ifdef MODIFF_TORCH_CUDA
   if (device.is_cuda() && branches.size() > 1) {
     // Branches inside a branch get streams of their own: on a stream shared with an enclosing
@@ -181,11 +164,10 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     const size_t first_stream = depth * kStreamsPerDepth;
     ++depth;
     const auto current = c10::cuda::getCurrentCUDAStream();
-    const bool side_high = is_high_priority(current) && !(first_is_critical && branch_priorities());
     at::cuda::CUDAEvent fork;
     fork.record(current);
     for (size_t k = 1; k < branches.size(); ++k) {
-      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth, side_high);
+      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth);
       fork.block(side);
       c10::cuda::CUDAStreamGuard guard(side);
       branches[k]();
@@ -194,20 +176,18 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     --depth;
     for (size_t k = 1; k < branches.size(); ++k) {
       at::cuda::CUDAEvent join;
-      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth, side_high));
+      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth));
       join.block(current);
     }
     return;
   }
 #endif
   (void)device;
-  (void)first_is_critical;
   for (const auto& branch : branches) branch();
 }
 
-void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second,
-                      bool first_is_critical) {
-  run_concurrently(device, std::vector<std::function<void()>>{first, second}, first_is_critical);
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
+  run_concurrently(device, std::vector<std::function<void()>>{first, second});
 }
 
 void* current_cuda_stream() {

@@ -27,18 +27,12 @@ at::Generator make_generator(torch::Device device, uint64_t seed);
 // randomness from LibTorch's default CUDA generator. A call for fewer steps than per_replay (the end
 // of a logging interval) runs them eagerly. Where LibTorch has no CUDA, or `enabled` is false, every
 // call runs eagerly.
-// Runs `first` and `second`; on CUDA `second` runs on a side stream concurrently with `first` (inside a
-// captured graph: two parallel branches). They must not touch the same tensors. On the CPU: first, then
-// second. With `first_is_critical`, the first branch is the step's critical path: the others then run
-// at the lowest stream priority (the GPU's block scheduler serves the first branch's kernels first and
-// the others fill the gaps it leaves; a captured graph keeps each kernel's priority). Otherwise, and in
-// branches nested inside a branch, side branches run at the priority of the stream they fork from.
-// MODIFF_BRANCH_PRIORITY=0 (a developer's knob, docs/gpu.md) gives every branch the same priority.
-void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second,
-                      bool first_is_critical = false);
+// Runs `first` and `second`; on CUDA `second` runs on a side stream
+// concurrently with `first` (inside a captured graph: two parallel branches).
+// They must not touch the same tensors. On the CPU: first, then second.
+void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second);
 // The same for any number of branches: the first on the current stream, each other on its own side stream.
-void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches,
-                      bool first_is_critical = false);
+void run_concurrently(torch::Device device, const std::vector<std::function<void()>>& branches);
 
 // Gradient accumulation beside the critical path. A linear layer's backward pass computes the input's
 // gradient (which the next layer down waits for) and its own weight and bias gradients (which only the

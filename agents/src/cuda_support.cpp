@@ -190,6 +190,17 @@ void run_concurrently(torch::Device device, const std::function<void()>& first, 
   run_concurrently(device, std::vector<std::function<void()>>{first, second});
 }
 
+bool own_kernels_take(std::initializer_list<torch::Tensor> tensors) {
+#ifdef MODIFF_CUDA_KERNELS
+  for (const auto& t : tensors)
+    if (!t.is_cuda() || t.scalar_type() != torch::kFloat32) return false;
+  return true;
+#else
+  (void)tensors;
+  return false;
+#endif
+}
+
 void* current_cuda_stream() {
 #ifdef MODIFF_TORCH_CUDA
   return c10::cuda::getCurrentCUDAStream().stream();

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,9 @@ void set_gradients_beside(bool on);
 void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used,
                 const torch::Tensor& writes = {});
 void join_gradients_beside();
+
+// True where modiff's own CUDA kernels are built (MODIFF_CUDA_KERNELS) and every tensor is float32 on CUDA.
+bool own_kernels_take(std::initializer_list<torch::Tensor> tensors);
 
 // The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.
 void* current_cuda_stream();

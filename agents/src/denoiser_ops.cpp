@@ -13,15 +13,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool on_own_kernels(const torch::Tensor& t) {
-#ifdef MODIFF_CUDA_KERNELS
-  return t.is_cuda() && t.scalar_type() == torch::kFloat32;
-#else
-  (void)t;
-  return false;
-#endif
-}
-
 #ifdef MODIFF_CUDA_KERNELS
 // The loss and its gradient in one kernel; the backward pass scales the kept gradient.
 struct SquaredError : torch::autograd::Function<SquaredError> {
@@ -81,7 +72,7 @@ struct FourierFeatures : torch::autograd::Function<FourierFeatures> {
 
 torch::Tensor squared_error_loss(const torch::Tensor& pred, const torch::Tensor& target, bool per_row_sum) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (on_own_kernels(pred) && target.scalar_type() == torch::kFloat32)
+  if (own_kernels_take({pred, target}))
     return SquaredError::apply(pred, target, per_row_sum ? 1.0 / pred.size(0) : 1.0 / pred.numel());
 #endif
   if (per_row_sum) return torch::mse_loss(pred, target, at::Reduction::Sum) * (1.0 / pred.size(0));
@@ -90,7 +81,7 @@ torch::Tensor squared_error_loss(const torch::Tensor& pred, const torch::Tensor&
 
 torch::Tensor fourier_features(const torch::Tensor& t, const torch::Tensor& w) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (on_own_kernels(t) && on_own_kernels(w)) return FourierFeatures::apply(t, w);
+  if (own_kernels_take({t, w})) return FourierFeatures::apply(t, w);
 #endif
   auto f = 2 * M_PI * torch::matmul(t, w.t());
   return torch::cat({f.cos(), f.sin()}, 1);

@@ -7,26 +7,11 @@
 #endif
 
 namespace modiff::agents {
-namespace {
-
-// Where modiff's kernels take the tensors: float32 on CUDA.
-bool fused(std::initializer_list<torch::Tensor> tensors) {
-#ifdef MODIFF_CUDA_KERNELS
-  for (const auto& t : tensors)
-    if (!t.is_cuda() || t.scalar_type() != torch::kFloat32) return false;
-  return true;
-#else
-  (void)tensors;
-  return false;
-#endif
-}
-
-}  // namespace
 
 ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const torch::Tensor& v, double expectile) {
-  const long rows = v.size(0);
 #ifdef MODIFF_CUDA_KERNELS
-  if (fused({q_target, v})) {
+  if (own_kernels_take({q_target, v})) {
+    const long rows = v.size(0);
     const auto q = q_target.contiguous();
     auto grad_v = torch::empty({rows, 1}, v.options().requires_grad(false));
     auto out = torch::empty({3}, grad_v.options());
@@ -47,7 +32,7 @@ torch::Tensor iql_critic_loss_backward(const torch::Tensor& q, const torch::Tens
                                        const torch::Tensor& not_done, const torch::Tensor& v_next,
                                        double reward_scale, double discount) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (fused({q, reward, not_done, v_next})) {
+  if (own_kernels_take({q, reward, not_done, v_next})) {
     const long rows = reward.size(0);
     auto grad_q = torch::empty(q.sizes(), q.options().requires_grad(false));
     auto loss = torch::empty({1}, grad_q.options());

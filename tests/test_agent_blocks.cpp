@@ -14,6 +14,7 @@
 #include "linear_accumulate.h"
 #include "ln_resnet_block.h"
 #include "networks.h"
+#include "time_path.h"
 
 using namespace modiff::agents;
 
@@ -366,9 +367,9 @@ TEST_CASE("a denoiser's training forward pass in parts is its forward pass with 
       auto t = torch::randint(steps, {9}, torch::kLong);
       auto weights = torch::randn({9, 3});
       zero_grads(flat);
-      auto one_hot = torch::zeros({9, steps}).scatter_(1, t.unsqueeze(1), 1.0);
       auto two_parts = net->forward_from_first_layer(
-          torch::addmm(net->first_layer_data(x, obs, cond), one_hot, net->step_table(steps, obs.options())));
+          add_step_rows(net->first_layer_data(x, obs, cond), t, time_path_table(steps, net->time_path(), obs.options()),
+                        net->time_path()));
       (two_parts * weights).sum().backward();
       const auto two_part_grads = flat.grads.clone();
       zero_grads(flat);
@@ -558,5 +559,56 @@ TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU'
     (f * g).sum().backward();
     (f_gpu * g.cuda()).sum().backward();
     CHECK((w_gpu.grad().cpu() - w.grad()).abs().max().item<double>() < 1e-3);
+  }
+}
+
+TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradients", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composite is the reference
+  for (const char* kind : {"ln-resnet", "mlp"}) {
+    for (Activation activation : {Activation::Silu, Activation::Mish, Activation::Relu}) {
+      for (int steps : {5, 12}) {
+        const bool beside = steps == 5;  // both ways of running gradients: inline and beside
+        CAPTURE(kind, activation_name(activation), steps);
+        DenoiserConfig c;
+        c.kind = kind;
+        c.hidden = 64;
+        c.block_width = 64;
+        c.time_dim = kind == std::string("mlp") ? 16 : 128;
+        c.dropout = 0;
+        c.activation = activation;
+        auto make = [&](torch::Device device) {
+          torch::manual_seed(9);
+          auto net = make_denoiser(c, 7, 3);
+          net->to(device);
+          return net;
+        };
+        auto cpu = make(torch::kCPU), gpu = make(torch::kCUDA);
+        FlatParams flat_cpu = flatten_parameters(*cpu, true), flat_gpu = flatten_parameters(*gpu, true);
+        flat_cpu.grads.fill_(0.5);  // the kernels must add to what the storage holds
+        flat_gpu.grads.fill_(0.5);
+        auto obs = torch::randn({300, 7}), x = torch::randn({300, 3}), weights = torch::randn({300, 3});
+        auto t = torch::randint(steps, {300}, torch::kLong);
+        auto run = [&](Denoiser& net, torch::Device device) {
+          const auto path = net.time_path();
+          auto first = add_step_rows(net.first_layer_data(x.to(device), obs.to(device), {}), t.to(device),
+                                     time_path_table(steps, path, obs.to(device).options()), path);
+          auto out = net.forward_from_first_layer(first);
+          (out * weights.to(device)).sum().backward();
+          return out;
+        };
+        set_gradients_beside(beside);
+        auto out_gpu = run(*gpu, torch::kCUDA);
+        join_gradients_beside();
+        set_gradients_beside(false);
+        auto out_cpu = run(*cpu, torch::kCPU);
+        CHECK((out_gpu.cpu() - out_cpu).abs().max().item<double>() < 1e-3);
+        const double scale = flat_cpu.grads.abs().max().item<double>();
+        CHECK((flat_gpu.grads.cpu() - flat_cpu.grads).abs().max().item<double>() < 2e-3 * scale);
+        CHECK((flat_cpu.grads - 0.5).abs().sum().item<double>() > 0);
+        // The kernels' path is the one taken where the build has them.
+        const auto probe = time_path_table(steps, gpu->time_path(), flat_gpu.values.options());
+        CHECK(probe.times.defined() == own_kernels_take({flat_gpu.values}));
+      }
+    }
   }
 }

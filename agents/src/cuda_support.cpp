@@ -98,21 +98,24 @@ std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
 
 void set_gradients_beside(bool on) { gradients_beside = on; }
 
-void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes) {
+namespace {
+void run_beside_on(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes,
+                   bool own_stream) {
 #ifdef MODIFF_TORCH_CUDA
   if (gradients_beside && !used.empty() && used.front().is_cuda()) {
     const auto current = c10::cuda::getCurrentCUDAStream();
     std::unique_lock<std::mutex> lock(beside_mutex);
     Beside& beside = beside_streams[current.id()];
+    // The shared side streams, then one for chains of their own (the last).
+    const size_t shared = side_stream_count();
     if (beside.sides.empty()) {
-      for (size_t k = 0; k < side_stream_count(); ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
-      beside.pending.assign(side_stream_count(), false);
+      for (size_t k = 0; k <= shared; ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
+      beside.pending.assign(shared + 1, false);
     }
-    size_t lane = 0;
-    if (writes.defined()) {
+    size_t lane = own_stream ? shared : 0;
+    if (writes.defined() && !own_stream) {
       auto it = beside.lane_of.find(writes.data_ptr());
-      if (it == beside.lane_of.end())
-        it = beside.lane_of.emplace(writes.data_ptr(), beside.lane_of.size() % beside.sides.size()).first;
+      if (it == beside.lane_of.end()) it = beside.lane_of.emplace(writes.data_ptr(), beside.lane_of.size() % shared).first;
       lane = it->second;
     }
     const auto side = beside.sides[lane];
@@ -131,7 +134,17 @@ void run_beside(const std::function<void()>& work, const std::vector<torch::Tens
   }
 #endif
   (void)writes;
+  (void)own_stream;
   work();
+}
+}  // namespace
+
+void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes) {
+  run_beside_on(work, used, writes, false);
+}
+
+void run_beside_chain(const std::function<void()>& work, const std::vector<torch::Tensor>& used) {
+  run_beside_on(work, used, {}, true);
 }
 
 void join_gradients_beside() {

@@ -47,6 +47,9 @@ void set_gradients_beside(bool on);
 // runs in order; other work may run on other side streams).
 void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used,
                 const torch::Tensor& writes = {});
+// The same for a chain of dependent kernels (a layer's gradients feeding the next layer's): on a side
+// stream of its own, so that neither it nor the gradient products queued beside wait for each other.
+void run_beside_chain(const std::function<void()>& work, const std::vector<torch::Tensor>& used);
 void join_gradients_beside();
 
 // True where modiff's own CUDA kernels are built (MODIFF_CUDA_KERNELS) and every tensor is float32 on CUDA.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda_support.h"
+#include "time_path.h"
 
 #include "modiff/common/error.h"
 
@@ -62,25 +63,25 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
                  .view({static_cast<long>(alphabar_.size()), 2})
                  .to(torch::kFloat32)
                  .to(device);
-  one_hot_rows_ = torch::eye(config.steps, torch::TensorOptions().dtype(torch::kFloat32).device(device));
 }
 
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
   const long batch = x0.size(0);
   auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
-  // The time features' path (a dozen small kernels) depends on the network's parameters alone: it makes
-  // the first layer's part for every step value on a parallel branch (CUDA) while the actions are
-  // noised and the data's part is multiplied; a one-hot product then gives each row its step's part.
-  torch::Tensor noise, one_hot, data_part, table;
+  // The time features' path (a handful of small kernels) depends on the network's parameters alone: it
+  // makes the first layer's part for every step value on a parallel branch (CUDA) while the actions are
+  // noised and the data's part is multiplied; then each row takes its step's part (time_path.h).
+  torch::Tensor noise, data_part;
+  StepTable table;
+  const TimePathParams time_path = model.time_path();
   run_concurrently(x0.device(), {[&] {
                                    auto rows = noising_.index_select(0, t);  // [batch, 2]
                                    noise = torch::randn_like(x0);
                                    auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
-                                   one_hot = one_hot_rows_.index_select(0, t);
                                    data_part = model.first_layer_data(x_t, obs, cond);
                                  },
-                                 [&] { table = model.step_table(config_.steps, x0.options()); }});
-  auto eps = model.forward_from_first_layer(torch::addmm(data_part, one_hot, table));
+                                 [&] { table = time_path_table(config_.steps, time_path, x0.options()); }});
+  auto eps = model.forward_from_first_layer(add_step_rows(data_part, t, table, time_path));
   // "sum": squared error summed over action dimensions, then the batch mean.
   return squared_error_loss(eps, noise, config_.loss == "sum");
 }

@@ -47,7 +47,6 @@ class Ddpm {
   long act_dim_;
   NoiseSchedule schedule_;
   torch::Tensor noising_;  // [T, 2] on the device: sqrt(alphabar_t), sqrt(1 - alphabar_t)
-  torch::Tensor one_hot_rows_;  // [T, T] identity: a row per step index (the loss's one-hot rows by one gather)
   std::vector<double> beta_, alpha_, alphabar_;  // host copies: the sampler's per-step constants
 };
 

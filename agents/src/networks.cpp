@@ -3,6 +3,7 @@
 #include "denoiser_ops.h"
 
 #include "ln_resnet_block.h"
+#include "time_path.h"
 
 #include <cmath>
 
@@ -162,8 +163,15 @@ struct LnResnetDenoiser : Denoiser {
   long obs_column() const { return action_dim; }
   long time_column() const { return action_dim + obs_width; }
   long cond_column() const { return action_dim + obs_width + time_width; }
+  TimePathParams time_path() const override {
+    return {time_features->kernel,          {},
+            time_mlp->layers[0]->weight,    time_mlp->layers[0]->bias,
+            time_mlp->layers[1]->weight,    time_mlp->layers[1]->bias,
+            time_mlp->activation,           input->weight,
+            input->bias,                    time_column()};
+  }
   torch::Tensor time_rows(int steps, const torch::TensorOptions& options) {
-    return time_mlp->forward(time_features->forward(torch::arange(steps, options).view({steps, 1})));
+    return time_path_rows(steps, time_path(), options);
   }
 
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
@@ -171,9 +179,6 @@ struct LnResnetDenoiser : Denoiser {
                              obs_column(), cond, cond_column(), [this](torch::Tensor h) { return blocks(h); });
   }
 
-  torch::Tensor step_table(int steps, const torch::TensorOptions& options) override {
-    return linear_columns(time_rows(steps, options), input->weight, time_column(), input->bias);
-  }
   torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) override {
     auto h = data_columns(input->weight, x, obs, obs_column(), cond, cond_column());
     // The blocks' dropout draws for the coming forward_from_first_layer, made here, beside the time
@@ -251,19 +256,28 @@ struct MlpDenoiser : Denoiser {
   long time_dim() const { return frequencies.size(0) * 2; }
   long obs_column() const { return action_dim + time_dim(); }
   long cond_column() const { return action_dim + time_dim() + obs_width; }
-  torch::Tensor time_rows(int steps, const torch::TensorOptions& options) {
-    return time_mlp->forward(sinusoidal_embedding(torch::arange(steps, options).view({steps, 1}), frequencies));
-  }
   const torch::nn::Linear& first() const { return body->layers.front(); }
+  TimePathParams time_path() const override {
+    return {{},
+            frequencies,
+            time_mlp->layers[0]->weight,
+            time_mlp->layers[0]->bias,
+            time_mlp->layers[1]->weight,
+            time_mlp->layers[1]->bias,
+            time_mlp->activation,
+            first()->weight,
+            first()->bias,
+            action_dim};
+  }
+  torch::Tensor time_rows(int steps, const torch::TensorOptions& options) {
+    return time_path_rows(steps, time_path(), options);
+  }
 
   DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps) override {
     return split_first_layer(first()->weight, first()->bias, time_rows(steps, obs.options()), action_dim, obs,
                              obs_column(), cond, cond_column(), [this](torch::Tensor h) { return body->forward_rest(h); });
   }
 
-  torch::Tensor step_table(int steps, const torch::TensorOptions& options) override {
-    return linear_columns(time_rows(steps, options), first()->weight, action_dim, first()->bias);
-  }
   torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) override {
     return data_columns(first()->weight, x, obs, obs_column(), cond, cond_column());
   }

@@ -59,6 +59,19 @@ struct FourierFeaturesImpl : torch::nn::Module {
 };
 TORCH_MODULE(FourierFeatures);
 
+// A denoiser's time path: the features of the step value through the time MLP (Linear -> activation ->
+// Linear), then the first layer's time columns. Training evaluates it once per step value (time_path.h).
+struct TimePathParams {
+  // IDQL's learnable Fourier features [cos(2 pi t W), sin(2 pi t W)] (W [half, 1]) where fourier_weight is
+  // defined, else Diffusion-QL's sinusoidal ones [sin(t f), cos(t f)] of the constant frequencies f.
+  torch::Tensor fourier_weight, frequencies;
+  torch::Tensor hidden_weight, hidden_bias;
+  torch::Tensor out_weight, out_bias;
+  Activation activation = Activation::Silu;
+  torch::Tensor first_weight, first_bias;  // the denoiser's first layer, its time columns from time_column
+  long time_column = 0;
+};
+
 // Which network predicts the noise, and its sizes. Saved in every diffusion manifest.
 struct DenoiserConfig {
   std::string kind = "ln-resnet";  // ln-resnet (IDQL) | mlp (Diffusion-QL)
@@ -84,12 +97,12 @@ struct Denoiser : torch::nn::Module {
   // layer), so that each step costs one small product for x and the rest of the network: a third of
   // the kernels of Diffusion-QL's sampled chain. This default calls forward at every step.
   virtual DenoiserChain chain(const torch::Tensor& obs, const torch::Tensor& cond, int steps);
-  // Training's forward pass in parts that can run beside each other (diffusion.h): the first layer's
-  // part for each step index 0 .. steps-1 (the time features through the time MLP, times their columns,
-  // plus the bias), [steps, out], made once per step value instead of once per row; its part for the
-  // data (x, obs, cond), [B, out]; and the rest of the network from the first layer's output. Together:
-  // forward_from_first_layer(first_layer_data(x, obs, cond) + one_hot(t) step_table) = forward(x, t, obs, cond).
-  virtual torch::Tensor step_table(int steps, const torch::TensorOptions& options) = 0;
+  // Training's forward pass in parts that can run beside each other (diffusion.h): the time path, whose
+  // first-layer part is made once per step value (time_path_table, time_path.h); the first layer's part
+  // for the data (x, obs, cond), [B, out]; and the rest of the network from the first layer's output.
+  // Together: forward_from_first_layer(add_step_rows(first_layer_data(x, obs, cond), t, table)) =
+  // forward(x, t, obs, cond).
+  virtual TimePathParams time_path() const = 0;
   virtual torch::Tensor first_layer_data(const torch::Tensor& x, const torch::Tensor& obs, const torch::Tensor& cond) = 0;
   virtual torch::Tensor forward_from_first_layer(const torch::Tensor& first) = 0;
   // True when every parameter's gradient goes through the accumulating linear layers (linear_accumulate.h),

@@ -612,3 +612,20 @@ TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradie
     }
   }
 }
+
+TEST_CASE("the few-columns weight gradient kernel adds the exact product on CUDA", "[blocks][cuda]") {
+  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: cuBLAS's and the CPU's products are the reference
+  torch::manual_seed(12);
+  for (long count : {3, 11, 40}) {
+    CAPTURE(count);
+    auto table = torch::randn({300, count + 5}, torch::kCUDA);
+    auto x = table.narrow(1, 2, count);  // a strided view, as the batch's observation columns are
+    auto weight = torch::randn({70, count + 9}, torch::kCUDA).requires_grad_(true);
+    weight.mutable_grad() = torch::full_like(weight, 0.5);  // the kernel adds to the storage
+    auto g = torch::randn({300, 70}, torch::kCUDA);
+    (linear_columns(x, weight, 4) * g).sum().backward();
+    auto expected = torch::full({70, count + 9}, 0.5, torch::kFloat64);
+    expected.narrow(1, 4, count).add_(g.cpu().to(torch::kFloat64).t().mm(x.cpu().to(torch::kFloat64)));
+    CHECK((weight.grad().cpu().to(torch::kFloat64) - expected).abs().max().item<double>() < 1e-3);
+  }
+}

@@ -1,6 +1,9 @@
 #include "linear_accumulate.h"
 
 #include "cuda_support.h"
+#ifdef MODIFF_CUDA_KERNELS
+#include "cuda/narrow_weight_grad_kernel.h"
+#endif
 
 #include <map>
 #include <mutex>
@@ -31,6 +34,21 @@ torch::Tensor grad_or_accumulated(AutogradContext* ctx, const char* name, const 
   return fresh();
 }
 
+// storage[:, offset : offset + count] += g^T x: modiff's kernel for a few columns over a tall batch
+// (cuda/narrow_weight_grad.cu), cuBLAS otherwise.
+void add_weight_grad(torch::Tensor& storage, const torch::Tensor& g, const torch::Tensor& x, long offset) {
+  const long count = x.size(1);
+#ifdef MODIFF_CUDA_KERNELS
+  if (count <= cuda::kNarrowMaxColumns && g.size(0) >= 64 && own_kernels_take({storage, g, x}) &&
+      storage.is_contiguous() && g.stride(1) == 1 && x.stride(1) == 1 &&
+      cuda::launch_narrow_weight_grad(g.data_ptr<float>(), g.stride(0), x.data_ptr<float>(), x.stride(0),
+                                      storage.data_ptr<float>(), storage.size(1), offset, g.size(0), g.size(1), count,
+                                      current_cuda_stream()))
+    return;
+#endif
+  storage.narrow(1, offset, count).addmm_(g.t(), x);
+}
+
 // Gradients of y = x W[:, offset : offset + count]^T (+ b): for x, and for W and b accumulated into their
 // storage where they have one.
 variable_list linear_backward(AutogradContext* ctx, const torch::Tensor& g, bool with_bias) {
@@ -41,7 +59,7 @@ variable_list linear_backward(AutogradContext* ctx, const torch::Tensor& g, bool
   if (ctx->needs_input_grad(0)) gx = g.mm(weight.narrow(1, offset, count));
   if (ctx->needs_input_grad(1))
     gw = grad_or_accumulated(
-        ctx, "weight_grad", {g, x}, [&](torch::Tensor& s) { s.narrow(1, offset, count).addmm_(g.t(), x); },
+        ctx, "weight_grad", {g, x}, [&](torch::Tensor& s) { add_weight_grad(s, g, x, offset); },
         [&] {
           if (count == weight.size(1)) return g.t().mm(x);
           auto full = torch::zeros_like(weight);

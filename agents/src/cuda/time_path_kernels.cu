@@ -215,26 +215,30 @@ __global__ void __launch_bounds__(256) layer_backward_kernel(TimePathLayerBackwa
   }
 }
 
-// One thread per frequency m: d/dW_m = sum_r 2 pi t_r (cos f dF_sin - sin f dF_cos), f = 2 pi t_r W_m
-// rounded as the forward kernel rounds it.
+// Thread (frequency m, step value r): r's term of d/dW_m = sum_r 2 pi t_r (cos f dF_sin - sin f dF_cos),
+// f = 2 pi t_r W_m rounded as the forward kernel rounds it; the terms are then added in order of r.
 template <int MaxRows>
-__global__ void fourier_backward_kernel(const float* __restrict__ grad_features, int parts, int rows, int half,
-                                        const float* __restrict__ times, const float* __restrict__ w,
-                                        float* __restrict__ grad_w) {
-  const int m = blockIdx.x * blockDim.x + threadIdx.x;
-  if (m >= half) return;
-  const int elements = rows * 2 * half;
-  const float weight = w[m];
-  float g = 0;
-#pragma unroll
-  for (int r = 0; r < MaxRows; ++r) {
-    if (r >= rows) break;
-    const float t = times[r], f = (t * weight) * kTwoPi;
+__global__ void __launch_bounds__(64 * MaxRows)
+    fourier_backward_kernel(const float* __restrict__ grad_features, int parts, int rows, int half,
+                            const float* __restrict__ times, const float* __restrict__ w, float* __restrict__ grad_w) {
+  __shared__ float terms[MaxRows][64];
+  const int m = blockIdx.x * 64 + threadIdx.x, r = threadIdx.y;
+  float term = 0;
+  if (m < half && r < rows) {
+    const int elements = rows * 2 * half;
+    const float t = times[r], f = (t * w[m]) * kTwoPi;
     const float d_cos = sum_parts(grad_features, parts, elements, r * 2 * half + m);
     const float d_sin = sum_parts(grad_features, parts, elements, r * 2 * half + half + m);
-    g += kTwoPi * t * (cosf(f) * d_sin - sinf(f) * d_cos);
+    term = kTwoPi * t * (cosf(f) * d_sin - sinf(f) * d_cos);
   }
-  grad_w[m] += g;
+  terms[r][threadIdx.x] = term;
+  __syncthreads();
+  if (r == 0 && m < half) {
+    float g = 0;
+#pragma unroll
+    for (int k = 0; k < MaxRows; ++k) g += terms[k][threadIdx.x];
+    grad_w[m] += g;
+  }
 }
 
 dim3 tiles(long in, long out) {
@@ -306,9 +310,9 @@ bool launch_time_path_fourier_backward(const float* grad_features, long parts, l
   const auto s = static_cast<cudaStream_t>(stream);
   const int p = static_cast<int>(parts), r = static_cast<int>(rows), h = static_cast<int>(half);
   if (rows <= 8)
-    fourier_backward_kernel<8><<<blocks, 64, 0, s>>>(grad_features, p, r, h, times, w, grad_w);
+    fourier_backward_kernel<8><<<blocks, dim3(64, 8), 0, s>>>(grad_features, p, r, h, times, w, grad_w);
   else
-    fourier_backward_kernel<16><<<blocks, 64, 0, s>>>(grad_features, p, r, h, times, w, grad_w);
+    fourier_backward_kernel<16><<<blocks, dim3(64, 16), 0, s>>>(grad_features, p, r, h, times, w, grad_w);
   return cudaGetLastError() == cudaSuccess;
 }
 

@@ -54,6 +54,36 @@ __device__ float sum_parts(const float* __restrict__ parts, int count, int eleme
   return sum;
 }
 
+// One thread's share of a weight tile: the input column `column` against the tile's outputs
+// tile_row * 32 + warp * PerWarp + k. W's gradient is added in place (dW += dY^T x) and the input
+// gradient's terms (dY W) summed into acc. dy holds the tile's output gradient, zero past the rows and
+// outputs there are; x the layer's input at `column` for each row.
+template <int MaxRows, int PerWarp>
+__device__ void weight_tile_backward(const float (*dy)[kTile], const float (&x)[MaxRows], float (&acc)[MaxRows],
+                                     const float* __restrict__ weight, float* __restrict__ weight_grad, int ld,
+                                     int offset, int column, int in, int out, int tile_row, int warp) {
+  if (column >= in) return;
+  float w[PerWarp], old[PerWarp];
+#pragma unroll
+  for (int k = 0; k < PerWarp; ++k) {
+    const int i = tile_row * kTile + warp * PerWarp + k, at = i * ld + offset + column;
+    w[k] = i < out ? weight[at] : 0.0f;
+    old[k] = i < out && weight_grad != nullptr ? weight_grad[at] : 0.0f;
+  }
+#pragma unroll
+  for (int k = 0; k < PerWarp; ++k) {
+    const int owned = warp * PerWarp + k, i = tile_row * kTile + owned;
+    float dw = 0;
+#pragma unroll
+    for (int r = 0; r < MaxRows; ++r) {
+      const float d = dy[r][owned];
+      acc[r] += d * w[k];
+      dw += d * x[r];
+    }
+    if (i < out && weight_grad != nullptr) weight_grad[i * ld + offset + column] = old[k] + dw;
+  }
+}
+
 // Block (column tile, output tile) of 16 warps. First the table's gradient for the tile's 32 outputs
 // (every block of a tile row makes it: the batch is read from L2 once per column tile, which costs
 // less than a kernel of its own); then the 32 x 32 weight tile, two outputs per warp.
@@ -109,27 +139,8 @@ __global__ void __launch_bounds__(512) first_layer_backward_kernel(TimePathFirst
     acc[r] = 0;
     x[r] = column < in && r < steps ? p.rows[r * in + column] : 0.0f;
   }
-  if (column < in) {
-    float w[kPerWarp], old[kPerWarp];
-#pragma unroll
-    for (int k = 0; k < kPerWarp; ++k) {
-      const int i = blockIdx.y * kTile + warp * kPerWarp + k, at = i * ld + offset + column;
-      w[k] = i < out ? p.weight[at] : 0.0f;
-      old[k] = i < out && p.weight_grad != nullptr ? p.weight_grad[at] : 0.0f;
-    }
-#pragma unroll
-    for (int k = 0; k < kPerWarp; ++k) {
-      const int owned = warp * kPerWarp + k, i = blockIdx.y * kTile + owned;
-      float dw = 0;
-#pragma unroll
-      for (int r = 0; r < MaxRows; ++r) {
-        const float d = grad_table[r][owned];  // rows past `steps` hold 0
-        acc[r] += d * w[k];
-        dw += d * x[r];
-      }
-      if (i < out && p.weight_grad != nullptr) p.weight_grad[i * ld + offset + column] = old[k] + dw;
-    }
-  }
+  weight_tile_backward<MaxRows, kPerWarp>(grad_table, x, acc, p.weight, p.weight_grad, ld, offset, column, in, out,
+                                         blockIdx.y, warp);
   __syncthreads();
 #pragma unroll
   for (int r = 0; r < MaxRows; ++r) part[warp][r][lane] = acc[r];
@@ -179,27 +190,8 @@ __global__ void __launch_bounds__(256) layer_backward_kernel(TimePathLayerBackwa
     acc[r] = 0;
     x[r] = column < in && r < rows ? p.input[r * in + column] : 0.0f;
   }
-  if (column < in) {
-    float w[kPerWarp], old[kPerWarp];
-#pragma unroll
-    for (int k = 0; k < kPerWarp; ++k) {
-      const int i = blockIdx.y * kTile + warp * kPerWarp + k;
-      w[k] = i < out ? p.weight[i * in + column] : 0.0f;
-      old[k] = i < out && p.weight_grad != nullptr ? p.weight_grad[i * in + column] : 0.0f;
-    }
-#pragma unroll
-    for (int k = 0; k < kPerWarp; ++k) {
-      const int owned = warp * kPerWarp + k, i = blockIdx.y * kTile + owned;
-      float dw = 0;
-#pragma unroll
-      for (int r = 0; r < MaxRows; ++r) {
-        const float d = dy[r][owned];  // rows past `rows` and outputs past `out` hold 0
-        acc[r] += d * w[k];
-        dw += d * x[r];
-      }
-      if (i < out && p.weight_grad != nullptr) p.weight_grad[i * in + column] = old[k] + dw;
-    }
-  }
+  weight_tile_backward<MaxRows, kPerWarp>(dy, x, acc, p.weight, p.weight_grad, in, 0, column, in, out, blockIdx.y,
+                                         warp);
   if (p.grad_in == nullptr) return;
 #pragma unroll
   for (int r = 0; r < MaxRows; ++r) part[warp][r][lane] = acc[r];

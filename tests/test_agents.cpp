@@ -103,25 +103,38 @@ TEST_CASE("policy files: a corrupt or mismatched file is rejected", "[agents]") 
   modiff::remove_tree((dir).string());
 }
 
-TEST_CASE("dataset generation depends on the seed only, not the thread count", "[agents][datasets]") {
+TEST_CASE("dataset generation depends on the seed only, not the thread count or the number of envs",
+          "[agents][datasets]") {
   const auto& spec = envs::find_env("bullet-hopper-v0");
-  auto build = [&](size_t threads) {
+  auto policy = agents::GaussianPolicy::random_init(spec.id, 64, 11);
+  auto build = [&](size_t threads, int num_envs, long transitions = 700) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-    auto policy = agents::GaussianPolicy::random_init(spec.id, 64, 11);
-    policy.reseed(12);
     datasets::GenerateOptions opt;
-    opt.transitions = 700;
+    opt.transitions = transitions;
     opt.seed = 11;
-    opt.num_envs = 8;
+    opt.num_envs = num_envs;
     return datasets::generate_dataset(
-        spec, [&](const float* o, int n, double* a) { policy.act(o, n, a, false); }, opt);
+        spec, [&](const float* o, int n, const uint64_t* keys, double* a) { policy.sample_keyed(o, n, keys, a); },
+        opt);
   };
-  auto one = build(1), two = build(2);
+  // One env running episode after episode is the definition; 3 and 8 side by side, on 1 or 2 threads, must
+  // give the same rows.
+  const auto one = build(1, 1), two = build(2, 8), three = build(2, 3);
   REQUIRE(one.size() == 700);
-  CHECK(one.observations == two.observations);
-  CHECK(one.actions == two.actions);
-  CHECK(one.rewards == two.rewards);
-  CHECK(one.terminals == two.terminals);
+  for (const auto* other : {&two, &three}) {
+    CHECK(one.observations == other->observations);
+    CHECK(one.next_observations == other->next_observations);
+    CHECK(one.actions == other->actions);
+    CHECK(one.rewards == other->rewards);
+    CHECK(one.terminals == other->terminals);
+    CHECK(one.timeouts == other->timeouts);
+  }
+  // A shorter dataset is the longer one's first rows (the cut row a timeout), not a different sample.
+  const auto shorter = build(2, 8, 500);
+  REQUIRE(shorter.size() == 500);
+  CHECK(std::equal(shorter.actions.begin(), shorter.actions.end(), one.actions.begin()));
+  CHECK(std::equal(shorter.rewards.begin(), shorter.rewards.end(), one.rewards.begin()));
+  CHECK(shorter.timeouts.back() == 1);
   datasets::validate_dataset(one, "generated", &spec);  // consistent episode boundaries
 }
 

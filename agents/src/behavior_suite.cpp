@@ -53,18 +53,8 @@ double mean_episode_return(const datasets::Dataset& d) {
   return summarize(datasets::summarize_episodes(d).returns).mean;
 }
 
-// One LibTorch thread while rolling out: the actor's batch (64 rows) is too small to share, and LibTorch's
-// OpenMP workers competed with the vector env's TBB threads for the cores: on the 16-core machine a
-// 1M-transition hopper build took 35 s, longer than on 2 cores (25 s). The physics keeps every core.
-struct OneTorchThread {
-  int before = at::get_num_threads();
-  OneTorchThread() { at::set_num_threads(1); }
-  ~OneTorchThread() { at::set_num_threads(before); }
-};
-
 datasets::Dataset roll(const envs::EnvSpec& env, const datasets::BatchPolicy& policy, long transitions, uint64_t seed,
                        int num_envs) {
-  OneTorchThread one_thread;
   datasets::GenerateOptions g;
   g.transitions = transitions;
   g.seed = seed;
@@ -81,10 +71,9 @@ datasets::Dataset build_policy_dataset(const envs::EnvSpec& env, const std::stri
   GaussianPolicy policy =
       policy_file.empty() ? GaussianPolicy::random_init(env.id, 256, opt.seed) : GaussianPolicy::load(policy_file);
   if (policy.info().env_id != env.id) throw Error(policy_file + ": a policy for " + policy.info().env_id + ", not " + env.id);
-  policy.reseed(opt.seed + 1);
   auto d = roll(
-      env, [&](const float* o, int n, double* a) { policy.act(o, n, a, false); }, opt.transitions, opt.seed,
-      opt.num_envs);
+      env, [&](const float* o, int n, const uint64_t* keys, double* a) { policy.sample_keyed(o, n, keys, a); },
+      opt.transitions, opt.seed, opt.num_envs);
   d.attributes.behavior_policy = policy_file.empty()
                                      ? "randomly initialized SAC actor (seed " + std::to_string(opt.seed) + ")"
                                      : "SAC actor " + std::filesystem::path(policy_file).filename().string();
@@ -118,10 +107,13 @@ datasets::Dataset build_suite_dataset(const datasets::SuiteEntry& entry, const S
     const uint64_t train_seed = replay.at("seed").get<uint64_t>();
     // Segment boundaries: [0, learning_starts) uniform random, then each
     // interval with the actor that started it.
-    Rng uniform(derive_seed(opt.seed, 23));
-    d = roll(
-        env, [&](const float*, int n, double* a) { for (int i = 0; i < n * env.act_dim; ++i) a[i] = uniform.uniform(-1, 1); },
-        learning_starts, opt.seed, opt.num_envs);
+    const auto uniform_actions = [&](const float*, int n, const uint64_t* keys, double* a) {
+      for (int r = 0; r < n; ++r) {
+        Rng uniform(keys[r]);
+        for (int k = 0; k < env.act_dim; ++k) a[r * env.act_dim + k] = uniform.uniform(-1, 1);
+      }
+    };
+    d = roll(env, uniform_actions, learning_starts, opt.seed, opt.num_envs);
     long start = learning_starts;
     std::vector<std::pair<long, std::string>> actors = {{learning_starts, ""}};  // "" = the initial actor
     for (const auto& s : replay.at("snapshots")) actors.push_back({s.at("step").get<long>(), s.at("file").get<std::string>()});
@@ -131,10 +123,10 @@ datasets::Dataset build_suite_dataset(const datasets::SuiteEntry& entry, const S
       GaussianPolicy policy = actors[k].second.empty()
                                   ? GaussianPolicy::random_init(env.id, hidden, train_seed)
                                   : GaussianPolicy::load(behavior_dir(env) + "/" + actors[k].second);
-      policy.reseed(opt.seed + 7 * (k + 1));
       append(d, roll(
-                    env, [&](const float* o, int n, double* a) { policy.act(o, n, a, false); }, end - start,
-                    opt.seed + 1000 * (k + 1), opt.num_envs));
+                    env,
+                    [&](const float* o, int n, const uint64_t* keys, double* a) { policy.sample_keyed(o, n, keys, a); },
+                    end - start, opt.seed + 1000 * (k + 1), opt.num_envs));
       start = end;
     }
     d.attributes.behavior_policy = "SAC training replay up to the medium policy (" + std::to_string(until) + " steps)";

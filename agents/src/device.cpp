@@ -26,14 +26,8 @@ DeviceChoice resolve_device(const std::string& flag_value) {
   throw Error("--device must be auto, cpu or cuda, got '" + flag_value + "'");
 }
 
-void set_torch_threads(int threads) {
-  if (threads < 0) throw Error("--threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
-  if (threads > 0) at::set_num_threads(threads);
-}
-
 std::string torch_build_summary() {
-  std::string s = "LibTorch " + std::string(TORCH_VERSION) + "; intra-op threads " +
-                  std::to_string(at::get_num_threads()) + "; CUDA " +
+  std::string s = "LibTorch " + std::string(TORCH_VERSION) + "; " + cpu_arithmetic_summary() + "; CUDA " +
                   (torch::cuda::is_available() ? "available (" + std::to_string(torch::cuda::device_count()) + " devices)"
                                                : std::string("not available"));
   return s;

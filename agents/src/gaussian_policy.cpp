@@ -6,10 +6,31 @@
 
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/rng.h"
 #include "modiff/envs/env_spec.h"
+#include "fixed_order_gemm.h"
 #include "gaussian_policy_impl.h"
 
 namespace modiff::agents {
+namespace {
+
+// y [n, out] = x [n, in] W^T + b for a torch Linear layer's parameters, by the fixed-order product.
+std::vector<float> linear_fixed_order(const std::vector<float>& x, int n, const torch::nn::Linear& layer) {
+  const torch::Tensor& w = layer->weight;  // [out, in], contiguous
+  const torch::Tensor& b = layer->bias;
+  const int64_t out = w.size(0), in = w.size(1);
+  std::vector<float> y(static_cast<size_t>(n) * out);
+  const MatrixView<const float> bias{b.data_ptr<float>(), n, out, 0, 1};
+  fixed_order_gemm({x.data(), n, in, in, 1}, {w.data_ptr<float>(), in, out, 1, in}, {y.data(), n, out, out, 1},
+                   &bias, 1.0f, 1.0f);
+  return y;
+}
+
+void relu_in_place(std::vector<float>& v) {
+  for (float& x : v) x = x < 0.0f ? 0.0f : x;  // NaN stays NaN (and is caught as a non-finite action)
+}
+
+}  // namespace
 
 GaussianPolicy::GaussianPolicy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GaussianPolicy::GaussianPolicy(GaussianPolicy&&) noexcept = default;
@@ -84,6 +105,32 @@ void GaussianPolicy::act(const float* observations, int n, double* actions, bool
   }
   a = a.contiguous().to(torch::kFloat64);
   std::memcpy(actions, a.data_ptr<double>(), sizeof(double) * n * act_dim);
+}
+
+}  // namespace modiff::agents
+
+namespace modiff::agents {
+
+void GaussianPolicy::sample_keyed(const float* observations, int n, const uint64_t* keys, double* actions) const {
+  torch::NoGradGuard no_grad;
+  const ActorImpl& actor = *impl_->actor;
+  const int obs_dim = impl_->info.obs_dim, act_dim = impl_->info.act_dim;
+  std::vector<float> h(observations, observations + static_cast<size_t>(n) * obs_dim);
+  h = linear_fixed_order(h, n, actor.fc1);
+  relu_in_place(h);
+  h = linear_fixed_order(h, n, actor.fc2);
+  relu_in_place(h);
+  const std::vector<float> mean = linear_fixed_order(h, n, actor.fc_mean);
+  const std::vector<float> log_std_raw = linear_fixed_order(h, n, actor.fc_logstd);
+  for (int r = 0; r < n; ++r) {
+    Rng noise(keys[r]);
+    for (int k = 0; k < act_dim; ++k) {
+      const size_t i = static_cast<size_t>(r) * act_dim + k;
+      // SAC's squashed Gaussian (sac_networks.h), in double from here on.
+      const double log_std = kLogStdMin + 0.5 * (kLogStdMax - kLogStdMin) * (std::tanh(double(log_std_raw[i])) + 1.0);
+      actions[i] = std::tanh(double(mean[i]) + std::exp(log_std) * noise.normal());
+    }
+  }
 }
 
 }  // namespace modiff::agents

@@ -48,10 +48,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--eval-every", o.eval_every,
                   "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv");
   cmd->add_option("--eval-episodes", args->eval_episodes, "Episodes per evaluation (seeds 0..E-1)")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "LibTorch CPU threads (0 = all cores)");
+  cmd->add_option("--threads", args->threads, "CPU threads for products and the evaluator (0 = all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
   cmd->callback([args] {
-    agents::set_torch_threads(args->threads);
+    limit_threads(args->threads);
     auto options = args->options;
     if (args->json) options.quiet = true;
     if (args->eval_episodes <= 0) throw Error("--eval-episodes must be positive");

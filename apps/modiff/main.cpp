@@ -4,9 +4,11 @@
 #include <iostream>
 
 #include "commands.h"
+#include "modiff/agents/device.h"
 #include "modiff/common/error.h"
 
 int main(int argc, char** argv) {
+  modiff::agents::use_reproducible_cpu_arithmetic();  // before any tensor op
   CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("modiff 0.1.0"));

@@ -1,70 +1,170 @@
 #include "modiff/datasets/generate.h"
 
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
 
 #include "modiff/common/error.h"
-#include "modiff/envs/vector_env.h"
+#include "modiff/common/rng.h"
+#include "modiff/envs/locomotion_env.h"
 
 namespace modiff::datasets {
+namespace {
 
-Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, const GenerateOptions& opt) {
-  if (opt.transitions <= 0) throw Error("--transitions must be positive");
-  if (opt.num_envs <= 0) throw Error("number of envs must be positive");
-  const int n = opt.num_envs, obs_dim = spec.obs_dim, act_dim = spec.act_dim;
-  envs::VectorEnv venv(spec, n, opt.seed);
-  venv.reset();
+// One episode's rows, in the dataset's layout.
+struct Episode {
+  std::vector<float> obs, next, act, rew;
+  std::vector<uint8_t> term, tout;
+  size_t rows() const { return rew.size(); }
+};
 
-  Dataset d;
-  d.obs_dim = obs_dim;
-  d.act_dim = act_dim;
-  d.attributes.env_id = spec.id;
-  d.attributes.seed = static_cast<long long>(opt.seed);
-  const size_t want = static_cast<size_t>(opt.transitions);
-  d.observations.reserve(want * obs_dim);
-  d.next_observations.reserve(want * obs_dim);
-  d.actions.reserve(want * act_dim);
+// The dataset under construction: episodes are appended in index order, and the one that reaches the wanted
+// size is cut there.
+struct Assembly {
+  Dataset& d;
+  size_t want;
+  long next_index = 0;                 // the episode to append next
+  std::map<long, Episode> finished;    // finished episodes waiting for an earlier one
 
-  // Each env's episode in progress, moved into the dataset when it ends.
-  struct Episode {
-    std::vector<float> obs, next, act, rew;
-    std::vector<uint8_t> term, tout;
-    void clear() { obs.clear(), next.clear(), act.clear(), rew.clear(), term.clear(), tout.clear(); }
-  };
-  std::vector<Episode> running(n);
-  std::vector<double> actions(static_cast<size_t>(n) * act_dim);
-  auto append = [&](const Episode& e, size_t rows) {
+  bool full() const { return d.size() >= want; }
+
+  void append(const Episode& e) {
+    const size_t rows = std::min(e.rows(), want - d.size());
+    const int obs_dim = d.obs_dim, act_dim = d.act_dim;
     d.observations.insert(d.observations.end(), e.obs.begin(), e.obs.begin() + rows * obs_dim);
     d.next_observations.insert(d.next_observations.end(), e.next.begin(), e.next.begin() + rows * obs_dim);
     d.actions.insert(d.actions.end(), e.act.begin(), e.act.begin() + rows * act_dim);
     d.rewards.insert(d.rewards.end(), e.rew.begin(), e.rew.begin() + rows);
     d.terminals.insert(d.terminals.end(), e.term.begin(), e.term.begin() + rows);
     d.timeouts.insert(d.timeouts.end(), e.tout.begin(), e.tout.begin() + rows);
+    // An episode cut short by the dataset's size ends in a truncation: a
+    // timeout, so that D4RL's logic bootstraps there and datasets concatenate.
+    if (rows < e.rows()) d.timeouts.back() = 1;
+    ++next_index;
+  }
+
+  void finish(long index, Episode&& e) {
+    finished.emplace(index, std::move(e));
+    for (auto it = finished.find(next_index); it != finished.end() && !full(); it = finished.find(next_index)) {
+      append(it->second);
+      finished.erase(it);
+    }
+  }
+
+  // The fewest rows that episodes before `index` will contribute, given those still running (`running_rows`,
+  // rows so far by episode): when that reaches the wanted size, episode `index` cannot appear in the dataset.
+  bool needed(long index, const std::map<long, size_t>& running_rows) const {
+    size_t before = d.size();
+    for (long k = next_index; k < index && before < want; ++k) {
+      if (auto f = finished.find(k); f != finished.end()) before += f->second.rows();
+      else if (auto r = running_rows.find(k); r != running_rows.end()) before += r->second;
+    }
+    return before < want;
+  }
+};
+
+}  // namespace
+
+uint64_t episode_reset_seed(uint64_t seed, long episode) {
+  return derive_seed(derive_seed(seed, 0xDA7A5E7), static_cast<uint64_t>(episode));
+}
+
+uint64_t episode_step_key(uint64_t seed, long episode, long step) {
+  return derive_seed(derive_seed(derive_seed(seed, 0xAC7105), static_cast<uint64_t>(episode)),
+                     static_cast<uint64_t>(step));
+}
+
+Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, const GenerateOptions& opt) {
+  if (opt.transitions <= 0) throw Error("--transitions must be positive");
+  if (opt.num_envs <= 0) throw Error("number of envs must be positive");
+  const int obs_dim = spec.obs_dim, act_dim = spec.act_dim;
+  Dataset d;
+  d.obs_dim = obs_dim;
+  d.act_dim = act_dim;
+  d.attributes.env_id = spec.id;
+  d.attributes.seed = static_cast<long long>(opt.seed);
+  Assembly assembly{d, static_cast<size_t>(opt.transitions), 0, {}};
+  d.observations.reserve(assembly.want * obs_dim);
+  d.next_observations.reserve(assembly.want * obs_dim);
+  d.actions.reserve(assembly.want * act_dim);
+
+  // A slot runs one episode at a time; `index` < 0 marks an idle slot.
+  struct Slot {
+    long index = -1;
+    std::unique_ptr<envs::LocomotionEnv> env;
+    std::vector<float> obs;
+    Episode episode;
   };
-  while (d.size() < want) {
-    const std::vector<float> obs = venv.observations();
-    policy(obs.data(), n, actions.data());
-    for (double& a : actions)
+  std::vector<Slot> slots(static_cast<size_t>(opt.num_envs));
+  long next_episode = 0;
+  std::vector<float> batch_obs;
+  std::vector<uint64_t> keys;
+  std::vector<double> actions;
+  std::vector<int> live;
+  while (!assembly.full()) {
+    std::map<long, size_t> running_rows;
+    for (const Slot& s : slots)
+      if (s.index >= 0) running_rows[s.index] = s.episode.rows();
+    // Drop running episodes that can no longer appear (the ones before them already fill the dataset), and
+    // give idle slots the next episodes that still can.
+    live.clear();
+    for (size_t i = 0; i < slots.size(); ++i) {
+      Slot& s = slots[i];
+      if (s.index >= 0 && !assembly.needed(s.index, running_rows)) s.index = -1;
+      if (s.index < 0 && assembly.needed(next_episode, running_rows)) {
+        s.index = next_episode++;
+        s.episode = Episode{};
+        running_rows[s.index] = 0;
+        s.obs.resize(obs_dim);
+        if (!s.env) {
+          // PyBullet's env counts the floor among the body parts from its second reset on (docs/fidelity.md),
+          // so an env's first episode differs from its later ones. D4RL collected on one long-lived env: every
+          // episode here runs on an env past its first reset, whichever slot runs it.
+          s.env = std::make_unique<envs::LocomotionEnv>(spec);
+          s.env->reset(0, s.obs.data());
+        }
+        s.env->reset(episode_reset_seed(opt.seed, s.index), s.obs.data());
+      }
+      if (s.index >= 0) live.push_back(static_cast<int>(i));
+    }
+    if (live.empty()) break;  // cannot happen while the dataset is short; kept as a guard against a loop
+    const int m = static_cast<int>(live.size());
+    batch_obs.resize(static_cast<size_t>(m) * obs_dim);
+    keys.resize(m);
+    actions.resize(static_cast<size_t>(m) * act_dim);
+    for (int j = 0; j < m; ++j) {
+      const Slot& s = slots[live[j]];
+      std::copy(s.obs.begin(), s.obs.end(), batch_obs.begin() + static_cast<size_t>(j) * obs_dim);
+      keys[j] = episode_step_key(opt.seed, s.index, static_cast<long>(s.episode.rows()));
+    }
+    policy(batch_obs.data(), m, keys.data(), actions.data());
+    for (double a : actions)
       if (!std::isfinite(a)) throw Error("the behavior policy produced a non-finite action");
-    venv.step(actions.data());
-    for (int i = 0; i < n && d.size() < want; ++i) {
-      Episode& e = running[i];
-      const bool ended = venv.terminated()[i] || venv.truncated()[i];
-      const float* next = ended ? &venv.final_observations()[static_cast<size_t>(i) * obs_dim]
-                                : &venv.observations()[static_cast<size_t>(i) * obs_dim];
-      e.obs.insert(e.obs.end(), obs.begin() + i * obs_dim, obs.begin() + (i + 1) * obs_dim);
-      e.next.insert(e.next.end(), next, next + obs_dim);
-      for (int k = 0; k < act_dim; ++k) e.act.push_back(static_cast<float>(actions[i * act_dim + k]));
-      e.rew.push_back(static_cast<float>(venv.rewards()[i]));
-      e.term.push_back(venv.terminated()[i]);
-      e.tout.push_back(venv.truncated()[i]);
-      if (ended) {
-        const size_t rows = std::min(e.rew.size(), want - d.size());
-        append(e, rows);
-        // An episode cut short by the dataset's size ends in a truncation: a
-        // timeout, so that D4RL's logic bootstraps there and datasets concatenate.
-        if (rows < e.rew.size()) d.timeouts.back() = 1;
-        e.clear();
+    std::vector<uint8_t> ended(m, 0);
+    tbb::parallel_for(0, m, [&](int j) {
+      Slot& s = slots[live[j]];
+      Episode& e = s.episode;
+      const double* a = actions.data() + static_cast<size_t>(j) * act_dim;
+      e.obs.insert(e.obs.end(), s.obs.begin(), s.obs.end());
+      const auto r = s.env->step(a, s.obs.data());
+      e.next.insert(e.next.end(), s.obs.begin(), s.obs.end());
+      for (int k = 0; k < act_dim; ++k) e.act.push_back(static_cast<float>(a[k]));
+      e.rew.push_back(static_cast<float>(r.reward));
+      e.term.push_back(r.terminated);
+      e.tout.push_back(r.truncated);
+      ended[j] = r.terminated || r.truncated;
+    });
+    for (int j = 0; j < m; ++j) {
+      Slot& s = slots[live[j]];
+      // An episode that already reaches the wanted size is complete enough: the rows past the cut never count.
+      const bool reaches_cut = s.index == assembly.next_index && d.size() + s.episode.rows() >= assembly.want;
+      if (ended[j] || reaches_cut) {
+        if (!ended[j]) s.episode.tout.back() = 1;  // cut by the dataset's size: a truncation
+        assembly.finish(s.index, std::move(s.episode));
+        s.index = -1;
       }
     }
   }

@@ -16,8 +16,13 @@ struct DeviceChoice {
 // GPU is an error naming the flag.
 DeviceChoice resolve_device(const std::string& flag_value);
 
-// LibTorch's intra-op CPU threads (0 leaves LibTorch's default: all cores).
-void set_torch_threads(int threads);
+// Makes LibTorch's CPU results depend on the operands alone, not on the CPU, the BLAS kernel, the thread count
+// or a row's neighbours (reproducible_cpu.cpp says how). Every program that runs tensor ops calls it first,
+// before any of them; calling it again is harmless. CPU parallelism then comes from oneTBB (`--threads`).
+void use_reproducible_cpu_arithmetic();
+
+// How CPU products and ATen's kernels run, for `modiff info`.
+std::string cpu_arithmetic_summary();
 
 // LibTorch's version, BLAS and thread facts, for `modiff info`.
 std::string torch_build_summary();

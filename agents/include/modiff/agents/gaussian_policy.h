@@ -29,6 +29,10 @@ class GaussianPolicy {
   // Actions for n observations ([n, obs] -> [n, act]); sampled from the policy
   // with its own seeded generator unless `deterministic` (tanh of the mean).
   void act(const float* observations, int n, double* actions, bool deterministic);
+  // Samples for n observations, row r's noise drawn from keys[r] alone (modiff's Rng), without LibTorch's
+  // kernels: fixed-order products (fixed_order_gemm.h) and glibc's double tanh and exp. A row's action thus
+  // depends on its observation and key only, on any machine: this is how the suite's datasets are made.
+  void sample_keyed(const float* observations, int n, const uint64_t* keys, double* actions) const;
   void reseed(uint64_t seed);
 
  private:

@@ -14,11 +14,6 @@
 namespace modiff::agents {
 namespace {
 
-std::string assets_dir() {
-  const char* override_dir = std::getenv("MODIFF_ASSETS");
-  return override_dir && *override_dir ? override_dir : MODIFF_ASSETS_DIR;
-}
-
 nlohmann::json load_manifest(const envs::EnvSpec& env) {
   const std::string path = behavior_dir(env) + "/manifest.json";
   std::ifstream in(path);
@@ -63,6 +58,11 @@ datasets::Dataset roll(const envs::EnvSpec& env, const datasets::BatchPolicy& po
 }
 
 }  // namespace
+
+std::string assets_dir() {
+  const char* override_dir = std::getenv("MODIFF_ASSETS");
+  return override_dir && *override_dir ? override_dir : MODIFF_ASSETS_DIR;
+}
 
 std::string behavior_dir(const envs::EnvSpec& env) { return assets_dir() + "/behavior/" + env.id; }
 

@@ -1,4 +1,4 @@
-// `modiff data import|info|list`: datasets in D4RL's HDF5 layout in the data home.
+// `modiff data build|import|info|list` (`data suite`: suite_fingerprints.cpp): datasets in D4RL's HDF5 layout in the data home.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +16,7 @@
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/import.h"
 #include "modiff/datasets/sha256.h"
+#include "suite_fingerprints.h"
 
 namespace modiff::cli {
 namespace {
@@ -57,34 +58,33 @@ void add_info(CLI::App& data) {
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([target, json] {
     const std::string path = agents::resolve_dataset(*target, *json);
-    const auto d = datasets::read_d4rl_file(path);
-    const auto episodes = datasets::summarize_episodes(d);
-    const envs::EnvSpec* env = d.attributes.env_id.empty() ? datasets::env_for_dims(d.obs_dim, d.act_dim)
-                                                           : &envs::find_env(d.attributes.env_id);
-    std::vector<double> normalized;
-    for (double r : episodes.returns) normalized.push_back(env ? envs::normalized_score(*env, r) : 0.0);
-    const Summary ret = summarize(episodes.returns), norm = summarize(normalized);
-    const std::string name = d.attributes.name.empty() ? std::filesystem::path(path).stem().string() : d.attributes.name;
-    const std::string sha = datasets::sha256_file(path);
+    const DatasetFacts f = dataset_facts(path);
+    const FingerprintVerdict verdict = check_suite_fingerprint(f, read_suite_fingerprints());
     if (*json) {
-      std::cout << nlohmann::json{{"name", name},
+      std::cout << nlohmann::json{{"name", f.name},
                                   {"file", path},
-                                  {"sha256", sha},
-                                  {"env", env ? env->id : ""},
-                                  {"transitions", d.size()},
-                                  {"episodes", episodes.returns.size()},
-                                  {"return", summary_json(ret)},
-                                  {"normalized_return", summary_json(norm)}}
+                                  {"sha256", f.sha256},
+                                  {"env", f.env_id},
+                                  {"seed", f.seed},
+                                  {"transitions", f.transitions},
+                                  {"episodes", f.episodes},
+                                  {"return", summary_json(f.returns)},
+                                  {"normalized_return", summary_json(f.normalized)},
+                                  {"suite_fingerprint", {{"compared", verdict.compared},
+                                                         {"matches", verdict.matches},
+                                                         {"verdict", verdict.text}}}}
                        .dump(2)
                 << "\n";
       return;
     }
-    std::printf("%s (%s)\n  file %s\n  sha256 %s\n  %zu transitions, %zu complete episodes (%ld rows after the last)\n",
-                name.c_str(), env ? env->id.c_str() : "unknown env", path.c_str(), sha.c_str(), d.size(),
-                episodes.returns.size(), episodes.unfinished_rows);
-    std::printf("  return             mean %10.3f  std %9.3f  min %10.3f  max %10.3f\n", ret.mean, ret.std, ret.min, ret.max);
-    std::printf("  normalized return  mean %10.3f  std %9.3f  min %10.3f  max %10.3f\n", norm.mean, norm.std, norm.min,
-                norm.max);
+    std::printf("%s (%s)\n  file %s\n  sha256 %s\n  suite fingerprint: %s\n"
+                "  %zu transitions, %zu complete episodes (%ld rows after the last)\n",
+                f.name.c_str(), f.env_id.empty() ? "unknown env" : f.env_id.c_str(), path.c_str(), f.sha256.c_str(),
+                verdict.text.c_str(), f.transitions, f.episodes, f.unfinished_rows);
+    std::printf("  return             mean %10.3f  std %9.3f  min %10.3f  max %10.3f\n", f.returns.mean, f.returns.std,
+                f.returns.min, f.returns.max);
+    std::printf("  normalized return  mean %10.3f  std %9.3f  min %10.3f  max %10.3f\n", f.normalized.mean,
+                f.normalized.std, f.normalized.min, f.normalized.max);
   });
 }
 
@@ -128,11 +128,11 @@ void add_build(CLI::App& data) {
   cmd->add_option("name", args->name, "Suite name (bullet-hopper-random-v0, ...) or a new name with --env and --policy")
       ->required();
   cmd->add_option("--transitions", args->transitions, "Rows to generate")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Seed (env i gets seed + i)")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed (fixes every episode: episode k is seeded from the seed and k)")->capture_default_str();
   cmd->add_option("--out", args->out, "Output file (default: the data home)");
   cmd->add_option("--policy", args->policy, "Actor file from `modiff behavior train` instead of the suite's policy");
   cmd->add_option("--env", args->env, "Env, for a name outside the suite");
-  cmd->add_option("--num-envs", args->num_envs, "Envs stepped together")->capture_default_str();
+  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side (speed only: the dataset does not depend on it)")->capture_default_str();
   cmd->add_option("--threads", args->threads, "Worker threads (0 = all cores); results do not depend on it");
   cmd->add_flag("--force", args->force, "Replace an existing dataset");
   cmd->add_flag("--json", args->json, "Print JSON");
@@ -187,12 +187,13 @@ void add_build(CLI::App& data) {
 }  // namespace
 
 void add_data_command(CLI::App& app) {
-  auto* data = app.add_subcommand("data", "Datasets in D4RL's HDF5 layout (build, import, info, list)");
+  auto* data = app.add_subcommand("data", "Datasets in D4RL's HDF5 layout (build, import, info, list, suite)");
   data->require_subcommand(1);
   add_import(*data);
   add_info(*data);
   add_list(*data);
   add_build(*data);
+  add_suite_subcommand(*data);
 }
 
 }  // namespace modiff::cli

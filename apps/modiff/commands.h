@@ -13,6 +13,7 @@ void add_bench_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_robot_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_suite_subcommand(CLI::App& data);  // `modiff data suite`
 void add_behavior_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);  // eval and swap

@@ -22,7 +22,9 @@ struct SuiteBuildOptions {
   int num_envs = 64;
 };
 
-// The folder holding assets/behavior (override with $MODIFF_ASSETS).
+// The assets folder (the repository's assets/; $MODIFF_ASSETS overrides it).
+std::string assets_dir();
+// The folder of an env's behavior policies: assets_dir()/behavior/<env id>.
 std::string behavior_dir(const envs::EnvSpec& env);
 
 // Builds the dataset of a suite entry; throws modiff::Error naming the missing

@@ -7,7 +7,10 @@
 //  2. Vectorized ATen kernels: ATen picks AVX-512 or AVX2 builds of its reductions, random fills and
 //     transcendentals by CPU; the two round differently. ATEN_CPU_CAPABILITY pins the AVX2 build on every CPU
 //     that has AVX2 and FMA (all of modiff's x86-64 targets).
-//  3. Thread-split reductions: ATen sums some reductions (LayerNorm's parameter gradients, full reductions past
+//  3. Floating-point modes: a library loaded into the process may switch on flush-to-zero or
+//     denormals-are-zero (MXCSR), which changes the physics wherever a value falls below 1e-308. Every thread
+//     that computes (the main one, oneTBB's workers as they join) runs in IEEE's default mode.
+//  4. Thread-split reductions: ATen sums some reductions (LayerNorm's parameter gradients, full reductions past
 //     32k elements) in per-thread partials, so the thread count changes the result. ATen runs on one intra-op
 //     thread; the products, which are most of a CPU step's time, spread over oneTBB's threads instead.
 #include <ATen/Parallel.h>
@@ -15,6 +18,10 @@
 #include <torch/version.h>  // TORCH_VERSION_MAJOR
 #include <torch/library.h>
 
+#include <tbb/task_scheduler_observer.h>
+#include <xmmintrin.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 
@@ -173,6 +180,15 @@ void register_fixed_order_products() {
   library.impl("dot", TORCH_FN(dot));
 }
 
+// MXCSR with every exception masked, round to nearest, no flush-to-zero, no denormals-are-zero.
+constexpr unsigned kIeeeDefaultMxcsr = 0x1F80;
+unsigned mxcsr_at_start = 0;
+
+struct IeeeModeOnWorkers : tbb::task_scheduler_observer {
+  IeeeModeOnWorkers() { observe(true); }
+  void on_scheduler_entry(bool) override { _mm_setcsr(kIeeeDefaultMxcsr); }
+};
+
 }  // namespace
 
 void use_reproducible_cpu_arithmetic() {
@@ -182,15 +198,26 @@ void use_reproducible_cpu_arithmetic() {
     if (gemm_kernel_supported(GemmKernel::Avx2)) setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
     else setenv("ATEN_CPU_CAPABILITY", "default", 1);
     register_fixed_order_products();
+    mxcsr_at_start = _mm_getcsr();
+    static IeeeModeOnWorkers* workers = new IeeeModeOnWorkers;  // never destroyed: workers join until exit
+    (void)workers;
   });
+  _mm_setcsr(kIeeeDefaultMxcsr);
   at::set_num_threads(1);
+}
+
+static std::string mxcsr_hex(unsigned v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%04x", v);
+  return buf;
 }
 
 std::string cpu_arithmetic_summary() {
   const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
   return std::string("products: modiff fixed-order (") + gemm_kernel_name(selected_gemm_kernel()) +
          " kernel); ATen kernels: " + (aten ? aten : "LibTorch's choice") +
-         "; ATen intra-op threads: " + std::to_string(at::get_num_threads());
+         "; ATen intra-op threads: " + std::to_string(at::get_num_threads()) + "; MXCSR " + mxcsr_hex(_mm_getcsr()) +
+         " (at start " + mxcsr_hex(mxcsr_at_start) + ")";
 }
 
 }  // namespace modiff::agents

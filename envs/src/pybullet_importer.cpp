@@ -27,7 +27,13 @@
 namespace modiff::envs {
 namespace {
 
-double f32(double v) { return static_cast<double>(static_cast<float>(v)); }
+// Single precision, as PyBullet's importer stores parsed numbers. The float goes through a volatile: GCC 12
+// drops a plain (double)(float)x round trip in C++ (its only excess-precision mode there is "fast"), GCC 13
+// keeps it, so without it the robot models, and every result after them, depended on the compiler.
+double f32(double v) {
+  volatile float rounded = static_cast<float>(v);
+  return rounded;
+}
 btVector3 f32(const Vec3& v) { return btVector3(f32(v[0]), f32(v[1]), f32(v[2])); }
 
 struct GeomShape {

@@ -16,6 +16,7 @@
 
 #include "cli_runner.h"
 #include "modiff/agents/behavior_suite.h"
+#include "modiff/agents/device.h"
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/remove_tree.h"
@@ -165,5 +166,48 @@ TEST_CASE("fingerprints: CPU training runs give the same weights on 1 and 2 thre
       CHECK(metrics_without_times(r.metrics_csv) == metrics_without_times((dir.path / (algo + "1") / "metrics.csv").string()));
     }
     check_fingerprint("trained 30 steps on 2,000 hopper-medium transitions, then evaluated", algo, hex(first));
+  }
+}
+
+TEST_CASE("CUDA: one seed and command train the same weights and evaluate the same returns", "[repro][cuda]") {
+  if (agents::resolve_device("auto").kind != agents::DeviceKind::Cuda) {
+    WARN("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
+    return;
+  }
+  TempDir dir("cuda");
+  const std::string data = (dir.path / "hopper-medium.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-medium-v0 --transitions 5000 --out " + data).code == 0);
+  for (const std::string algo : {"idql", "dql", "cfg"}) {
+    std::vector<std::string> weights, metrics;
+    for (const std::string run : {"a", "b"}) {
+      agents::TrainOptions o;
+      o.algo = algo;
+      o.schedule = "guidance-first";
+      o.steps = 200;
+      o.guidance_steps = 200;
+      o.device = "cuda";
+      o.quiet = true;
+      o.out = (dir.path / (algo + run)).string();
+      const auto r = agents::train(data, o);
+      weights.push_back(datasets::sha256_file(r.diffusion_dir + "/weights.pt") +
+                        datasets::sha256_file(r.guidance_dir + "/weights.pt"));
+      metrics.push_back(metrics_without_times(r.metrics_csv));
+    }
+    INFO(algo);
+    CHECK(weights[0] == weights[1]);
+    CHECK(metrics[0] == metrics[1]);
+    const std::string run = (dir.path / (algo + "a")).string();
+    agents::InferenceOptions io;
+    io.device = "cuda";
+    std::vector<std::vector<double>> returns;
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      auto policy = agents::InferencePolicy::load(run + "/diffusion", run + "/guidance", io);
+      eval::EvalOptions opt;
+      opt.seeds = {0, 1};
+      opt.episodes = 3;
+      opt.max_steps = 100;
+      returns.push_back(returns_of(eval::evaluate(policy, eval::env_for_policy(policy, ""), opt)));
+    }
+    CHECK(returns[0] == returns[1]);
   }
 }

@@ -22,11 +22,12 @@ namespace modiff::cli {
 namespace {
 
 // `modiff bench data`: transitions per second of dataset generation (a
-// random-init SAC actor on the vector env, the `random` level's path), and of
+// random-init SAC actor, the `random` level's path of `modiff data build`), and of
 // writing the HDF5 file.
 void add_data_bench(CLI::App& bench_cmd) {
   struct Args {
     long transitions = 200000;
+    int num_envs = 64;
     std::string record, env = "bullet-hopper-v0";
     bool json = false;
   };
@@ -34,12 +35,14 @@ void add_data_bench(CLI::App& bench_cmd) {
   auto* cmd = bench_cmd.add_subcommand("data", "Dataset generation: transitions/s on all cores, and the file write");
   cmd->add_option("--env", args->env, "Environment")->capture_default_str();
   cmd->add_option("--transitions", args->transitions, "Transitions to generate")->capture_default_str();
+  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side")->capture_default_str();
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
     const auto& env = envs::find_env(args->env);
     agents::SuiteBuildOptions opt;
     opt.transitions = args->transitions;
+    opt.num_envs = args->num_envs;
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     auto d = agents::build_policy_dataset(env, "", opt);
@@ -59,9 +62,9 @@ void add_data_bench(CLI::App& bench_cmd) {
     }
     char md[512];
     std::snprintf(md, sizeof md,
-                  "Machine: %s. %s, random-init SAC actor, 64 envs: %zu transitions generated in %.2f s "
+                  "Machine: %s. %s, random-init SAC actor, %d envs: %zu transitions generated in %.2f s "
                   "(%.0f transitions/s, %.1f s per million); HDF5 write %.2f s.\n",
-                  machine.c_str(), env.id.c_str(), d.size(), gen_s, d.size() / gen_s, 1e6 / (d.size() / gen_s), write_s);
+                  machine.c_str(), env.id.c_str(), args->num_envs, d.size(), gen_s, d.size() / gen_s, 1e6 / (d.size() / gen_s), write_s);
     if (!args->json) std::cout << md;
     if (!args->record.empty())
       bench::record_markdown_section(args->record,

@@ -15,15 +15,14 @@ namespace modiff::agents {
 namespace {
 
 // y [n, out] = x [n, in] W^T + b for a torch Linear layer's parameters, by the fixed-order product.
-std::vector<float> linear_fixed_order(const std::vector<float>& x, int n, const torch::nn::Linear& layer) {
+void linear_fixed_order(const float* x, int n, const torch::nn::Linear& layer, std::vector<float>& y) {
   const torch::Tensor& w = layer->weight;  // [out, in], contiguous
   const torch::Tensor& b = layer->bias;
   const int64_t out = w.size(0), in = w.size(1);
-  std::vector<float> y(static_cast<size_t>(n) * out);
+  y.resize(static_cast<size_t>(n) * out);
   const MatrixView<const float> bias{b.data_ptr<float>(), n, out, 0, 1};
-  fixed_order_gemm({x.data(), n, in, in, 1}, {w.data_ptr<float>(), in, out, 1, in}, {y.data(), n, out, out, 1},
-                   &bias, 1.0f, 1.0f);
-  return y;
+  fixed_order_gemm({x, n, in, in, 1}, {w.data_ptr<float>(), in, out, 1, in}, {y.data(), n, out, out, 1}, &bias, 1.0f,
+                   1.0f);
 }
 
 void relu_in_place(std::vector<float>& v) {
@@ -114,14 +113,15 @@ namespace modiff::agents {
 void GaussianPolicy::sample_keyed(const float* observations, int n, const uint64_t* keys, double* actions) const {
   torch::NoGradGuard no_grad;
   const ActorImpl& actor = *impl_->actor;
-  const int obs_dim = impl_->info.obs_dim, act_dim = impl_->info.act_dim;
-  std::vector<float> h(observations, observations + static_cast<size_t>(n) * obs_dim);
-  h = linear_fixed_order(h, n, actor.fc1);
-  relu_in_place(h);
-  h = linear_fixed_order(h, n, actor.fc2);
-  relu_in_place(h);
-  const std::vector<float> mean = linear_fixed_order(h, n, actor.fc_mean);
-  const std::vector<float> log_std_raw = linear_fixed_order(h, n, actor.fc_logstd);
+  const int act_dim = impl_->info.act_dim;
+  // The calling thread's buffers, kept between calls (one allocation per step cost page faults).
+  thread_local std::vector<float> h1, h2, mean, log_std_raw;
+  linear_fixed_order(observations, n, actor.fc1, h1);
+  relu_in_place(h1);
+  linear_fixed_order(h1.data(), n, actor.fc2, h2);
+  relu_in_place(h2);
+  linear_fixed_order(h2.data(), n, actor.fc_mean, mean);
+  linear_fixed_order(h2.data(), n, actor.fc_logstd, log_std_raw);
   for (int r = 0; r < n; ++r) {
     Rng noise(keys[r]);
     for (int k = 0; k < act_dim; ++k) {

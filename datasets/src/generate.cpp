@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -19,6 +20,7 @@ struct Episode {
   std::vector<float> obs, next, act, rew;
   std::vector<uint8_t> term, tout;
   size_t rows() const { return rew.size(); }
+  void clear() { obs.clear(), next.clear(), act.clear(), rew.clear(), term.clear(), tout.clear(); }
 };
 
 // The dataset under construction: episodes are appended in index order, and the one that reaches the wanted
@@ -28,8 +30,20 @@ struct Assembly {
   size_t want;
   long next_index = 0;                 // the episode to append next
   std::map<long, Episode> finished;    // finished episodes waiting for an earlier one
+  std::vector<Episode> spare;          // appended episodes' buffers, kept for the next ones (no page faults)
 
   bool full() const { return d.size() >= want; }
+
+  void recycle(Episode&& e) {
+    e.clear();
+    spare.push_back(std::move(e));
+  }
+  Episode fresh() {
+    if (spare.empty()) return Episode{};
+    Episode e = std::move(spare.back());
+    spare.pop_back();
+    return e;
+  }
 
   void append(const Episode& e) {
     const size_t rows = std::min(e.rows(), want - d.size());
@@ -50,19 +64,22 @@ struct Assembly {
     finished.emplace(index, std::move(e));
     for (auto it = finished.find(next_index); it != finished.end() && !full(); it = finished.find(next_index)) {
       append(it->second);
+      recycle(std::move(it->second));
       finished.erase(it);
     }
   }
 
-  // The fewest rows that episodes before `index` will contribute, given those still running (`running_rows`,
-  // rows so far by episode): when that reaches the wanted size, episode `index` cannot appear in the dataset.
-  bool needed(long index, const std::map<long, size_t>& running_rows) const {
+  // The first episode that cannot appear in the dataset: the one before which the rows of earlier episodes
+  // (finished, or still running with `running_rows[k - next_index]` rows so far, which only grow) already reach
+  // the wanted size. Episodes from it on need not run. Episodes [next_index, started) are finished or running.
+  long first_unneeded(std::vector<size_t> running_rows, long started) const {
+    for (const auto& [k, e] : finished) running_rows[static_cast<size_t>(k - next_index)] = e.rows();
     size_t before = d.size();
-    for (long k = next_index; k < index && before < want; ++k) {
-      if (auto f = finished.find(k); f != finished.end()) before += f->second.rows();
-      else if (auto r = running_rows.find(k); r != running_rows.end()) before += r->second;
+    for (long k = next_index; k < started; ++k) {
+      if (before >= want) return k;
+      before += running_rows[static_cast<size_t>(k - next_index)];
     }
-    return before < want;
+    return before >= want ? started : std::numeric_limits<long>::max();
   }
 };
 
@@ -86,7 +103,7 @@ Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, c
   d.act_dim = act_dim;
   d.attributes.env_id = spec.id;
   d.attributes.seed = static_cast<long long>(opt.seed);
-  Assembly assembly{d, static_cast<size_t>(opt.transitions), 0, {}};
+  Assembly assembly{d, static_cast<size_t>(opt.transitions), 0, {}, {}};
   d.observations.reserve(assembly.want * obs_dim);
   d.next_observations.reserve(assembly.want * obs_dim);
   d.actions.reserve(assembly.want * act_dim);
@@ -105,19 +122,22 @@ Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, c
   std::vector<double> actions;
   std::vector<int> live;
   while (!assembly.full()) {
-    std::map<long, size_t> running_rows;
+    std::vector<size_t> running_rows(static_cast<size_t>(next_episode - assembly.next_index), 0);
     for (const Slot& s : slots)
-      if (s.index >= 0) running_rows[s.index] = s.episode.rows();
+      if (s.index >= 0) running_rows[static_cast<size_t>(s.index - assembly.next_index)] = s.episode.rows();
+    const long cutoff = assembly.first_unneeded(std::move(running_rows), next_episode);
     // Drop running episodes that can no longer appear (the ones before them already fill the dataset), and
     // give idle slots the next episodes that still can.
     live.clear();
     for (size_t i = 0; i < slots.size(); ++i) {
       Slot& s = slots[i];
-      if (s.index >= 0 && !assembly.needed(s.index, running_rows)) s.index = -1;
-      if (s.index < 0 && assembly.needed(next_episode, running_rows)) {
+      if (s.index >= cutoff) {
+        s.index = -1;
+        assembly.recycle(std::move(s.episode));
+      }
+      if (s.index < 0 && next_episode < cutoff) {
         s.index = next_episode++;
-        s.episode = Episode{};
-        running_rows[s.index] = 0;
+        s.episode = assembly.fresh();
         s.obs.resize(obs_dim);
         if (!s.env) {
           // PyBullet's env counts the floor among the body parts from its second reset on (docs/fidelity.md),

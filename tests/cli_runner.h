@@ -26,6 +26,14 @@ inline std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// One argument for the shell that runs these tests, whatever it holds (quotes, backquotes, $(...)): the test
+// harness itself goes through /bin/sh, modiff never does.
+inline std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 inline Result modiff(const std::string& args) {
   static int counter = 0;
   const auto dir = std::filesystem::temp_directory_path();

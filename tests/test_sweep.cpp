@@ -125,11 +125,17 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   REQUIRE(modiff_test::modiff("sweep " + config + " --out " + cut.string()).code == 0);
   CHECK(scores(cut) == reference);
 
-  // The report: every section, CSV tables, SVG plots that parse as XML.
-  const std::string report = (dir / "report").string();
-  const auto r = modiff_test::modiff("report " + (dir / "whole").string() + " --out " + report);
+  // The report: every section, CSV tables, SVG plots that parse as XML. Its folder's name holds what a shell or
+  // gnuplot would run (modiff starts gnuplot without a shell and quotes every path in its scripts).
+  const std::string report = (dir / "o'brien $(touch pwned1) `touch pwned2` ';system('touch pwned3')").string();
+  const auto r = modiff_test::modiff("report " + (dir / "whole").string() + " --out " + modiff_test::quoted(report));
   INFO(r.err);
   REQUIRE(r.code == 0);
+  for (const char* pwned : {"pwned1", "pwned2", "pwned3"}) {
+    CHECK_FALSE(fs::exists(pwned));
+    CHECK_FALSE(fs::exists(dir / pwned));
+    CHECK_FALSE(fs::exists(fs::path(report) / "plots" / pwned));
+  }
   const std::string md = modiff_test::slurp(report + "/report.md"), html = modiff_test::slurp(report + "/report.html");
   for (const char* section : {"Normalized scores per configuration", "Learning curves", "Guidance swaps",
                               "Cross-algorithm swaps", "Joint against guidance-first"}) {
@@ -147,11 +153,11 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
     if (e.path().extension() != ".svg") continue;
     ++svgs;
     CHECK(std::system(("/usr/bin/python3 -c \"import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])\" " +
-                       e.path().string()).c_str()) == 0);
+                       modiff_test::quoted(e.path().string())).c_str()) == 0);
   }
   CHECK(svgs == 1 + 1 + 4 + 1);  // box plot, curves, four swap matrices, timing
   for (const char* csv : {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"})
     CHECK(fs::exists(report + "/" + csv));
-  CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + report).code != 0);
+  CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + modiff_test::quoted(report)).code != 0);
   remove_tree(dir.string());
 }

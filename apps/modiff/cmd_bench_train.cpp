@@ -20,6 +20,7 @@
 #include "modiff/bench/synthetic_data.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
+#include "modiff/common/spawn.h"
 
 namespace modiff::cli {
 
@@ -60,28 +61,20 @@ std::vector<Cell> cells_from_json(const nlohmann::json& results) {
   return cells;
 }
 
-std::string shell_quoted(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // One algorithm x schedule in a child process of this binary, so that its peak memory is its own: in one
 // process a cell's allocator peak also held what earlier cells left (cuBLAS keeps a workspace for every
 // stream a run used, and the joint runs use more streams), which blurred guidance-first against joint.
 std::vector<Cell> run_in_child(const std::string& algo, const std::string& schedule, long steps,
                                const std::string& device, bool graphs) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  const std::string command = shell_quoted(self) + " bench train --json --algos " + shell_quoted(algo) +
-                              " --schedules " + shell_quoted(schedule) + " --steps " + std::to_string(steps) +
-                              " --device " + shell_quoted(device) + (graphs ? "" : " --no-cuda-graphs");
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) throw Error("bench train: cannot start " + self);
-  std::string out;
-  char buffer[4096];
-  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  if (status != 0) throw Error("bench train: the " + algo + " " + schedule + " run failed (its error is above)");
+  std::vector<std::string> argv = {self, "bench", "train", "--json", "--algos", algo, "--schedules", schedule,
+                                   "--steps", std::to_string(steps), "--device", device};
+  if (!graphs) argv.push_back("--no-cuda-graphs");
+  SpawnOptions options;
+  options.capture_stdout = true;
+  const SpawnResult child = run_program(argv, options);
+  if (child.exit_code != 0) throw Error("bench train: the " + algo + " " + schedule + " run failed (its error is above)");
+  const std::string& out = child.out;
   try {
     return cells_from_json(nlohmann::json::parse(out).at("results"));
   } catch (const std::exception& e) {

@@ -11,6 +11,7 @@
 
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/spawn.h"
 #include "modiff/eval/statistics.h"
 
 namespace modiff::reports {
@@ -37,40 +38,79 @@ std::string fmt(double v, int digits = 1) {
   return b;
 }
 
+// Every string that comes from the data (dataset and cell names, values) is escaped for where it goes: a name
+// like `<img src=x onerror=...>` stays text in HTML, a `|` stays inside its Markdown cell, a comma inside its CSV
+// field.
+std::string html_escaped(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Markdown: HTML's specials as entities (Markdown passes inline HTML through), its own punctuation
+// backslash-escaped, line breaks as spaces (they would end a table row).
+std::string markdown_escaped(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n' || c == '\r') out += ' ';
+    else if (c == '<' || c == '>' || c == '&' || c == '"' || c == '\'') out += html_escaped(std::string(1, c));
+    else if (std::string("\\`*_{}[]()#+!|~").find(c) != std::string::npos) out += std::string("\\") + c;
+    else out += c;
+  }
+  return out;
+}
+
+// RFC 4180: a field with a comma, quote or line break goes in quotes, its quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 // Markdown and HTML tables from one header and rows; also written as CSV.
 struct Table {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
   std::string markdown() const {
     std::string s = "|";
-    for (const auto& h : header) s += " " + h + " |";
+    for (const auto& h : header) s += " " + markdown_escaped(h) + " |";
     s += "\n|";
     for (size_t i = 0; i < header.size(); ++i) s += "---|";
     s += "\n";
     for (const auto& r : rows) {
       s += "|";
-      for (const auto& c : r) s += " " + c + " |";
+      for (const auto& c : r) s += " " + markdown_escaped(c) + " |";
       s += "\n";
     }
     return s;
   }
   std::string html() const {
     std::string s = "<table><tr>";
-    for (const auto& h : header) s += "<th>" + h + "</th>";
+    for (const auto& h : header) s += "<th>" + html_escaped(h) + "</th>";
     s += "</tr>";
     for (const auto& r : rows) {
       s += "<tr>";
-      for (const auto& c : r) s += "<td>" + c + "</td>";
+      for (const auto& c : r) s += "<td>" + html_escaped(c) + "</td>";
       s += "</tr>";
     }
     return s + "</table>\n";
   }
   std::string csv() const {
     std::string s;
-    for (size_t i = 0; i < header.size(); ++i) s += (i ? "," : "") + header[i];
+    for (size_t i = 0; i < header.size(); ++i) s += (i ? "," : "") + csv_field(header[i]);
     s += "\n";
     for (const auto& r : rows) {
-      for (size_t i = 0; i < r.size(); ++i) s += (i ? "," : "") + r[i];
+      for (size_t i = 0; i < r.size(); ++i) s += (i ? "," : "") + csv_field(r[i]);
       s += "\n";
     }
     return s;
@@ -80,10 +120,23 @@ struct Table {
 // Runs gnuplot on a script; the script writes `svg`. Throws a clear error when gnuplot is missing or fails.
 void gnuplot(const fs::path& script_path, const std::string& script, const fs::path& svg) {
   write_text_atomically(script_path.string(), script);
-  const std::string cmd = "gnuplot '" + script_path.string() + "' 2>'" + script_path.string() + ".log'";
-  if (std::system(cmd.c_str()) != 0 || !fs::exists(svg))
+  SpawnOptions options;
+  options.stderr_file = script_path.string() + ".log";
+  if (run_program({"gnuplot", script_path.string()}, options).exit_code != 0 || !fs::exists(svg))
     throw Error("gnuplot failed on " + script_path.string() + " (is gnuplot-nox installed? see " +
                 script_path.string() + ".log)");
+}
+
+// A gnuplot string literal that stays text: single-quoted (gnuplot performs no backquote, macro or backslash
+// substitution inside single quotes), quotes doubled, line breaks (which would end the command) as spaces.
+std::string gp_quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "''";
+    else if (c == '\n' || c == '\r') q += ' ';
+    else q += c;
+  }
+  return q + "'";
 }
 
 std::string svg_body(const fs::path& svg) {
@@ -141,7 +194,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     html_body += t.html();
   };
   // Without gnuplot (the lent GPU machines have none) the report keeps its tables and says the plots are missing.
-  const bool have_gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+  const bool have_gnuplot = !find_program("gnuplot").empty();
   if (!have_gnuplot) {
     result.warnings.push_back("gnuplot not found: the report has no plots (apt-get install gnuplot-nox)");
     md += "> gnuplot was not found: this report has tables only.\n\n";
@@ -149,12 +202,12 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
   auto add_plot = [&](const std::string& name, const std::string& script_body, const std::string& caption) {
     if (!have_gnuplot) return;
     const fs::path svg = plots / (name + ".svg");
-    gnuplot(plots / (name + ".gp"), "set terminal svg size 820,460 dynamic font 'sans,11'\nset output '" + svg.string() +
-                                        "'\n" + script_body,
+    gnuplot(plots / (name + ".gp"), "set terminal svg size 820,460 dynamic font 'sans,11'\nset output " + gp_quoted(svg.string()) +
+                                        "\n" + script_body,
             svg);
     result.files.push_back(svg.string());
-    md += "![" + caption + "](plots/" + name + ".svg)\n\n";
-    html_body += "<figure>" + svg_body(svg) + "<figcaption>" + caption + "</figcaption></figure>\n";
+    md += "![" + markdown_escaped(caption) + "](plots/" + name + ".svg)\n\n";
+    html_body += "<figure>" + svg_body(svg) + "<figcaption>" + html_escaped(caption) + "</figcaption></figure>\n";
   };
 
   // 1. Scores per configuration, with its own guidance and without.
@@ -185,7 +238,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     int x = 0;
     for (const auto& [k, v] : own) {
       ++x;
-      labels << (x > 1 ? ", " : "") << "\"" << k << "\" " << x;
+      labels << (x > 1 ? ", " : "") << gp_quoted(k) << " " << x;
       const auto a = eval::aggregate(v);
       boxes << x << " " << eval::quantile(v, 0.25) << " " << a.min << " " << a.max << " " << eval::quantile(v, 0.75)
             << " " << a.median << "\n";
@@ -197,9 +250,9 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     add_plot("box",
              "set boxwidth 0.4\nset style fill solid 0.25\nset xtics (" + labels.str() +
                  ") rotate by -15 font ',9'\nset ylabel 'normalized score'\nunset key\nset xrange [0.5:" +
-                 std::to_string(x) + ".5]\nplot '" + bdat +
-                 "' using 1:2:3:4:5 with candlesticks whiskerbars lc rgb '#3b6ea5', '' using 1:6:6:6:6 with candlesticks "
-                 "lc rgb '#1d3557' lw 2, '" + pdat + "' using 1:2 with points pt 7 ps 0.6 lc rgb '#d08c3a'\n",
+                 std::to_string(x) + ".5]\nplot " + gp_quoted(bdat) +
+                 " using 1:2:3:4:5 with candlesticks whiskerbars lc rgb '#3b6ea5', '' using 1:6:6:6:6 with candlesticks "
+                 "lc rgb '#1d3557' lw 2, " + gp_quoted(pdat) + " using 1:2 with points pt 7 ps 0.6 lc rgb '#d08c3a'\n",
              "Normalized scores over training seeds (own guidance): box = quartiles (its height is the IQR)");
   }
 
@@ -231,8 +284,9 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
       for (const auto& [step, g] : guided)
         d << step << " " << g.first / g.second << " " << unguided[step].first / unguided[step].second << "\n";
       write_text_atomically(dat.string(), d.str());
-      plot_cmds += std::string(plot_cmds.empty() ? "plot " : ", ") + "'" + dat.string() + "' using 1:2 with linespoints title '" +
-                   k + " (guided)', '" + dat.string() + "' using 1:3 with linespoints dashtype 2 title '" + k + " (no guidance)'";
+      plot_cmds += std::string(plot_cmds.empty() ? "plot " : ", ") + gp_quoted(dat.string()) +
+                   " using 1:2 with linespoints title " + gp_quoted(k + " (guided)") + ", " + gp_quoted(dat.string()) +
+                   " using 1:3 with linespoints dashtype 2 title " + gp_quoted(k + " (no guidance)");
       ++series;
     }
     section("Learning curves: guidance necessity",
@@ -283,8 +337,8 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
       for (size_t i = 0; i < seeds.size(); ++i) tics += (i ? ", " : "") + std::string("'") + std::to_string(seeds[i]) + "' " + std::to_string(i);
       add_plot(name,
                "set xtics (" + tics + ")\nset ytics (" + tics + ")\nset xlabel 'guidance seed'\nset ylabel 'policy seed'\n"
-               "set palette rgbformulae 33,13,10\nset title '" + k + "'\nplot '" + (plots / (name + ".dat")).string() +
-                   "' using 1:2:3 with image pixels notitle, '' using 1:2:(sprintf('%.1f',$3)) with labels notitle\n",
+               "set palette rgbformulae 33,13,10\nset title " + gp_quoted(k) + "\nplot " +
+                   gp_quoted((plots / (name + ".dat")).string()) + " using 1:2:3 with image pixels notitle, '' using 1:2:(sprintf('%.1f',$3)) with labels notitle\n",
                "Swap matrix, " + k);
     }
     subsection("IQR change from seed swaps",
@@ -342,7 +396,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     add_plot("timing",
              "set style data histograms\nset style fill solid 0.8\nset boxwidth 0.8\nset xtics rotate by -20\n"
              "set ylabel 'seconds'\nset y2label 'peak memory (MiB)'\nset y2tics\nset ytics nomirror\nset key outside bottom\n"
-             "plot '" + (plots / "timing.dat").string() + "' using 3:xtic(2) title 'diffusion-phase seconds' lc rgb '#3b6ea5', '' using 4 axes x1y2 title 'peak memory (MiB)' lc rgb '#d08c3a'\n",
+             "plot " + gp_quoted((plots / "timing.dat").string()) + " using 3:xtic(2) title 'diffusion-phase seconds' lc rgb '#3b6ea5', '' using 4 axes x1y2 title 'peak memory (MiB)' lc rgb '#d08c3a'\n",
              "Diffusion-phase time and peak memory, joint against guidance-first");
   }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
+#include "tiny_training.h"
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/remove_tree.h"
@@ -81,15 +82,7 @@ struct TinyPolicies {
     for (const std::string env : {"hopper", "walker2d"}) {
       const std::string data = (dir / (env + ".hdf5")).string();
       REQUIRE(modiff_test::modiff("data build bullet-" + env + "-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
-      agents::TrainOptions o;
-      o.algo = "idql";
-      o.steps = 30;
-      o.hidden = 32;
-      o.block_width = 64;
-      o.batch = 64;
-      o.device = "cpu";
-      o.quiet = true;
-      o.out = (dir / env).string();
+      const agents::TrainOptions o = modiff_test::tiny_cpu_training("idql", (dir / env).string());
       const auto r = agents::train(data, o);
       if (env == "hopper") {
         hopper_diffusion = r.diffusion_dir;

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
+#include "tiny_training.h"
 #include "modiff/agents/behavior_suite.h"
 #include "modiff/agents/device.h"
 #include "modiff/agents/inference_policy.h"
@@ -148,16 +149,8 @@ TEST_CASE("fingerprints: CPU training runs give the same weights on 1 and 2 thre
     std::vector<double> first;
     for (int threads : {1, 2}) {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-      agents::TrainOptions o;
-      o.algo = algo;
+      agents::TrainOptions o = modiff_test::tiny_cpu_training(algo, (dir.path / (algo + std::to_string(threads))).string());
       o.schedule = "joint";
-      o.steps = 30;
-      o.hidden = 32;
-      o.block_width = 64;
-      o.batch = 64;
-      o.device = "cpu";
-      o.quiet = true;
-      o.out = (dir.path / (algo + std::to_string(threads))).string();
       const auto r = agents::train(data, o);
       const auto returns = evaluate_returns(r.diffusion_dir, r.guidance_dir, 2, 0);
       INFO(algo << " on " << threads << " threads");

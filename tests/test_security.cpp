@@ -1,8 +1,12 @@
-// Safety under hostile input (issue 16): nothing a user names is ever run by a shell.
+// Safety under hostile input (issue 16): nothing a user names is ever run by a shell, no data is read from
+// outside the file that is named.
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "cli_runner.h"
 #include "modiff/common/error.h"
@@ -30,5 +34,57 @@ TEST_CASE("programs are started without a shell: an argument is never parsed", "
   CHECK_THROWS_WITH(modiff::run_program({"modiff-no-such-program"}), Catch::Contains("cannot run modiff-no-such-program"));
   CHECK_FALSE(modiff::find_program("echo").empty());
   CHECK(modiff::find_program("modiff-no-such-program").empty());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("HDF5 datasets whose data lie outside the file are refused, naming the key", "[security][datasets]") {
+  namespace fs = std::filesystem;
+  if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0) {
+    WARN("python3-h5py is not installed (scripts/setup-deps installs it); skipping");
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("modiff_h5links_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string base = (dir / "base.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 300 --out " + base).code == 0);
+  // Four crafted copies: rewards through an external link, through a soft link, stored in an external raw file,
+  // and as a virtual dataset mapped from another file.
+  const std::string script = (dir / "craft.py").string();
+  std::ofstream(script) << R"(import sys, shutil, h5py, numpy as np
+d = sys.argv[1]
+rewards = h5py.File(d + '/base.hdf5', 'r')['rewards'][:]
+with h5py.File(d + '/secret.hdf5', 'w') as f:
+    f['rewards'] = rewards
+np.asarray(rewards, dtype='<f4').tofile(d + '/secret.raw')
+for kind in ['external_link', 'soft_link', 'external_storage', 'virtual']:
+    path = d + '/' + kind + '.hdf5'
+    shutil.copy(d + '/base.hdf5', path)
+    with h5py.File(path, 'a') as f:
+        del f['rewards']
+        if kind == 'external_link':
+            f['rewards'] = h5py.ExternalLink(d + '/secret.hdf5', '/rewards')
+        elif kind == 'soft_link':
+            f['stash'] = rewards
+            f['rewards'] = h5py.SoftLink('/stash')
+        elif kind == 'external_storage':
+            f.create_dataset('rewards', shape=rewards.shape, dtype='<f4', external=[(d + '/secret.raw', 0, h5py.h5f.UNLIMITED)])
+        else:
+            layout = h5py.VirtualLayout(shape=rewards.shape, dtype='<f4')
+            layout[:] = h5py.VirtualSource(d + '/secret.hdf5', 'rewards', shape=rewards.shape)
+            f.create_virtual_dataset('rewards', layout)
+)";
+  REQUIRE(std::system(("/usr/bin/python3 " + script + " " + dir.string()).c_str()) == 0);
+  for (const std::string kind : {"external_link", "soft_link", "external_storage", "virtual"}) {
+    INFO(kind);
+    const std::string file = (dir / (kind + ".hdf5")).string();
+    const auto info = modiff_test::modiff("data info " + file);
+    CHECK(info.code == 1);
+    CHECK(info.err.find("'rewards'") != std::string::npos);
+    CHECK(info.err.find("refused") != std::string::npos);
+    CHECK(std::count(info.err.begin(), info.err.end(), '\n') == 1);  // one line
+    const auto imported = modiff_test::modiff("data import " + file + " --as crafted_" + kind + " --force");
+    CHECK(imported.code != 0);
+  }
+  CHECK(modiff_test::modiff("data info " + base).code == 0);  // the file it was made from is fine
   fs::remove_all(dir);
 }

@@ -30,11 +30,37 @@ struct Handle {
   Handle& operator=(const Handle&) = delete;
 };
 
-template <typename T>
-Array<T> read_numeric(hid_t file, const std::string& key, hid_t mem_type, const std::string& where) {
-  if (H5Lexists(file, key.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": missing dataset");
+// Opens a dataset whose data lie in this file: a key reached through a soft or external link, a dataset
+// stored in external files, or a virtual dataset (whose data are mapped from other files) is refused, so that a
+// crafted file cannot make modiff read, and copy into the data home, another file on the machine.
+hid_t open_contained_dataset(hid_t file, const std::string& key, const std::string& where) {
+  std::string partial;
+  for (size_t pos = 0; pos != std::string::npos;) {
+    const size_t next = key.find('/', pos + 1);
+    partial = key.substr(0, next);
+    pos = next;
+    if (partial.empty() || partial == "/") continue;
+    if (H5Lexists(file, partial.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": missing dataset");
+    H5L_info_t link;
+    if (H5Lget_info(file, partial.c_str(), &link, H5P_DEFAULT) < 0) throw Error(where + ": unreadable link");
+    if (link.type != H5L_TYPE_HARD)
+      throw Error(where + ": refused: '" + partial + "' is " +
+                  (link.type == H5L_TYPE_EXTERNAL ? "an external link to another file" : "a soft link"));
+  }
   Handle ds(H5Dopen2(file, key.c_str(), H5P_DEFAULT));
   if (ds.id < 0) throw Error(where + ": not a readable dataset");
+  Handle plist(H5Dget_create_plist(ds.id));
+  if (plist.id < 0) throw Error(where + ": unreadable dataset properties");
+  if (H5Pget_external_count(plist.id) != 0) throw Error(where + ": refused: its data are stored in external files");
+  if (H5Pget_layout(plist.id) == H5D_VIRTUAL) throw Error(where + ": refused: a virtual dataset (data from other files)");
+  const hid_t id = ds.id;
+  ds.id = -1;  // the caller owns it now
+  return id;
+}
+
+template <typename T>
+Array<T> read_numeric(hid_t file, const std::string& key, hid_t mem_type, const std::string& where) {
+  Handle ds(open_contained_dataset(file, key, where));
   Handle space(H5Dget_space(ds.id));
   const int rank = H5Sget_simple_extent_ndims(space.id);
   if (rank < 0) throw Error(where + ": unreadable shape");
@@ -179,8 +205,7 @@ void File::set_attribute(const std::string& object, const std::string& name, lon
 }
 
 std::string File::type_class(const std::string& key) const {
-  Handle ds(H5Dopen2(id_, key.c_str(), H5P_DEFAULT));
-  if (ds.id < 0) throw Error(where(key) + ": missing dataset");
+  Handle ds(open_contained_dataset(id_, key, where(key)));
   Handle type(H5Dget_type(ds.id));
   switch (H5Tget_class(type.id)) {
     case H5T_FLOAT: return "float";
@@ -193,8 +218,7 @@ std::string File::type_class(const std::string& key) const {
 }
 
 std::vector<uint64_t> File::shape(const std::string& key) const {
-  Handle ds(H5Dopen2(id_, key.c_str(), H5P_DEFAULT));
-  if (ds.id < 0) throw Error(where(key) + ": missing dataset");
+  Handle ds(open_contained_dataset(id_, key, where(key)));
   Handle space(H5Dget_space(ds.id));
   const int rank = H5Sget_simple_extent_ndims(space.id);
   if (rank < 0) throw Error(where(key) + ": unreadable shape");

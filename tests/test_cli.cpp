@@ -52,7 +52,7 @@ TEST_CASE("cli: bad input gives one error line and a non-zero exit", "[cli]") {
       {"rollout", 2, "--env is required"},
       {"fidelity /nonexistent/golden.h5", 1, "cannot open file"},
       {"teleport", 2, "teleport"},
-      {"bench env --seconds -1", 1, "--seconds must be positive"},
+      {"bench env --seconds -1", 2, "--seconds"},  // a bad value is a bad command line (exit 2)
       {"behavior train --env bullet-humanoid-v0", 1, "unknown env 'bullet-humanoid-v0'"},
       {"behavior train --env bullet-hopper-v0 --resume --out /nonexistent/run", 1, "no checkpoint to resume from"},
       {"behavior train --env bullet-hopper-v0 --device tpu", 1, "--device must be auto, cpu or cuda"},

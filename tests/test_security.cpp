@@ -88,3 +88,31 @@ for kind in ['external_link', 'soft_link', 'external_storage', 'virtual']:
   CHECK(modiff_test::modiff("data info " + base).code == 0);  // the file it was made from is fine
   fs::remove_all(dir);
 }
+
+TEST_CASE("bad option values are a bad command line: exit 2, one line naming the flag, before any work",
+          "[security][cli]") {
+  const std::string train = "train --algo idql --dataset no-such-data.hdf5 --steps 10 ";
+  const std::pair<std::string, std::string> cases[] = {
+      {train + "--lr nan", "--lr"},           {train + "--lr -1", "--lr"},
+      {train + "--lr 0", "--lr"},             {train + "--batch 0", "--batch"},
+      {train + "--hidden 0", "--hidden"},     {train + "--hidden -3", "--hidden"},
+      {train + "--hidden 2.5", "--hidden"},   {train + "--block-width 0", "--block-width"},
+      {train + "--diffusion-steps 0", "--diffusion-steps"},
+      {train + "--ema-rate nan", "--ema-rate"}, {train + "--ema-rate -1", "--ema-rate"},
+      {train + "--ema-rate 2", "--ema-rate"}, {train + "--guidance-steps -5", "--guidance-steps"},
+      {train + "--eta inf", "--eta"},         {train + "--eval-episodes 0", "--eval-episodes"},
+      {"train --algo idql --dataset x.hdf5 --steps 99999999999999999999", "--steps"},
+      {"train --algo idql --dataset x.hdf5 --steps 10x", "--steps"},
+      {"eval --diffusion d --temperature nan", "--temperature"},
+      {"eval --diffusion d --episodes 2000000000", "--episodes"},
+      {"eval --diffusion d --bootstrap-reps 2e9", "--bootstrap-reps"},
+      {"bench env --seconds nan", "--seconds"},
+  };
+  for (const auto& [args, flag] : cases) {
+    INFO(args);
+    const auto r = modiff_test::modiff(args);
+    CHECK(r.code == 2);
+    CHECK(r.err.find(flag) != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
+}

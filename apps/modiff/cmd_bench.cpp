@@ -90,7 +90,7 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* env_cmd = bench_cmd->add_subcommand("env", "Env-steps/s: one thread per env, then the vector env over thread counts");
   env_cmd->add_flag("--json", args->json, "Print JSON");
-  env_cmd->add_option("--seconds", args->seconds, "Measuring time per configuration")->capture_default_str();
+  env_cmd->add_option("--seconds", args->seconds, "Measuring time per configuration")->capture_default_str()->check(finite_in(0, 3600, true));
   env_cmd->add_option("--env", args->only_env, "Only this env (default: all four)");
   env_cmd->add_option("--num-envs", args->num_envs, "Envs in the vector env (default: 1 on one thread, else 32 per thread)");
   env_cmd->add_option("--threads", args->threads_list, "Comma-separated thread counts (default: 1,2,4,... up to all cores)");

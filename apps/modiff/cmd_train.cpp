@@ -12,6 +12,9 @@
 
 namespace modiff::cli {
 
+// The longest run a flag may ask for: 10^9 steps (the paper's longest is 2 x 10^6).
+constexpr long long kMaxSteps = 1000000000;
+
 void add_train_command(CLI::App& app) {
   struct Args {
     agents::TrainOptions options;
@@ -26,28 +29,28 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--schedule", o.schedule, "joint or guidance-first")->capture_default_str();
   cmd->add_option("--dataset", args->dataset, "Dataset name (data home; bullet-D4RL names build on first use) or HDF5 file")
       ->required();
-  cmd->add_option("--steps", o.steps, "Diffusion training steps (joint: steps of both)")->required();
-  cmd->add_option("--guidance-steps", o.guidance_steps, "guidance-first: guidance steps (default: --steps)");
+  cmd->add_option("--steps", o.steps, "Diffusion training steps (joint: steps of both)")->required()->check(integer_in(1, kMaxSteps));
+  cmd->add_option("--guidance-steps", o.guidance_steps, "guidance-first: guidance steps (default: --steps)")->check(integer_in(1, kMaxSteps));
   cmd->add_option("--guidance", o.guidance_dir, "Train the diffusion under this frozen guidance artifact (guidance-first)");
   cmd->add_option("--guidance-kind", o.guidance_kind, "iql or twin-q (default: iql for idql and cfg, twin-q for dql)");
-  cmd->add_option("--batch", o.batch, "Batch size (default: idql and cfg 512, dql 256)");
+  cmd->add_option("--batch", o.batch, "Batch size (default: idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
   cmd->add_option("--seed", o.seed, "Seed")->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_option("--out", o.out, "Run directory (guidance/, diffusion/, metrics.csv)")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue the interrupted run in --out from its checkpoint");
-  cmd->add_option("--log-every", o.log_every, "Steps per metrics.csv row")->capture_default_str();
-  cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "Override every learning rate");
+  cmd->add_option("--log-every", o.log_every, "Steps per metrics.csv row")->capture_default_str()->check(integer_in(1, kMaxSteps));
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->capture_default_str()->check(integer_in(1, kMaxSteps));
+  cmd->add_option("--lr", o.lr, "Override every learning rate")->check(finite_in(0, 1, true));
   cmd->add_flag("--normalize-obs", o.normalize_obs, "Standardize observations with the dataset's statistics");
-  cmd->add_option("--eta", o.eta, "dql: weight of the Q-loss")->capture_default_str();
-  cmd->add_option("--ema-rate", o.ema_rate, "Override the policy's EMA rate (IDQL 0.001 per step; short runs want more)");
-  cmd->add_option("--diffusion-steps", o.diffusion_steps, "Override the number of diffusion steps T (default 5)");
-  cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)");
-  cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)");
+  cmd->add_option("--eta", o.eta, "dql: weight of the Q-loss")->capture_default_str()->check(non_negative());
+  cmd->add_option("--ema-rate", o.ema_rate, "Override the policy's EMA rate (IDQL 0.001 per step; short runs want more)")->check(finite_in(0, 1, true));
+  cmd->add_option("--diffusion-steps", o.diffusion_steps, "Override the number of diffusion steps T (default 5)")->check(integer_in(1, 1000));
+  cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)")->check(integer_in(1, 65536));
+  cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)")->check(integer_in(1, 65536));
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
   cmd->add_option("--eval-every", o.eval_every,
                   "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv");
-  cmd->add_option("--eval-episodes", args->eval_episodes, "Episodes per evaluation (seeds 0..E-1)")->capture_default_str();
+  cmd->add_option("--eval-episodes", args->eval_episodes, "Episodes per evaluation (seeds 0..E-1)")->capture_default_str()->check(integer_in(1, 100000));
   cmd->add_option("--threads", args->threads, "CPU threads for products and the evaluator (0 = all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
   cmd->callback([args] {

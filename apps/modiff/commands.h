@@ -24,6 +24,14 @@ void add_eval_bench(CLI::App& bench);   // `modiff bench eval`
 // Sets oneTBB's thread limit for the rest of the process (0 = all cores).
 void limit_threads(int threads);
 
+// Checks of an option's value, before any work: a value outside them is a bad command line (exit 2, one line
+// naming the flag and the value). They run only when the option is given, so defaults stay defaults.
+// A finite number in [lo, hi] (lo excluded when `lo_open`): NaN, infinities and trailing text fail.
+CLI::Validator finite_in(double lo, double hi, bool lo_open = false);
+CLI::Validator positive();      // finite and > 0
+CLI::Validator non_negative();  // finite and >= 0
+CLI::Validator integer_in(long long lo, long long hi);  // an integer in [lo, hi], written whole
+
 // A flag's comma-separated list ("a,b,c"; empty items dropped).
 std::vector<std::string> split_list(const std::string& list);
 // A flag's comma-separated positive integers; anything else is an Error naming the flag.

@@ -39,7 +39,9 @@ TEST_CASE("programs are started without a shell: an argument is never parsed", "
 
 TEST_CASE("HDF5 datasets whose data lie outside the file are refused, naming the key", "[security][datasets]") {
   namespace fs = std::filesystem;
-  if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0) {
+  modiff::SpawnOptions quiet;
+  quiet.stderr_file = "/dev/null";
+  if (modiff::run_program({"/usr/bin/python3", "-c", "import h5py"}, quiet).exit_code != 0) {
     WARN("python3-h5py is not installed (scripts/setup-deps installs it); skipping");
     return;
   }
@@ -73,7 +75,7 @@ for kind in ['external_link', 'soft_link', 'external_storage', 'virtual']:
             layout[:] = h5py.VirtualSource(d + '/secret.hdf5', 'rewards', shape=rewards.shape)
             f.create_virtual_dataset('rewards', layout)
 )";
-  REQUIRE(std::system(("/usr/bin/python3 " + script + " " + dir.string()).c_str()) == 0);
+  REQUIRE(modiff::run_program({"/usr/bin/python3", script, dir.string()}).exit_code == 0);
   for (const std::string kind : {"external_link", "soft_link", "external_storage", "virtual"}) {
     INFO(kind);
     const std::string file = (dir / (kind + ".hdf5")).string();

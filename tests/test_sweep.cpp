@@ -15,6 +15,7 @@
 
 #include "cli_runner.h"
 #include "modiff/common/remove_tree.h"
+#include "modiff/common/spawn.h"
 #include "modiff/eval/sweep.h"
 
 using namespace modiff;
@@ -152,8 +153,9 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   for (const auto& e : fs::directory_iterator(report + "/plots")) {
     if (e.path().extension() != ".svg") continue;
     ++svgs;
-    CHECK(std::system(("/usr/bin/python3 -c \"import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])\" " +
-                       modiff_test::quoted(e.path().string())).c_str()) == 0);
+    CHECK(run_program({"/usr/bin/python3", "-c", "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])",
+                       e.path().string()})
+              .exit_code == 0);
   }
   CHECK(svgs == 1 + 1 + 4 + 1);  // box plot, curves, four swap matrices, timing
   for (const char* csv : {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"})

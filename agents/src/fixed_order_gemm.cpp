@@ -157,23 +157,24 @@ std::atomic<GemmKernel>& kernel_in_use() {
 }
 
 // The epilogue of one tile: out = beta * addend + alpha * p for its rows and valid columns.
+template <typename T>
 struct Epilogue {
-  MatrixView<float> out;
-  const MatrixView<const float>* addend;
-  float beta, alpha;
+  MatrixView<T> out;
+  const MatrixView<const T>* addend;
+  T beta, alpha;
 
-  void store(const float* prod, int64_t prod_stride, int64_t row0, int rows, int64_t col0, int64_t cols) const {
-    const bool plain = alpha == 1.0f && (beta == 0.0f || !addend);
-    for (int r = 0; r < rows; ++r) {
-      const float* p = prod + r * prod_stride;
+  void store(const T* prod, int64_t prod_stride, int64_t row0, int64_t rows, int64_t col0, int64_t cols) const {
+    const bool plain = alpha == T(1) && (beta == T(0) || !addend);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* p = prod + r * prod_stride;
       const int64_t i = row0 + r;
       if (plain && out.col_stride == 1) {
         std::copy(p, p + cols, &out.at(i, col0));
         continue;
       }
       for (int64_t c = 0; c < cols; ++c) {
-        float v = alpha * p[c];
-        if (beta != 0.0f && addend) v = beta * addend->at(i, col0 + c) + v;
+        T v = alpha * p[c];
+        if (beta != T(0) && addend) v = beta * addend->at(i, col0 + c) + v;
         out.at(i, col0 + c) = v;
       }
     }
@@ -190,13 +191,12 @@ std::pair<const void*, const void*> span_of(const MatrixView<T>& v) {
   if (v.rows == 0 || v.cols == 0) return {v.data, v.data};
   const T* last = &v.at(v.rows - 1, v.cols - 1);
   const T* first = v.data;
-  if (v.row_stride < 0 || v.col_stride < 0) std::swap(first, last);  // never made by modiff; kept correct
   return {first, last + 1};
 }
 
 // out = beta * addend + alpha * a b by the selected kernel, tile by tile, over oneTBB threads when the product
 // is large enough to share. The split changes which thread computes a tile, never a tile's chains.
-void run_tiles(const MatrixView<const float>& a, const MatrixView<const float>& b, const Epilogue& epilogue) {
+void run_tiles(const MatrixView<const float>& a, const MatrixView<const float>& b, const Epilogue<float>& epilogue) {
   const int64_t m = a.rows, k = a.cols, n = b.cols;
   const int64_t panels = (n + kPanel - 1) / kPanel;
   const float* packed = pack_panels(b);
@@ -233,16 +233,6 @@ void check_shapes(const MatrixView<const T>& a, const MatrixView<const T>& b, co
     throw Error("fixed_order_gemm: mismatched shapes");
 }
 
-template <typename T, typename Prod>
-void write_out(const MatrixView<T>& out, const MatrixView<const T>* addend, T beta, T alpha, const Prod& prod) {
-  for (int64_t i = 0; i < out.rows; ++i)
-    for (int64_t j = 0; j < out.cols; ++j) {
-      T v = alpha * prod(i, j);
-      if (beta != T(0) && addend) v = beta * addend->at(i, j) + v;
-      out.at(i, j) = v;
-    }
-}
-
 }  // namespace
 
 void fixed_order_gemm(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> out,
@@ -251,7 +241,7 @@ void fixed_order_gemm(MatrixView<const float> a, MatrixView<const float> b, Matr
   if (out.rows == 0 || out.cols == 0) return;
   if (a.cols == 0) {  // an empty sum: the product is zero
     const std::vector<float> zeros(static_cast<size_t>(out.cols), 0.0f);
-    for (int64_t i = 0; i < out.rows; ++i) Epilogue{out, addend, beta, alpha}.store(zeros.data(), 0, i, 1, 0, out.cols);
+    Epilogue<float>{out, addend, beta, alpha}.store(zeros.data(), 0, 0, out.rows, 0, out.cols);
     return;
   }
   // Tiles write out as they finish, so out must not share memory with the operands (the addend may: each
@@ -260,10 +250,10 @@ void fixed_order_gemm(MatrixView<const float> a, MatrixView<const float> b, Matr
   if (overlaps(o.first, o.second, sa.first, sa.second) || overlaps(o.first, o.second, sb.first, sb.second)) {
     std::vector<float> buffer(static_cast<size_t>(out.rows * out.cols));
     run_tiles(a, b, {{buffer.data(), out.rows, out.cols, out.cols, 1}, nullptr, 0.0f, 1.0f});
-    write_out(out, addend, beta, alpha, [&](int64_t i, int64_t j) { return buffer[i * out.cols + j]; });
+    Epilogue<float>{out, addend, beta, alpha}.store(buffer.data(), out.cols, 0, out.rows, 0, out.cols);
     return;
   }
-  run_tiles(a, b, {out, addend, beta, alpha});
+  run_tiles(a, b, Epilogue<float>{out, addend, beta, alpha});
 }
 
 // Doubles (rare in modiff: no network trains in double) take the reference chain without vector kernels.
@@ -277,7 +267,7 @@ void fixed_order_gemm(MatrixView<const double> a, MatrixView<const double> b, Ma
       const double av = a.at(i, kk);
       for (int64_t j = 0; j < n; ++j) prod[i * n + j] = std::fma(av, b.at(kk, j), prod[i * n + j]);
     }
-  write_out(out, addend, beta, alpha, [&](int64_t i, int64_t j) { return prod[i * n + j]; });
+  Epilogue<double>{out, addend, beta, alpha}.store(prod.data(), n, 0, m, 0, n);
 }
 
 bool gemm_kernel_supported(GemmKernel kernel) {

@@ -183,6 +183,7 @@ void register_fixed_order_products() {
 // MXCSR with every exception masked, round to nearest, no flush-to-zero, no denormals-are-zero.
 constexpr unsigned kIeeeDefaultMxcsr = 0x1F80;
 unsigned mxcsr_at_start = 0;
+const char* aten_capability = "LibTorch's choice";  // what use_reproducible_cpu_arithmetic pinned
 
 struct IeeeModeOnWorkers : tbb::task_scheduler_observer {
   IeeeModeOnWorkers() { observe(true); }
@@ -195,8 +196,8 @@ void use_reproducible_cpu_arithmetic() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Read by ATen when it first dispatches a vectorized kernel, so this runs before any tensor op.
-    if (gemm_kernel_supported(GemmKernel::Avx2)) setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
-    else setenv("ATEN_CPU_CAPABILITY", "default", 1);
+    aten_capability = gemm_kernel_supported(GemmKernel::Avx2) ? "avx2" : "default";
+    setenv("ATEN_CPU_CAPABILITY", aten_capability, 1);
     register_fixed_order_products();
     mxcsr_at_start = _mm_getcsr();
     static IeeeModeOnWorkers* workers = new IeeeModeOnWorkers;  // never destroyed: workers join until exit
@@ -213,9 +214,8 @@ static std::string mxcsr_hex(unsigned v) {
 }
 
 std::string cpu_arithmetic_summary() {
-  const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
   return std::string("products: modiff fixed-order (") + gemm_kernel_name(selected_gemm_kernel()) +
-         " kernel); ATen kernels: " + (aten ? aten : "LibTorch's choice") +
+         " kernel); ATen kernels: " + aten_capability +
          "; ATen intra-op threads: " + std::to_string(at::get_num_threads()) + "; MXCSR " + mxcsr_hex(_mm_getcsr()) +
          " (at start " + mxcsr_hex(mxcsr_at_start) + ")";
 }

@@ -1,7 +1,9 @@
 #include <tbb/global_control.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <type_traits>
 #include <memory>
 #include <sstream>
 
@@ -22,58 +24,58 @@ void limit_threads(int threads) {
                                                   static_cast<size_t>(threads));
 }
 
+namespace {
+
+// The whole of `text` as a number of type T (std::stod or std::stoll), nothing left over; false otherwise.
+// `out_of_range` tells a number too large for T from text that is no number.
+template <typename T>
+bool parse_whole(const std::string& text, T& value, bool* out_of_range = nullptr) {
+  size_t used = 0;
+  try {
+    if constexpr (std::is_floating_point_v<T>) value = std::stod(text, &used);
+    else {
+      const long long v = std::stoll(text, &used);
+      if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) throw std::out_of_range(text);
+      value = static_cast<T>(v);
+    }
+  } catch (const std::out_of_range&) {
+    if (out_of_range) *out_of_range = true;
+    return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used != 0 && used == text.size();
+}
+
+// A validator accepting finite numbers for which `ok` holds; `wanted` says what is accepted.
+CLI::Validator finite_number(const std::string& wanted, std::function<bool(double)> ok) {
+  return CLI::Validator(
+      [wanted, ok](std::string& text) -> std::string {
+        double v = 0;
+        if (!parse_whole(text, v) || !std::isfinite(v)) return "'" + text + "' is not a finite number";
+        return ok(v) ? "" : "'" + text + "' is not " + wanted;
+      },
+      "NUMBER " + wanted);
+}
+
+}  // namespace
+
 CLI::Validator finite_in(double lo, double hi, bool lo_open) {
   const std::string range = (lo_open ? "(" : "[") + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]";
-  return CLI::Validator(
-      [lo, hi, lo_open, range](std::string& value) -> std::string {
-        size_t used = 0;
-        double v = 0;
-        try {
-          v = std::stod(value, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != value.size() || !std::isfinite(v)) return "'" + value + "' is not a finite number";
-        if (v < lo || (lo_open && v == lo) || v > hi) return "'" + value + "' is outside " + range;
-        return "";
-      },
-      "NUMBER in " + range);
+  return finite_number("in " + range, [lo, hi, lo_open](double v) { return (lo_open ? v > lo : v >= lo) && v <= hi; });
 }
 
-CLI::Validator positive() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        const std::string why = finite_in(0, std::numeric_limits<double>::max(), true)(value);
-        return why.empty() ? "" : "'" + value + "' is not a finite number > 0";
-      },
-      "NUMBER > 0");
-}
-
-CLI::Validator non_negative() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        const std::string why = finite_in(0, std::numeric_limits<double>::max())(value);
-        return why.empty() ? "" : "'" + value + "' is not a finite number >= 0";
-      },
-      "NUMBER >= 0");
-}
+CLI::Validator positive() { return finite_number("> 0", [](double v) { return v > 0; }); }
+CLI::Validator non_negative() { return finite_number(">= 0", [](double v) { return v >= 0; }); }
 
 CLI::Validator integer_in(long long lo, long long hi) {
   const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
   return CLI::Validator(
-      [lo, hi, range](std::string& value) -> std::string {
-        size_t used = 0;
+      [lo, hi, range](std::string& text) -> std::string {
         long long v = 0;
-        try {
-          v = std::stoll(value, &used);
-        } catch (const std::out_of_range&) {
-          return "'" + value + "' is outside " + range;
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != value.size()) return "'" + value + "' is not an integer";
-        if (v < lo || v > hi) return "'" + value + "' is outside " + range;
-        return "";
+        bool too_large = false;
+        if (!parse_whole(text, v, &too_large)) return "'" + text + "' is " + (too_large ? "outside " + range : "not an integer");
+        return v < lo || v > hi ? "'" + text + "' is outside " + range : "";
       },
       "INTEGER in " + range);
 }
@@ -89,14 +91,8 @@ std::vector<std::string> split_list(const std::string& list) {
 std::vector<int> parse_positive_ints(const std::string& list, const std::string& flag) {
   std::vector<int> out;
   for (const auto& item : split_list(list)) {
-    size_t used = 0;
     int v = 0;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || v <= 0) throw Error(flag + ": '" + item + "' is not a positive integer");
+    if (!parse_whole(item, v) || v <= 0) throw Error(flag + ": '" + item + "' is not a positive integer");
     out.push_back(v);
   }
   if (out.empty()) throw Error(flag + ": give at least one value");

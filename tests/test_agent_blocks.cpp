@@ -1,9 +1,13 @@
 // The LibTorch building blocks of agents/ against known values: noise
 // schedules, the expectile loss, the flat Adam against LibTorch's own,
 // samplers staying in [-1, 1], flat parameters, the accumulating linear layers.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 
+#include "artifact_io.h"
 #include "diffusion.h"
 #include "diffusion_policy.h"
 #include "cuda_support.h"
@@ -628,4 +632,22 @@ TEST_CASE("the few-columns weight gradient kernel adds the exact product on CUDA
     expected.narrow(1, 4, count).add_(g.cpu().to(torch::kFloat64).t().mm(x.cpu().to(torch::kFloat64)));
     CHECK((weight.grad().cpu().to(torch::kFloat64) - expected).abs().max().item<double>() < 1e-3);
   }
+}
+
+TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the tensor", "[blocks][security]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("modiff_nan_weights_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(std::string(MODIFF_TEST_DATA_DIR) + "/tiny-idql/guidance", dir, fs::copy_options::recursive);
+  auto guidance = modiff::agents::load_guidance(dir.string(), torch::kCPU);  // the committed module loads
+  auto weights = guidance->weights();
+  REQUIRE_FALSE(weights.empty());
+  {
+    torch::NoGradGuard no_grad;
+    weights.back().second.view(-1)[0] = std::nan("");
+  }
+  modiff::agents::save_tensors((dir / "weights.pt").string(), weights);
+  CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
+                    Catch::Contains("'" + weights.back().first + "' holds NaN or infinite values"));
+  fs::remove_all(dir);
 }

@@ -44,10 +44,10 @@ TEST_CASE("cli: bad input gives one error line and a non-zero exit", "[cli]") {
   };
   const Case cases[] = {
       {"rollout --env bullet-humanoid-v0", 1, "unknown env 'bullet-humanoid-v0'"},
-      {"rollout --env bullet-hopper-v0 --policy expert", 1, "unknown policy 'expert'"},
-      {"rollout --env bullet-hopper-v0 --episodes 0", 1, "--episodes must be positive"},
+      {"rollout --env bullet-hopper-v0 --policy expert", 2, "--policy: 'expert' is not one of random, zero"},
+      {"rollout --env bullet-hopper-v0 --episodes 0", 2, "--episodes: '0' is outside"},
       {"rollout --env bullet-hopper-v0 --episodes many", 2, "--episodes"},
-      {"rollout --env bullet-hopper-v0 --threads -2", 1, "--threads must be >= 0"},
+      {"rollout --env bullet-hopper-v0 --threads -2", 2, "--threads: '-2' is outside"},
       {"rollout --env bullet-hopper-v0 --frobnicate", 2, "frobnicate"},
       {"rollout", 2, "--env is required"},
       {"fidelity /nonexistent/golden.h5", 1, "cannot open file"},
@@ -55,8 +55,8 @@ TEST_CASE("cli: bad input gives one error line and a non-zero exit", "[cli]") {
       {"bench env --seconds -1", 2, "--seconds"},  // a bad value is a bad command line (exit 2)
       {"behavior train --env bullet-humanoid-v0", 1, "unknown env 'bullet-humanoid-v0'"},
       {"behavior train --env bullet-hopper-v0 --resume --out /nonexistent/run", 1, "no checkpoint to resume from"},
-      {"behavior train --env bullet-hopper-v0 --device tpu", 1, "--device must be auto, cpu or cuda"},
-      {"data build bullet-hopper-random-v0 --transitions 0 --out /tmp/modiff_never.hdf5", 1, "--transitions must be positive"},
+      {"behavior train --env bullet-hopper-v0 --device tpu", 2, "--device: 'tpu' is not one of auto, cpu, cuda"},
+      {"data build bullet-hopper-random-v0 --transitions 0 --out /tmp/modiff_never.hdf5", 2, "--transitions: '0' is outside"},
   };
   for (const auto& c : cases) {
     INFO("modiff " << c.args << "\nstderr: " << modiff(c.args).err);

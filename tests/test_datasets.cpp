@@ -334,8 +334,8 @@ TEST_CASE("cli: data import, info and list", "[datasets][cli]") {
   CHECK(lines(again.err) == 1);
   CHECK(again.err.find("already exists") != std::string::npos);
   auto format = modiff("data import " + src + " --format csv --as x");
-  CHECK(format.code == 1);
-  CHECK(format.err.find("unknown --format 'csv'") != std::string::npos);
+  CHECK(format.code == 2);
+  CHECK(format.err.find("--format: 'csv' is not one of d4rl, d4rl-pybullet") != std::string::npos);
   auto unknown = modiff("data info no-such-dataset");
   CHECK(unknown.code == 1);
   CHECK(unknown.err.find("neither a file nor in the data home") != std::string::npos);

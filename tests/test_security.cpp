@@ -109,6 +109,21 @@ TEST_CASE("bad option values are a bad command line: exit 2, one line naming the
       {"eval --diffusion d --episodes 2000000000", "--episodes"},
       {"eval --diffusion d --bootstrap-reps 2e9", "--bootstrap-reps"},
       {"bench env --seconds nan", "--seconds"},
+      {train + "--seed -1", "--seed"},          {train + "--seed 99999999999999999999", "--seed"},
+      {train + "--algo sac", "--algo"},         {train + "--schedule both", "--schedule"},
+      {train + "--device gpu", "--device"},     {train + "--threads -1", "--threads"},
+      {train + "--eval-every 0", "--eval-every"},
+      {"eval --diffusion d --seeds 0-1x", "--seeds"}, {"eval --diffusion d --seeds 0,0,0", "--seeds"},
+      {"eval --diffusion d --seeds=-1", "--seeds"},   {"eval --diffusion d --candidates 0", "--candidates"},
+      {"eval --diffusion d --select best", "--select"}, {"eval --diffusion d --chunk -2", "--chunk"},
+      {"sweep x.toml --shard 1/2abc", "--shard"},   {"sweep x.toml --shard 3/2", "--shard"},
+      {"sweep x.toml --rank-timeout nan", "--rank-timeout"},
+      {"data build bullet-hopper-random-v0 --transitions 0", "--transitions"},
+      {"data build bullet-hopper-random-v0 --seed -1", "--seed"},
+      {"data import x.hdf5 --as y --format csv", "--format"},
+      {"rollout --env bullet-hopper-v0 --policy best", "--policy"},
+      {"bench eval --envs 4,x", "--envs"},          {"bench train --algos idql,sac", "--algos"},
+      {"bench env --threads 1,0", "--threads"},     {"behavior train --env bullet-hopper-v0 --batch 0", "--batch"},
   };
   for (const auto& [args, flag] : cases) {
     INFO(args);

@@ -42,7 +42,8 @@ ArtifactInfo read_artifact(const std::string& dir, const std::string& expected_k
   }
   if (a.kind != expected_kind)
     throw Error(dir + " is a " + a.kind + " artifact where a " + expected_kind + " one is needed");
-  if (a.obs_dim <= 0 || a.act_dim <= 0) throw Error(manifest_path + ": obs_dim and act_dim must be positive");
+  if (a.obs_dim <= 0 || a.act_dim <= 0 || a.obs_dim > 4096 || a.act_dim > 4096)
+    throw Error(manifest_path + ": obs_dim and act_dim must be in 1..4096");
   if (!fs::exists(fs::path(dir) / "weights.pt")) throw Error(dir + "/weights.pt: missing");
   return a;
 }

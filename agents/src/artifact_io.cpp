@@ -1,17 +1,32 @@
 #include "artifact_io.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "modiff/agents/artifact.h"
+#include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
 
+namespace {
+constexpr double kMaxNormalizerValue = 1e6, kMinNormalizerStd = 1e-8;
+}  // namespace
+
 void save_tensors(const std::string& path, const NamedTensors& tensors) {
   torch::serialize::OutputArchive archive;
   for (const auto& [name, t] : tensors) archive.write(name, t.detach().to(torch::kCPU));
-  archive.save_to(path);
+  save_archive(archive, path);
+}
+
+void save_archive(torch::serialize::OutputArchive& archive, const std::string& path) {
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) -> size_t {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  write_bytes(path, bytes);
 }
 
 void load_tensors_into(const std::string& path, const NamedTensors& tensors) {
@@ -28,6 +43,9 @@ void load_tensors_into(const std::string& path, const NamedTensors& tensors) {
     if (loaded.sizes() != t.sizes())
       throw Error(path + ": tensor '" + name + "' has " + std::to_string(loaded.numel()) + " values where " +
                   std::to_string(t.numel()) + " are expected (another architecture?)");
+    // A module of NaN weights would "guide" exactly like no guidance; refuse it by name.
+    if (loaded.is_floating_point() && !torch::isfinite(loaded).all().item<bool>())
+      throw Error(path + ": tensor '" + name + "' holds NaN or infinite values");
     t.copy_(loaded);
   }
 }
@@ -41,11 +59,24 @@ nlohmann::json to_json(const GuidanceConfig& c) {
           {"scale_rewards", c.scale_rewards}, {"normalize_obs", c.normalize_obs}};
 }
 
+namespace {
+
+// A size read from a manifest, checked before it sizes a network: a crafted 10^9 would allocate without end.
+int size_in(const nlohmann::json& j, const char* key, int lo, int hi) {
+  const long long v = j.at(key).get<long long>();
+  if (v < lo || v > hi)
+    throw Error(std::string("hyperparameter ") + key + " = " + std::to_string(v) + " is outside " + std::to_string(lo) +
+                ".." + std::to_string(hi));
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
 GuidanceConfig guidance_config_from_json(const nlohmann::json& j) {
   GuidanceConfig c;
   c.kind = j.at("kind");
-  c.hidden = j.at("hidden");
-  c.layers = j.at("layers");
+  c.hidden = size_in(j, "hidden", 1, 65536);
+  c.layers = size_in(j, "layers", 1, 64);
   c.activation = parse_activation(j.at("activation"));
   c.discount = j.at("discount");
   c.tau = j.at("tau");
@@ -87,16 +118,16 @@ DiffusionPolicyConfig policy_config_from_json(const nlohmann::json& j) {
   DiffusionPolicyConfig c;
   const auto& d = j.at("denoiser");
   c.denoiser.kind = d.at("kind");
-  c.denoiser.hidden = d.at("hidden");
-  c.denoiser.blocks = d.at("blocks");
-  c.denoiser.block_width = d.at("block_width");
+  c.denoiser.hidden = size_in(d, "hidden", 1, 65536);
+  c.denoiser.blocks = size_in(d, "blocks", 0, 64);
+  c.denoiser.block_width = size_in(d, "block_width", 1, 65536);
   c.denoiser.dropout = d.at("dropout");
-  c.denoiser.time_dim = d.at("time_dim");
+  c.denoiser.time_dim = size_in(d, "time_dim", 0, 65536);
   c.denoiser.activation = parse_activation(d.at("activation"));
-  c.denoiser.cond_dim = d.at("cond_dim");
+  c.denoiser.cond_dim = size_in(d, "cond_dim", 0, 4096);
   const auto& f = j.at("diffusion");
   c.diffusion.schedule = f.at("schedule");
-  c.diffusion.steps = f.at("steps");
+  c.diffusion.steps = size_in(f, "steps", 1, 1000);
   c.diffusion.sampler = f.at("sampler");
   c.diffusion.loss = f.at("loss");
   const auto& o = j.at("optimizer");
@@ -115,7 +146,7 @@ DiffusionPolicyConfig policy_config_from_json(const nlohmann::json& j) {
   c.cond_dropout = j.at("cond_dropout");
   c.guide_weight = j.at("guide_weight");
   c.target_quantile = j.at("target_quantile");
-  c.candidates = j.at("candidates");
+  c.candidates = size_in(j, "candidates", 1, 4096);
   c.select = j.at("select");
   return c;
 }
@@ -127,12 +158,22 @@ Normalizer normalizer_from_json(const nlohmann::json& j, int dim, torch::Device 
   auto std = j.at("std").get<std::vector<float>>();
   if (static_cast<int>(mean.size()) != dim || static_cast<int>(std.size()) != dim)
     throw Error("observation_normalization: expected " + std::to_string(dim) + " values");
+  // Observations of the locomotion envs are of order 1-100: statistics far outside that are a corrupt file.
+  for (float m : mean)
+    if (!std::isfinite(m) || std::abs(m) > kMaxNormalizerValue)
+      throw Error("observation_normalization: mean " + std::to_string(m) + " is not finite or beyond 1e6");
   for (float s : std)
-    if (!(s > 0) || !std::isfinite(s)) throw Error("observation_normalization: std must be positive and finite");
+    if (!(s >= kMinNormalizerStd) || !(s <= kMaxNormalizerValue))
+      throw Error("observation_normalization: std " + std::to_string(s) + " is not in [1e-8, 1e6]");
   return Normalizer::from(mean, std, device);
 }
 
 namespace {
+
+double finite_positive(double v, const std::string& dir, const char* key) {
+  if (!std::isfinite(v) || !(v > 0)) throw Error(dir + "/manifest.json: " + key + " must be finite and positive");
+  return v;
+}
 
 nlohmann::json read_manifest_json(const ArtifactInfo& info) { return nlohmann::json::parse(info.manifest_text); }
 
@@ -157,7 +198,7 @@ std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Dev
     if (config.kind != info.algorithm) throw Error(dir + "/manifest.json: algorithm and hyperparameters.kind disagree");
     return std::make_unique<GuidanceModule>(config, info.obs_dim, info.act_dim,
                                             normalizer_from_json(j.at("observation_normalization"), info.obs_dim, device),
-                                            j.at("reward_scale").get<double>(), device);
+                                            finite_positive(j.at("reward_scale").get<double>(), dir, "reward_scale"), device);
   });
   module->freeze();
   load_tensors_into(dir + "/weights.pt", module->weights());
@@ -175,8 +216,10 @@ std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::De
     if (m->conditioned()) {
       const auto& labels = j.at("labels");
       m->label_mean = labels.at("mean");
-      m->label_std = labels.at("std");
+      m->label_std = finite_positive(labels.at("std").get<double>(), dir, "labels.std");
       m->target_label = labels.at("target");
+      if (!std::isfinite(m->label_mean) || !std::isfinite(m->target_label))
+        throw Error(dir + "/manifest.json: labels.mean and labels.target must be finite");
     }
     return m;
   });

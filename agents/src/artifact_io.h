@@ -12,6 +12,7 @@
 
 #include "diffusion_policy.h"
 #include "guidance.h"
+#include "torch_archive.h"
 
 namespace modiff::agents {
 
@@ -19,6 +20,7 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Writes the tensors (moved to the CPU) to `path` (a plain file; callers write atomically).
 void save_tensors(const std::string& path, const NamedTensors& tensors);
+
 // Reads `path` and copies each named tensor into the given one (same shape), in place.
 void load_tensors_into(const std::string& path, const NamedTensors& tensors);
 

@@ -10,6 +10,7 @@
 #include "modiff/envs/env_spec.h"
 #include "fixed_order_gemm.h"
 #include "gaussian_policy_impl.h"
+#include "torch_archive.h"
 
 namespace modiff::agents {
 namespace {
@@ -79,7 +80,11 @@ GaussianPolicy GaussianPolicy::load(const std::string& path) {
 }
 
 void GaussianPolicy::save(const std::string& path) const {
-  write_atomically(path, [&](const std::string& tmp) { torch::save(impl_->actor, tmp); });
+  write_atomically(path, [&](const std::string& tmp) {
+    torch::serialize::OutputArchive archive;
+    impl_->actor->save(archive);
+    save_archive(archive, tmp);
+  });
   nlohmann::json j = {{"env_id", impl_->info.env_id},
                       {"obs_dim", impl_->info.obs_dim},
                       {"act_dim", impl_->info.act_dim},

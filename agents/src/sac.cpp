@@ -17,6 +17,7 @@
 #include "modiff/common/rng.h"
 #include "modiff/envs/vector_env.h"
 #include "gaussian_policy_impl.h"
+#include "torch_archive.h"
 
 namespace modiff::agents {
 
@@ -207,16 +208,18 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
       for (const auto& [name, module] : modules) {
         torch::serialize::OutputArchive archive;
         module->save(archive);
-        archive.save_to((tmp / (name + ".pt")).string());
+        save_archive(archive, (tmp / (name + ".pt")).string());
       }
       for (const auto& [name, optimizer] : optimizers) {
         torch::serialize::OutputArchive archive;
         optimizer->save(archive);
-        archive.save_to((tmp / (name + ".pt")).string());
+        save_archive(archive, (tmp / (name + ".pt")).string());
       }
       std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
                                             buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
-      torch::save(tensors, (tmp / "buffer.pt").string());
+      torch::serialize::OutputArchive buffer_archive;  // the layout torch::save gives a tensor list
+      for (size_t i = 0; i < tensors.size(); ++i) buffer_archive.write(std::to_string(i), tensors[i]);
+      save_archive(buffer_archive, (tmp / "buffer.pt").string());
       nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
                               {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
                               {"buffer_pos", buffer.pos}, {"snapshots", snaps}};

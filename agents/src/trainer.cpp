@@ -23,6 +23,7 @@
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 #include "modiff/common/peak_memory.h"
+#include "modiff/common/file_lock.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/sha256.h"
@@ -43,6 +44,9 @@ std::string resolve_dataset(const std::string& arg, bool quiet) {
   if (fs::exists(path)) return path;
   for (const auto& entry : datasets::suite()) {
     if (entry.name != arg) continue;
+    // Two processes needing the same dataset (sweep shards, MPI ranks): the second waits for the first's build.
+    const ExclusiveLock lock(path + ".lock", "dataset " + arg, LockWait::Wait);
+    if (fs::exists(path)) return path;
     if (!quiet) std::fprintf(stderr, "building %s on first use -> %s\n", arg.c_str(), path.c_str());
     datasets::write_d4rl_file(path, build_suite_dataset(entry, SuiteBuildOptions{}));
     return path;
@@ -76,6 +80,35 @@ double dql_grad_norm(const std::string& dataset_name) {
     if (dataset_name.find("medium") != std::string::npos) return e.medium;
   }
   return 5.0;  // datasets outside the table (ant, random, expert): a middle value
+}
+
+// The run folder's lock: a second `train` into the same --out stops with one line naming the first.
+ExclusiveLock lock_run_folder(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw Error("cannot create run folder " + out.string() + ": " + ec.message());
+  return ExclusiveLock((out / kRunLockFile).string(), "run folder " + out.string());
+}
+
+// What a run writes into its folder; --force removes these (and only these) before a new run starts.
+const char* const kRunEntries[] = {"guidance", "diffusion", "checkpoint", "eval_snapshot", "metrics.csv"};
+
+// A new run needs an empty folder: an earlier run (or anything else) in it is kept unless --force says to
+// replace the earlier run.
+void start_afresh(const fs::path& out, bool force) {
+  std::vector<std::string> present;
+  for (const auto& e : fs::directory_iterator(out))
+    if (e.path().filename() != kRunLockFile) present.push_back(e.path().filename().string());
+  if (present.empty()) return;
+  if (!force)
+    throw Error(out.string() + " is not empty (it holds " + present.front() +
+                (present.size() > 1 ? " and " + std::to_string(present.size() - 1) + " more" : std::string()) +
+                "): use --resume to continue its run, --force to replace it, or another --out");
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string name = e.path().filename().string();
+    for (const char* entry : kRunEntries)
+      if (name == entry || name.rfind(std::string(entry) + ".", 0) == 0) remove_tree(e.path().string());
+  }
 }
 
 struct Setup {
@@ -256,14 +289,13 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   set_gradients_beside(device.is_cuda() && o.cuda_graphs);  // weight gradients on side streams (cuda_support.h)
 
   const fs::path out(o.out), ckpt = out / "checkpoint";
+  const ExclusiveLock lock = lock_run_folder(out);
   const bool has_checkpoint = fs::exists(ckpt / "state.json");
-  if (!o.resume && (has_checkpoint || fs::exists(out / "diffusion" / "manifest.json")))
-    throw Error(o.out + " already holds a training run (use --resume to continue it, or another --out)");
   if (o.resume && !has_checkpoint) {
     if (fs::exists(out / "diffusion" / "manifest.json")) throw Error(o.out + ": that run has already finished");
     throw Error(o.out + ": no checkpoint to resume from");
   }
-  fs::create_directories(out);
+  if (!o.resume) start_afresh(out, o.force);
 
   // Data and modules.
   const OfflineData data(dataset, device);

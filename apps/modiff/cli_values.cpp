@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "modiff/common/error.h"
+#include "modiff/eval/evaluation.h"
 
 namespace modiff::cli {
 
@@ -80,6 +81,68 @@ CLI::Validator integer_in(long long lo, long long hi) {
       "INTEGER in " + range);
 }
 
+bool parse_integer(const std::string& text, long long& value) { return parse_whole(text, value); }
+
+CLI::Validator seed_value() { return integer_in(0, std::numeric_limits<long long>::max()); }
+
+CLI::Validator thread_count() { return integer_in(0, 4096); }
+
+CLI::Validator one_of(const std::vector<std::string>& allowed) {
+  std::string names;
+  for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+  return CLI::Validator(
+      [allowed, names](std::string& text) -> std::string {
+        for (const auto& a : allowed)
+          if (text == a) return "";
+        return "'" + text + "' is not one of " + names;
+      },
+      "one of " + names);
+}
+
+CLI::Validator list_of(const std::vector<std::string>& allowed) {
+  const CLI::Validator each = one_of(allowed);
+  return CLI::Validator(
+      [each](std::string& text) -> std::string {
+        const auto items = split_list(text);
+        if (items.empty()) return "give at least one value";
+        for (size_t i = 0; i < items.size(); ++i) {
+          std::string item = items[i];
+          if (const std::string why = each(item); !why.empty()) return why;
+          for (size_t j = 0; j < i; ++j)
+            if (items[j] == items[i]) return "'" + items[i] + "' is given twice";
+        }
+        return "";
+      },
+      "comma-separated list");
+}
+
+CLI::Validator positive_int_list() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          parse_positive_ints(text, "the list");
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return "";
+      },
+      "comma-separated positive integers");
+}
+
+CLI::Validator seed_list() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          eval::parse_seed_list(text);
+        } catch (const Error& e) {
+          const std::string what = e.what();
+          return what.rfind("--seeds: ", 0) == 0 ? what.substr(9) : what;
+        }
+        return "";
+      },
+      "seeds like 0-4 or 0,3,7");
+}
+
 std::vector<std::string> split_list(const std::string& list) {
   std::vector<std::string> out;
   std::stringstream ss(list);
@@ -95,6 +158,8 @@ std::vector<int> parse_positive_ints(const std::string& list, const std::string&
     if (!parse_whole(item, v) || v <= 0) throw Error(flag + ": '" + item + "' is not a positive integer");
     out.push_back(v);
   }
+  if (!list.empty() && (list.back() == ',' || list.front() == ',' || list.find(",,") != std::string::npos))
+    throw Error(flag + ": '" + list + "' has an empty item");
   if (out.empty()) throw Error(flag + ": give at least one value");
   return out;
 }

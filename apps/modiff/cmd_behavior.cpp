@@ -11,6 +11,8 @@
 #include "modiff/agents/behavior_suite.h"
 #include "modiff/agents/sac.h"
 #include "modiff/common/atomic_file.h"
+#include "modiff/common/file_lock.h"
+#include "modiff/common/paths.h"
 #include "modiff/common/error.h"
 #include "modiff/envs/env_spec.h"
 
@@ -28,13 +30,15 @@ void add_export(CLI::App& behavior) {
   struct Args {
     std::string run, to;
     long expert_step = -1, medium_step = -1;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = behavior.add_subcommand("export", "Copy a run's expert, medium and replay snapshots into assets/behavior/");
   cmd->add_option("run", args->run, "Run directory of `modiff behavior train`")->required();
   cmd->add_option("--to", args->to, "Destination (default: assets/behavior/<env>)");
-  cmd->add_option("--expert-step", args->expert_step, "Snapshot step for the expert (default: normalized return closest to 100)");
-  cmd->add_option("--medium-step", args->medium_step, "Snapshot step for medium (default: closest to expert/3)");
+  cmd->add_option("--expert-step", args->expert_step, "Snapshot step for the expert (default: normalized return closest to 100)")->check(integer_in(0, 1000000000));
+  cmd->add_option("--medium-step", args->medium_step, "Snapshot step for medium (default: closest to expert/3)")->check(integer_in(0, 1000000000));
+  cmd->add_flag("--force", args->force, "Replace the behavior policies already in the destination");
   cmd->callback([args] {
     namespace fs = std::filesystem;
     const fs::path run(args->run);
@@ -78,9 +82,15 @@ void add_export(CLI::App& behavior) {
     }
     if (!medium) throw Error(args->run + ": no snapshot before the expert's to serve as medium");
     const fs::path to = args->to.empty() ? fs::path(agents::behavior_dir(env)) : fs::path(args->to);
+    if (!args->force && fs::exists(to / "manifest.json"))
+      throw Error(to.string() + " already holds exported behavior policies: use --force to replace them");
+    const ExclusiveLock lock((to.string() + ".lock"), "behavior policies " + to.string());
     fs::create_directories(to / "replay");
     auto copy_policy = [&](const nlohmann::json& snap, const std::string& name) {
-      const fs::path src = run / snap.at("file").get<std::string>();
+      // snapshots.json names files of the run: each must lie inside it (no '..', no absolute path, no link out).
+      const fs::path src = path_under(args->run, snap.at("file").get<std::string>(), args->run + "/snapshots.json");
+      if (!fs::is_regular_file(src) || !fs::is_regular_file(src.string() + ".json"))
+        throw Error(args->run + "/snapshots.json: snapshot " + src.string() + " (or its .json) is missing");
       fs::copy_file(src, to / name, fs::copy_options::overwrite_existing);
       fs::copy_file(src.string() + ".json", (to / name).string() + ".json", fs::copy_options::overwrite_existing);
       return nlohmann::json{{"file", name}, {"step", snap.at("step")}, {"mean_return", snap.at("mean_return")},
@@ -126,20 +136,24 @@ void add_behavior_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* train = behavior->add_subcommand("train", "Train SAC online; checkpointed and resumable");
   train->add_option("--env", args->run.env_id, "Environment")->required();
-  train->add_option("--steps", args->run.total_steps, "Env steps in total")->capture_default_str();
+  train->add_option("--steps", args->run.total_steps, "Env steps in total")->capture_default_str()->check(integer_in(1, 1000000000));
   train->add_option("--num-envs", args->run.num_envs, "Envs stepped together (one update per env step)")
-      ->capture_default_str();
-  train->add_option("--seed", args->run.seed, "Seed")->capture_default_str();
-  train->add_option("--device", args->run.device, "auto, cpu or cuda")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, 4096));
+  train->add_option("--seed", args->run.seed, "Seed")->capture_default_str()->check(seed_value());
+  train->add_option("--device", args->run.device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   train->add_option("--out", args->run.out_dir, "Run directory")->capture_default_str();
   train->add_option("--snapshot-every", args->run.snapshot_every, "Steps between actor snapshots (with evaluation)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, 1000000000));
   train->add_option("--eval-episodes", args->run.eval_episodes, "Episodes per snapshot evaluation")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, 100000));
   train->add_option("--learning-starts", args->config.learning_starts, "Random-action steps before learning")
-      ->capture_default_str();
-  train->add_option("--batch", args->config.batch_size, "Batch size")->capture_default_str();
-  train->add_option("--threads", args->threads, "Env worker threads (0 = all cores)")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(0, 1000000000));
+  train->add_option("--batch", args->config.batch_size, "Batch size")->capture_default_str()->check(integer_in(1, 1 << 20));
+  train->add_option("--threads", args->threads, "Env worker threads (0 = all cores)")->capture_default_str()->check(thread_count());
   train->add_flag("--resume", args->run.resume, "Continue the run in --out from its checkpoint");
   train->add_flag("--json", args->json, "Print the snapshots as JSON at the end (quiet meanwhile)");
   add_export(*behavior);

@@ -34,8 +34,8 @@ void add_data_bench(CLI::App& bench_cmd) {
   auto args = std::make_shared<Args>();
   auto* cmd = bench_cmd.add_subcommand("data", "Dataset generation: transitions/s on all cores, and the file write");
   cmd->add_option("--env", args->env, "Environment")->capture_default_str();
-  cmd->add_option("--transitions", args->transitions, "Transitions to generate")->capture_default_str();
-  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side")->capture_default_str();
+  cmd->add_option("--transitions", args->transitions, "Transitions to generate")->capture_default_str()->check(integer_in(1, 100000000));
+  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side")->capture_default_str()->check(integer_in(1, 4096));
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
@@ -92,8 +92,8 @@ void add_bench_command(CLI::App& app) {
   env_cmd->add_flag("--json", args->json, "Print JSON");
   env_cmd->add_option("--seconds", args->seconds, "Measuring time per configuration")->capture_default_str()->check(finite_in(0, 3600, true));
   env_cmd->add_option("--env", args->only_env, "Only this env (default: all four)");
-  env_cmd->add_option("--num-envs", args->num_envs, "Envs in the vector env (default: 1 on one thread, else 32 per thread)");
-  env_cmd->add_option("--threads", args->threads_list, "Comma-separated thread counts (default: 1,2,4,... up to all cores)");
+  env_cmd->add_option("--num-envs", args->num_envs, "Envs in the vector env (default: 1 on one thread, else 32 per thread)")->check(integer_in(1, 4096));
+  env_cmd->add_option("--threads", args->threads_list, "Comma-separated thread counts (default: 1,2,4,... up to all cores)")->check(positive_int_list());
   env_cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   env_cmd->callback([args] {
     if (args->seconds <= 0) throw Error("--seconds must be positive");

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "json_output.h"
 #include "modiff/common/error.h"
+#include "modiff/common/file_lock.h"
 #include "modiff/common/summary.h"
 #include "modiff/agents/behavior_suite.h"
 #include "modiff/agents/train.h"
@@ -30,7 +31,7 @@ void add_import(CLI::App& data) {
   auto args = std::make_shared<Args>();
   auto* cmd = data.add_subcommand("import", "Bring a D4RL or d4rl-pybullet HDF5 file into the data home");
   cmd->add_option("file", args->file, "HDF5 file to import")->required();
-  cmd->add_option("--format", args->format, "d4rl or d4rl-pybullet")->capture_default_str();
+  cmd->add_option("--format", args->format, "d4rl or d4rl-pybullet")->capture_default_str()->check(one_of({"d4rl", "d4rl-pybullet"}));
   cmd->add_option("--as", args->name, "Dataset name in the data home")->required();
   cmd->add_option("--env", args->env, "Env of the data (default: from the file, or from its widths)");
   cmd->add_flag("--force", args->force, "Replace an existing dataset of that name");
@@ -127,13 +128,13 @@ void add_build(CLI::App& data) {
   auto* cmd = data.add_subcommand("build", "Generate a dataset by rolling out a behavior policy on the vector env");
   cmd->add_option("name", args->name, "Suite name (bullet-hopper-random-v0, ...) or a new name with --env and --policy")
       ->required();
-  cmd->add_option("--transitions", args->transitions, "Rows to generate")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Seed (fixes every episode: episode k is seeded from the seed and k)")->capture_default_str();
+  cmd->add_option("--transitions", args->transitions, "Rows to generate")->capture_default_str()->check(integer_in(1, 100000000));
+  cmd->add_option("--seed", args->seed, "Seed (fixes every episode: episode k is seeded from the seed and k)")->capture_default_str()->check(seed_value());
   cmd->add_option("--out", args->out, "Output file (default: the data home)");
   cmd->add_option("--policy", args->policy, "Actor file from `modiff behavior train` instead of the suite's policy");
   cmd->add_option("--env", args->env, "Env, for a name outside the suite");
-  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side (speed only: the dataset does not depend on it)")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Worker threads (0 = all cores); results do not depend on it");
+  cmd->add_option("--num-envs", args->num_envs, "Episodes run side by side (speed only: the dataset does not depend on it)")->capture_default_str()->check(integer_in(1, 4096));
+  cmd->add_option("--threads", args->threads, "Worker threads (0 = all cores); results do not depend on it")->check(thread_count());
   cmd->add_flag("--force", args->force, "Replace an existing dataset");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
@@ -151,6 +152,7 @@ void add_build(CLI::App& data) {
     if (!entry && args->policy.empty()) throw Error("'" + args->name + "' is not a bullet-D4RL suite name: give --policy");
     const std::string level = entry && args->policy.empty() ? entry->level : "custom";
     const std::string target = args->out.empty() ? datasets::dataset_path(args->name) : args->out;
+    const ExclusiveLock lock(target + ".lock", "dataset " + target);
     if (!args->force && std::filesystem::exists(target))
       throw Error(target + " already exists (use --force to rebuild it)");
     limit_threads(args->threads);

@@ -33,21 +33,22 @@ struct EvalArgs {
 };
 
 void add_common_options(CLI::App* cmd, EvalArgs& a) {
-  cmd->add_option("--seeds", a.seeds, "Evaluation seeds: a list and/or ranges, e.g. 0-4 or 0,3,7")->capture_default_str();
+  cmd->add_option("--seeds", a.seeds, "Evaluation seeds: a list and/or ranges, e.g. 0-4 or 0,3,7")->capture_default_str()->check(seed_list());
   cmd->add_option("--episodes", a.episodes, "Episodes per seed")->capture_default_str()->check(integer_in(1, 1000000));
   cmd->add_option("--env", a.env, "Env (default: the one the policy was trained for)");
-  cmd->add_option("--candidates", a.candidates, "Candidates per action (default: the policy's; 1 without guidance)");
-  cmd->add_option("--select", a.select, "argmax, softmax or expectile (default: the policy's)");
+  cmd->add_option("--candidates", a.candidates, "Candidates per action (default: the policy's; 1 without guidance)")->check(integer_in(1, 4096));
+  cmd->add_option("--select", a.select, "argmax, softmax or expectile (default: the policy's)")->check(one_of({"argmax", "softmax", "expectile"}));
   cmd->add_option("--temperature", a.temperature, "softmax: Q / temperature")->capture_default_str()->check(positive());
-  cmd->add_option("--device", a.device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_option("--threads", a.threads, "Physics threads (0 = all cores); results do not depend on it");
-  cmd->add_option("--max-envs", a.max_envs, "Envs alive at once (0 = every episode at once)");
+  cmd->add_option("--device", a.device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
+  cmd->add_option("--threads", a.threads, "Physics threads (0 = all cores); results do not depend on it")->check(thread_count());
+  cmd->add_option("--max-envs", a.max_envs, "Envs alive at once (0 = every episode at once)")->check(integer_in(0, 1000000));
   cmd->add_option("--chunk", a.chunk,
                   "Envs per policy pass, fixed so that results never depend on the batch (-1: 64 on CUDA, 4 on CPU; "
                   "0: all at once, fastest)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(-1, 1000000));
   cmd->add_option("--bootstrap-reps", a.bootstrap_reps, "Bootstrap replicates for the intervals")->capture_default_str()->check(integer_in(1, 10000000));
-  cmd->add_option("--bootstrap-seed", a.bootstrap_seed, "Bootstrap seed")->capture_default_str();
+  cmd->add_option("--bootstrap-seed", a.bootstrap_seed, "Bootstrap seed")->capture_default_str()->check(seed_value());
   cmd->add_option("--out", a.out, "Also write the JSON to this file");
   cmd->add_flag("--json", a.json, "Print JSON (no progress display)");
 }

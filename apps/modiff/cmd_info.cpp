@@ -12,7 +12,7 @@ namespace modiff::cli {
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build: LibTorch, CUDA, threads, physics precision");
   auto device = std::make_shared<std::string>("auto");
-  cmd->add_option("--device", *device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", *device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->callback([device] {
     auto choice = agents::resolve_device(*device);
     std::cout << "modiff 0.1.0\n"

@@ -25,19 +25,21 @@ void add_train_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto& o = args->options;
   auto* cmd = app.add_subcommand("train", "Train a guidance module and a diffusion policy (idql, dql, cfg) on a dataset");
-  cmd->add_option("--algo", o.algo, "idql, dql or cfg")->capture_default_str();
-  cmd->add_option("--schedule", o.schedule, "joint or guidance-first")->capture_default_str();
+  cmd->add_option("--algo", o.algo, "idql, dql or cfg")->capture_default_str()->check(one_of({"idql", "dql", "cfg"}));
+  cmd->add_option("--schedule", o.schedule, "joint or guidance-first")->capture_default_str()->check(one_of({"joint", "guidance-first"}));
   cmd->add_option("--dataset", args->dataset, "Dataset name (data home; bullet-D4RL names build on first use) or HDF5 file")
       ->required();
   cmd->add_option("--steps", o.steps, "Diffusion training steps (joint: steps of both)")->required()->check(integer_in(1, kMaxSteps));
   cmd->add_option("--guidance-steps", o.guidance_steps, "guidance-first: guidance steps (default: --steps)")->check(integer_in(1, kMaxSteps));
   cmd->add_option("--guidance", o.guidance_dir, "Train the diffusion under this frozen guidance artifact (guidance-first)");
-  cmd->add_option("--guidance-kind", o.guidance_kind, "iql or twin-q (default: iql for idql and cfg, twin-q for dql)");
+  cmd->add_option("--guidance-kind", o.guidance_kind, "iql or twin-q (default: iql for idql and cfg, twin-q for dql)")->check(one_of({"iql", "twin-q"}));
   cmd->add_option("--batch", o.batch, "Batch size (default: idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
-  cmd->add_option("--seed", o.seed, "Seed")->capture_default_str();
-  cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed")->capture_default_str()->check(seed_value());
+  cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--out", o.out, "Run directory (guidance/, diffusion/, metrics.csv)")->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue the interrupted run in --out from its checkpoint");
+  auto* resume = cmd->add_flag("--resume", o.resume, "Continue the interrupted run in --out from its checkpoint");
+  cmd->add_flag("--force", o.force, "Replace an earlier run in --out (a non-empty --out is refused otherwise)")
+      ->excludes(resume);
   cmd->add_option("--log-every", o.log_every, "Steps per metrics.csv row")->capture_default_str()->check(integer_in(1, kMaxSteps));
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->capture_default_str()->check(integer_in(1, kMaxSteps));
   cmd->add_option("--lr", o.lr, "Override every learning rate")->check(finite_in(0, 1, true));
@@ -49,9 +51,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)")->check(integer_in(1, 65536));
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
   cmd->add_option("--eval-every", o.eval_every,
-                  "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv");
+                  "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv")
+      ->check(integer_in(1, kMaxSteps));
   cmd->add_option("--eval-episodes", args->eval_episodes, "Episodes per evaluation (seeds 0..E-1)")->capture_default_str()->check(integer_in(1, 100000));
-  cmd->add_option("--threads", args->threads, "CPU threads for products and the evaluator (0 = all cores); results do not depend on it");
+  cmd->add_option("--threads", args->threads, "CPU threads for products and the evaluator (0 = all cores); results do not depend on it")
+      ->check(thread_count());
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
   cmd->callback([args] {
     limit_threads(args->threads);

@@ -31,6 +31,17 @@ CLI::Validator finite_in(double lo, double hi, bool lo_open = false);
 CLI::Validator positive();      // finite and > 0
 CLI::Validator non_negative();  // finite and >= 0
 CLI::Validator integer_in(long long lo, long long hi);  // an integer in [lo, hi], written whole
+CLI::Validator seed_value();    // an integer in [0, 2^63)
+CLI::Validator thread_count();  // 0 (all cores) .. 4096
+CLI::Validator one_of(const std::vector<std::string>& allowed);   // exactly one of these names
+CLI::Validator list_of(const std::vector<std::string>& allowed);  // comma-separated names of these, none twice
+CLI::Validator positive_int_list();  // "1,2,4"
+CLI::Validator seed_list();          // "0-4", "0,3,7", "0-2,10"; none twice
+// The device flag's values.
+inline const std::vector<std::string> kDevices = {"auto", "cpu", "cuda"};
+
+// The whole of `text` as an integer (no sign-less overflow, no trailing text); false otherwise.
+bool parse_integer(const std::string& text, long long& value);
 
 // A flag's comma-separated list ("a,b,c"; empty items dropped).
 std::vector<std::string> split_list(const std::string& list);

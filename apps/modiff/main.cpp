@@ -7,6 +7,16 @@
 #include "modiff/agents/device.h"
 #include "modiff/common/error.h"
 
+namespace {
+
+std::string first_line(const char* message) {
+  std::string s(message ? message : "");
+  const auto end = s.find('\n');
+  return end == std::string::npos ? s : s.substr(0, end);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   modiff::agents::use_reproducible_cpu_arithmetic();  // before any tensor op
   CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
@@ -44,10 +54,14 @@ int main(int argc, char** argv) {
     std::cerr << "modiff: error: " << e.what() << " (see --help)\n";
     return 2;
   } catch (const modiff::Error& e) {
-    std::cerr << "modiff: error: " << e.what() << "\n";
+    std::cerr << "modiff: error: " << first_line(e.what()) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "modiff: error: out of memory (the machine could not give what this command asked for)\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "modiff: internal error: " << e.what() << "\n";
+    // LibTorch's errors carry a C++ backtrace after their first line: the user gets that line only.
+    std::cerr << "modiff: internal error: " << first_line(e.what()) << "\n";
     return 1;
   }
   return 0;

@@ -83,6 +83,7 @@ std::string write_d4rl_file(const std::string& path, const Dataset& d) {
     f.set_attribute("/", "seed", a.seed);
     f.set_attribute("/", "behavior_policy", a.behavior_policy);
     f.set_attribute("/", "behavior_return", a.behavior_return);
+    f.close();
   });
   return sha256_file(path);
 }

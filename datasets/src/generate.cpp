@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "modiff/common/available_memory.h"
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
 #include "modiff/envs/locomotion_env.h"
@@ -98,6 +99,10 @@ Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, c
   if (opt.transitions <= 0) throw Error("--transitions must be positive");
   if (opt.num_envs <= 0) throw Error("number of envs must be positive");
   const int obs_dim = spec.obs_dim, act_dim = spec.act_dim;
+  // Observations, next observations, actions and rewards as floats, two flags per row; twice that for the
+  // file's write buffers.
+  const double row_bytes = (2.0 * obs_dim + act_dim + 1) * sizeof(float) + 2;
+  check_fits_in_memory(std::to_string(opt.transitions) + " transitions of " + spec.id, 2 * row_bytes * opt.transitions);
   Dataset d;
   d.obs_dim = obs_dim;
   d.act_dim = act_dim;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "modiff/common/available_memory.h"
 #include "modiff/common/error.h"
 
 namespace modiff::h5 {
@@ -68,10 +69,15 @@ Array<T> read_numeric(hid_t file, const std::string& key, hid_t mem_type, const 
   H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
   Array<T> out;
   uint64_t n = 1;
+  double values = 1;  // in floating point: a crafted shape's product may not fit 64 bits
   for (hsize_t d : dims) {
     out.shape.push_back(d);
     n *= d;
+    values *= static_cast<double>(d);
   }
+  std::string shape;
+  for (hsize_t d : dims) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+  check_fits_in_memory(where + " (" + shape + " values)", values * sizeof(T) * 2);
   Handle file_type(H5Dget_type(ds.id));
   const H5T_class_t cls = H5Tget_class(file_type.id);
   if (cls == H5T_ENUM || (cls == H5T_INTEGER && sizeof(T) == 1)) {
@@ -97,6 +103,18 @@ Array<T> read_numeric(hid_t file, const std::string& key, hid_t mem_type, const 
   return out;
 }
 
+// HDF5 reports a failed write without its cause; errno still holds it (ENOSPC on a full disk).
+std::string system_reason() {
+  return errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : std::string(" (disk full?)");
+}
+
+// Closes a dataset just written: its last chunks reach the file here, so a failure is a failed write.
+void close_written(Handle& ds, const std::string& where) {
+  const hid_t id = ds.id;
+  ds.id = -1;
+  if (H5Dclose(id) < 0) throw Error(where + ": write failed" + system_reason());
+}
+
 herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* names) {
   static_cast<std::vector<std::string>*>(names)->emplace_back(name);
   return 0;
@@ -119,8 +137,9 @@ File File::open_read(const std::string& path) {
 
 File File::create(const std::string& path) {
   silence_hdf5_errors();
+  errno = 0;
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) throw Error(path + ": cannot create HDF5 file");
+  if (id < 0) throw Error(path + ": cannot create HDF5 file" + system_reason());
   return File(id, path);
 }
 
@@ -150,8 +169,10 @@ void File::write_f32(const std::string& key, const float* data, const std::vecto
   Handle plist(dataset_creation(rows, cols, static_cast<int>(dims.size())));
   Handle ds(H5Dcreate2(id_, key.c_str(), H5T_IEEE_F32LE, space.id, H5P_DEFAULT, plist.id, H5P_DEFAULT));
   if (ds.id < 0) throw Error(where(key) + ": cannot create dataset");
+  errno = 0;
   if (rows > 0 && H5Dwrite(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    throw Error(where(key) + ": write failed (disk full?)");
+    throw Error(where(key) + ": write failed" + system_reason());
+  close_written(ds, where(key));
 }
 
 void File::write_bool(const std::string& key, const uint8_t* data, uint64_t count) {
@@ -166,8 +187,10 @@ void File::write_bool(const std::string& key, const uint8_t* data, uint64_t coun
   if (ds.id < 0) throw Error(where(key) + ": cannot create dataset");
   std::vector<int8_t> values(data, data + count);
   for (auto& v : values) v = v ? 1 : 0;
+  errno = 0;
   if (count > 0 && H5Dwrite(ds.id, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
-    throw Error(where(key) + ": write failed (disk full?)");
+    throw Error(where(key) + ": write failed" + system_reason());
+  close_written(ds, where(key));
 }
 
 void File::create_group(const std::string& name) {
@@ -239,6 +262,13 @@ File& File::operator=(File&& o) noexcept {
 }
 File::~File() {
   if (id_ >= 0) H5Fclose(id_);
+}
+
+void File::close() {
+  errno = 0;
+  const hid_t id = id_;
+  id_ = -1;
+  if (H5Fclose(id) < 0) throw Error(path_ + ": cannot write the file" + system_reason());
 }
 
 std::string File::where(const std::string& key) const { return path_ + ": '" + key + "'"; }

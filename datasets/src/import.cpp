@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "modiff/common/error.h"
+#include "modiff/common/file_lock.h"
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/hdf5_file.h"
 
@@ -72,6 +73,7 @@ ImportResult import_dataset(const std::string& source, ImportFormat format, cons
                             const envs::EnvSpec* env, bool overwrite) {
   check_dataset_name(name);
   const std::string target = dataset_path(name);
+  const ExclusiveLock lock(target + ".lock", "dataset " + name);
   if (!overwrite && std::filesystem::exists(target))
     throw Error("dataset '" + name + "' already exists at " + target + " (use --force to replace it)");
   Dataset d;

@@ -1,6 +1,8 @@
 #include "modiff/eval/evaluation.h"
 
+#include <charconv>
 #include <chrono>
+#include <set>
 #include <sstream>
 
 #include "modiff/agents/inference_policy.h"
@@ -9,26 +11,36 @@
 
 namespace modiff::eval {
 
+namespace {
+
+// The whole of `text` as a seed (digits only: no sign, no trailing characters, no overflow).
+bool whole_seed(const std::string& text, uint64_t& value) {
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  return !text.empty() && ec == std::errc() && ptr == end;
+}
+
+}  // namespace
+
 std::vector<uint64_t> parse_seed_list(const std::string& list) {
   std::vector<uint64_t> seeds;
+  std::set<uint64_t> seen;
   std::stringstream ss(list);
   for (std::string item; std::getline(ss, item, ',');) {
-    try {
-      size_t used = 0;
-      const auto dash = item.find('-');
-      if (dash == std::string::npos) {
-        seeds.push_back(std::stoull(item, &used));
-        if (used != item.size()) throw std::invalid_argument(item);
-      } else {
-        const uint64_t lo = std::stoull(item.substr(0, dash)), hi = std::stoull(item.substr(dash + 1));
-        if (hi < lo || hi - lo > 100000) throw std::invalid_argument(item);
-        for (uint64_t s = lo; s <= hi; ++s) seeds.push_back(s);
-      }
-    } catch (const std::exception&) {
-      throw Error("--seeds: '" + item + "' is not a seed or a range like 0-4");
+    const auto dash = item.find('-');
+    uint64_t lo = 0, hi = 0;
+    const bool ok = dash == std::string::npos
+                        ? whole_seed(item, lo) && (hi = lo, true)
+                        : whole_seed(item.substr(0, dash), lo) && whole_seed(item.substr(dash + 1), hi) && lo <= hi &&
+                              hi - lo <= 100000;
+    if (!ok) throw Error("--seeds: '" + item + "' is not a seed or a range like 0-4");
+    for (uint64_t s = lo;; ++s) {
+      if (!seen.insert(s).second) throw Error("--seeds: seed " + std::to_string(s) + " is given twice in '" + list + "'");
+      seeds.push_back(s);
+      if (s == hi) break;
     }
   }
-  if (seeds.empty()) throw Error("--seeds: give at least one seed");
+  if (seeds.empty() || (!list.empty() && list.back() == ',')) throw Error("--seeds: give at least one seed, as 0,1,2 or 0-4");
   return seeds;
 }
 
@@ -42,6 +54,10 @@ nlohmann::json aggregate_json(const AggregateWithIntervals& a) {
 
 Evaluation evaluate_pairing(const std::string& diffusion, const std::string& guidance, const EvalSettings& s,
                             const std::function<void(long, int, int)>& progress) {
+  const double total_episodes = static_cast<double>(s.seeds.size()) * s.episodes;
+  if (s.episodes <= 0 || total_episodes > kMaxEvalEpisodes)
+    throw Error("evaluation: " + std::to_string(s.seeds.size()) + " seeds x " + std::to_string(s.episodes) +
+                " episodes is outside 1.." + std::to_string(static_cast<long>(kMaxEvalEpisodes)) + " episodes");
   agents::InferenceOptions io;
   io.device = s.device;
   // Without guidance the policy draws one sample: the candidates setting is for guided pairings.

@@ -2,9 +2,11 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -13,8 +15,11 @@
 #include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/file_lock.h"
+#include "modiff/common/paths.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/datasets/data_home.h"
+#include "modiff/datasets/sha256.h"
 #include "modiff/eval/evaluate.h"
 
 namespace modiff::eval {
@@ -91,25 +96,58 @@ template <typename T>
 T number(const toml::table& t, const char* key, const std::string& where, T fallback) {
   const auto* node = t.get(key);
   if (!node) return fallback;
-  if (const auto v = node->value<T>()) return *v;
+  if (const auto v = node->value_exact<T>()) return *v;
+  if constexpr (std::is_same_v<T, double>)
+    if (const auto v = node->value_exact<int64_t>()) return static_cast<double>(*v);
   bad(where, std::string(key) + " has the wrong type");
+}
+
+// An integer key within [lo, hi]; a key that is not there keeps `fallback` (which need not be in range: 0 says
+// "the algorithm's default").
+int64_t integer(const toml::table& t, const char* key, const std::string& where, int64_t fallback, int64_t lo,
+                int64_t hi, const std::string& table = "") {
+  if (!t.get(key)) return fallback;
+  const int64_t v = number<int64_t>(t, key, where, fallback);
+  const std::string name = table.empty() ? key : table + "." + key;
+  if (v < lo || v > hi)
+    bad(where, name + " = " + std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  return v;
 }
 
 std::vector<uint64_t> seed_values(const toml::table& t, const char* key, const std::string& where,
                                   std::vector<uint64_t> fallback) {
   const auto* node = t.get(key);
   if (!node) return fallback;
-  if (const auto s = node->value<std::string>()) return parse_seed_list(*s);
+  if (const auto s = node->value<std::string>()) {
+    try {
+      return parse_seed_list(*s);
+    } catch (const Error& e) {
+      bad(where, std::string(key) + ": " + e.what());
+    }
+  }
   const auto* arr = node->as_array();
   if (!arr) bad(where, std::string(key) + " must be an array of seeds or a string like \"0-4\"");
   std::vector<uint64_t> out;
   for (const auto& e : *arr) {
-    const auto v = e.value<int64_t>();
+    const auto v = e.value_exact<int64_t>();
     if (!v || *v < 0) bad(where, std::string(key) + " must hold non-negative integers");
     out.push_back(static_cast<uint64_t>(*v));
   }
   if (out.empty()) bad(where, std::string(key) + " is empty");
   return out;
+}
+
+// A list whose entries name cells or folders: not empty, none twice.
+template <typename T>
+void check_list(const std::vector<T>& values, const std::string& key, const std::string& where) {
+  if (values.empty()) bad(where, key + " is empty: name at least one");
+  std::set<T> seen;
+  for (const auto& v : values) {
+    if (seen.insert(v).second) continue;
+    std::ostringstream s;
+    s << v;
+    bad(where, key + " names '" + s.str() + "' twice");
+  }
 }
 
 std::string short_name(const std::string& dataset) {
@@ -121,6 +159,96 @@ std::string short_name(const std::string& dataset) {
 
 std::string train_id(const std::string& dataset, const std::string& algo, const std::string& schedule, uint64_t seed) {
   return "train-" + short_name(dataset) + "-" + algo + "-" + schedule + "-s" + std::to_string(seed);
+}
+
+const std::set<std::string> kAlgorithms = {"idql", "dql", "cfg"};
+const std::set<std::string> kSchedules = {"joint", "guidance-first"};
+
+// Every dataset becomes part of cell ids (and folder names): each must give a distinct, plain name.
+void check_datasets(const SweepConfig& c, const std::string& where) {
+  check_list(c.datasets, "datasets", where);
+  std::map<std::string, std::string> by_short;
+  for (const auto& d : c.datasets) {
+    const std::string s = short_name(d);
+    if (!is_path_name(s, 100))
+      bad(where, "datasets: '" + d + "' gives the cell name '" + s +
+                     "'; dataset file names may hold only letters, digits, '.', '_' and '-'");
+    const auto [it, fresh] = by_short.emplace(s, d);
+    if (!fresh) bad(where, "datasets: '" + it->second + "' and '" + d + "' both give cells named '" + s + "'; rename one file");
+  }
+}
+
+// The number of cells, checked against a limit before any cell is planned.
+void check_grid_size(const SweepConfig& c, const std::string& where) {
+  const double n = static_cast<double>(c.seeds.size()), per_dataset_schedule =
+      c.algos.size() * n + (c.seed_swaps ? c.algos.size() * n * (n - 1) : 0) + c.cross_algorithm.size() * n;
+  const double cells = c.datasets.size() * c.schedules.size() * per_dataset_schedule;
+  if (cells > kMaxSweepCells)
+    bad(where, "the grid has " + std::to_string(static_cast<long long>(cells)) + " cells; at most " +
+                   std::to_string(kMaxSweepCells) + " are allowed");
+}
+
+void read_network(const toml::table& root, SweepConfig& c, const std::string& where) {
+  const auto* net = root["network"].as_table();
+  if (!net) {
+    if (root.get("network")) bad(where, "network must be a table");
+    return;
+  }
+  check_keys(*net, {"hidden", "block_width", "batch", "ema_rate"}, where, "network");
+  c.hidden = static_cast<int>(integer(*net, "hidden", where, 0, 1, 65536, "network"));
+  c.block_width = static_cast<int>(integer(*net, "block_width", where, 0, 1, 65536, "network"));
+  c.batch = static_cast<int>(integer(*net, "batch", where, 0, 1, 1 << 20, "network"));
+  c.ema_rate = number<double>(*net, "ema_rate", where, 0.0);
+  if (net->get("ema_rate") && !(c.ema_rate > 0 && c.ema_rate <= 1))
+    bad(where, "network.ema_rate must be in (0, 1]");
+}
+
+void read_eval(const toml::table& root, SweepConfig& c, const std::string& where) {
+  c.eval.device = c.device;
+  const auto* ev = root["eval"].as_table();
+  if (!ev) {
+    if (root.get("eval")) bad(where, "eval must be a table");
+    return;
+  }
+  check_keys(*ev, {"seeds", "episodes", "candidates", "select", "bootstrap_reps", "every", "every_episodes"}, where,
+             "eval");
+  c.eval.seeds = seed_values(*ev, "seeds", where, c.eval.seeds);
+  check_list(c.eval.seeds, "eval.seeds", where);
+  c.eval.episodes = static_cast<int>(integer(*ev, "episodes", where, c.eval.episodes, 1, 1000000, "eval"));
+  c.eval.candidates = static_cast<int>(integer(*ev, "candidates", where, 0, 1, 4096, "eval"));
+  c.eval.select = number<std::string>(*ev, "select", where, "");
+  if (ev->get("select") && c.eval.select != "argmax" && c.eval.select != "softmax" && c.eval.select != "expectile")
+    bad(where, "eval.select must be argmax, softmax or expectile, not '" + c.eval.select + "'");
+  c.eval.bootstrap_reps = static_cast<int>(integer(*ev, "bootstrap_reps", where, c.eval.bootstrap_reps, 1, 10000000, "eval"));
+  c.eval_every = integer(*ev, "every", where, 0, 1, kMaxSweepSteps, "eval");
+  c.eval_every_episodes = static_cast<int>(integer(*ev, "every_episodes", where, c.eval_every_episodes, 1, 100000, "eval"));
+}
+
+void read_swaps(const toml::table& root, SweepConfig& c, const std::string& where) {
+  const auto* sw = root["swaps"].as_table();
+  if (!sw) {
+    if (root.get("swaps")) bad(where, "swaps must be a table");
+    return;
+  }
+  check_keys(*sw, {"seeds", "cross_algorithm"}, where, "swaps");
+  c.seed_swaps = number<bool>(*sw, "seeds", where, true);
+  const auto* node = sw->get("cross_algorithm");
+  if (!node) return;
+  const auto* pairs = node->as_array();
+  if (!pairs) bad(where, "swaps.cross_algorithm holds pairs [\"guidance algo\", \"policy algo\"]");
+  for (const auto& p : *pairs) {
+    const auto* pair = p.as_array();
+    if (!pair || pair->size() != 2 || !(*pair)[0].value<std::string>() || !(*pair)[1].value<std::string>())
+      bad(where, "swaps.cross_algorithm holds pairs [\"guidance algo\", \"policy algo\"]");
+    const std::string guide = *(*pair)[0].value<std::string>(), policy = *(*pair)[1].value<std::string>();
+    for (const auto& a : {guide, policy})
+      if (std::find(c.algos.begin(), c.algos.end(), a) == c.algos.end())
+        bad(where, "swaps.cross_algorithm: '" + a + "' is not one of the sweep's algos");
+    if (guide == policy) bad(where, "swaps.cross_algorithm: [\"" + guide + "\", \"" + policy + "\"] pairs an algorithm with itself");
+    if (std::find(c.cross_algorithm.begin(), c.cross_algorithm.end(), std::make_pair(guide, policy)) != c.cross_algorithm.end())
+      bad(where, "swaps.cross_algorithm names [\"" + guide + "\", \"" + policy + "\"] twice");
+    c.cross_algorithm.push_back({guide, policy});
+  }
 }
 
 }  // namespace
@@ -141,51 +269,28 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& where
   SweepConfig c;
   c.name = number<std::string>(root, "name", where, c.name);
   c.datasets = strings(root, "datasets", where, {});
-  if (c.datasets.empty()) bad(where, "datasets: name at least one dataset");
-  c.dataset_transitions = number<int64_t>(root, "dataset_transitions", where, 0);
+  check_datasets(c, where);
+  c.dataset_transitions = integer(root, "dataset_transitions", where, 0, 1000, 100000000);
   c.algos = strings(root, "algos", where, c.algos);
+  check_list(c.algos, "algos", where);
   for (const auto& a : c.algos)
-    if (a != "idql" && a != "dql" && a != "cfg") bad(where, "algos: unknown algorithm '" + a + "'");
+    if (!kAlgorithms.count(a)) bad(where, "algos: unknown algorithm '" + a + "' (idql, dql or cfg)");
   c.schedules = strings(root, "schedules", where, c.schedules);
+  check_list(c.schedules, "schedules", where);
   for (const auto& s : c.schedules)
-    if (s != "joint" && s != "guidance-first") bad(where, "schedules: unknown schedule '" + s + "'");
+    if (!kSchedules.count(s)) bad(where, "schedules: unknown schedule '" + s + "' (joint or guidance-first)");
   c.seeds = seed_values(root, "seeds", where, c.seeds);
-  c.steps = number<int64_t>(root, "steps", where, c.steps);
-  if (c.steps <= 0) bad(where, "steps must be positive");
-  c.guidance_steps = number<int64_t>(root, "guidance_steps", where, -1);
+  check_list(c.seeds, "seeds", where);
+  c.steps = integer(root, "steps", where, c.steps, 1, kMaxSweepSteps);
+  c.guidance_steps = integer(root, "guidance_steps", where, -1, 1, kMaxSweepSteps);
   c.device = number<std::string>(root, "device", where, c.device);
-  c.log_every = number<int64_t>(root, "log_every", where, c.log_every);
-  if (const auto* net = root["network"].as_table()) {
-    check_keys(*net, {"hidden", "block_width", "batch", "ema_rate"}, where, "network");
-    c.hidden = static_cast<int>(number<int64_t>(*net, "hidden", where, 0));
-    c.block_width = static_cast<int>(number<int64_t>(*net, "block_width", where, 0));
-    c.batch = static_cast<int>(number<int64_t>(*net, "batch", where, 0));
-    c.ema_rate = number<double>(*net, "ema_rate", where, 0.0);
-  }
-  c.eval.device = c.device;
-  if (const auto* ev = root["eval"].as_table()) {
-    check_keys(*ev, {"seeds", "episodes", "candidates", "select", "bootstrap_reps", "every", "every_episodes"}, where,
-               "eval");
-    c.eval.seeds = seed_values(*ev, "seeds", where, c.eval.seeds);
-    c.eval.episodes = static_cast<int>(number<int64_t>(*ev, "episodes", where, c.eval.episodes));
-    c.eval.candidates = static_cast<int>(number<int64_t>(*ev, "candidates", where, 0));
-    c.eval.select = number<std::string>(*ev, "select", where, "");
-    c.eval.bootstrap_reps = static_cast<int>(number<int64_t>(*ev, "bootstrap_reps", where, c.eval.bootstrap_reps));
-    c.eval_every = number<int64_t>(*ev, "every", where, 0);
-    c.eval_every_episodes = static_cast<int>(number<int64_t>(*ev, "every_episodes", where, c.eval_every_episodes));
-  }
-  if (const auto* sw = root["swaps"].as_table()) {
-    check_keys(*sw, {"seeds", "cross_algorithm"}, where, "swaps");
-    c.seed_swaps = number<bool>(*sw, "seeds", where, true);
-    if (const auto* pairs = (*sw)["cross_algorithm"].as_array()) {
-      for (const auto& p : *pairs) {
-        const auto* pair = p.as_array();
-        if (!pair || pair->size() != 2 || !(*pair)[0].value<std::string>() || !(*pair)[1].value<std::string>())
-          bad(where, "swaps.cross_algorithm holds pairs [\"guidance algo\", \"policy algo\"]");
-        c.cross_algorithm.push_back({*(*pair)[0].value<std::string>(), *(*pair)[1].value<std::string>()});
-      }
-    }
-  }
+  if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
+    bad(where, "device must be auto, cpu or cuda, not '" + c.device + "'");
+  c.log_every = integer(root, "log_every", where, c.log_every, 1, kMaxSweepSteps);
+  read_network(root, c, where);
+  read_eval(root, c, where);
+  read_swaps(root, c, where);
+  check_grid_size(c, where);
   return c;
 }
 
@@ -216,11 +321,13 @@ std::vector<SweepCell> plan_cells(const SweepConfig& c) {
 namespace {
 
 // The dataset file a sweep uses: a smaller copy of a suite dataset in OUT/data/ when dataset_transitions is set.
+// Ranks and shards of one sweep may build it at the same time: the second waits for the first.
 std::string sweep_dataset(const SweepConfig& c, const std::string& name, const fs::path& out, bool quiet) {
   if (c.dataset_transitions <= 0 || fs::is_regular_file(name)) return agents::resolve_dataset(name, quiet);
   for (const auto& entry : datasets::suite()) {
     if (entry.name != name) continue;
     const fs::path file = out / "data" / (name + "-" + std::to_string(c.dataset_transitions) + ".hdf5");
+    const ExclusiveLock lock(file.string() + ".lock", "dataset " + file.string(), LockWait::Wait);
     if (!fs::exists(file)) {
       if (!quiet) std::fprintf(stderr, "sweep: building %s (%ld transitions)\n", name.c_str(), c.dataset_transitions);
       agents::SuiteBuildOptions opt;
@@ -244,32 +351,159 @@ double mean_of(const std::vector<double>& v) {
   return s / v.size();
 }
 
+// The files of the sweep's datasets and their sha256, resolved (and built) before the first cell runs, so that a
+// missing dataset stops the sweep before any work and a cell records the data it was made from.
+struct SweepData {
+  std::map<std::string, std::string> file, sha256;  // by the config's dataset entry
+};
+
+SweepData resolve_sweep_data(const SweepConfig& c, const fs::path& out, bool quiet) {
+  SweepData d;
+  for (const auto& name : c.datasets) {
+    d.file[name] = sweep_dataset(c, name, out, quiet);
+    d.sha256[name] = datasets::sha256_file(d.file[name]);
+  }
+  return d;
+}
+
+nlohmann::json eval_definition(const EvalSettings& e) {
+  return {{"seeds", e.seeds}, {"episodes", e.episodes}, {"candidates", e.candidates}, {"select", e.select},
+          {"bootstrap_reps", e.bootstrap_reps}};
+}
+
+// Everything that fixes a training cell's results (not the device or the shard it ran on).
+nlohmann::json train_definition(const SweepConfig& c, const SweepData& data, const std::string& dataset,
+                                const std::string& algo, const std::string& schedule, uint64_t seed) {
+  return {{"dataset", {{"name", dataset}, {"sha256", data.sha256.at(dataset)}}},
+          {"algo", algo},
+          {"schedule", schedule},
+          {"seed", seed},
+          {"steps", c.steps},
+          {"guidance_steps", schedule == "guidance-first" ? c.guidance_steps : -1},
+          {"log_every", c.log_every},
+          {"network", {{"hidden", c.hidden}, {"block_width", c.block_width}, {"batch", c.batch}, {"ema_rate", c.ema_rate}}},
+          {"eval_during_training", {{"every", c.eval_every}, {"episodes", c.eval_every_episodes}}},
+          {"eval", eval_definition(c.eval)}};
+}
+
+nlohmann::json cell_definition(const SweepConfig& c, const SweepData& data, const SweepCell& cell) {
+  if (cell.kind == "train")
+    return {{"kind", "train"}, {"train", train_definition(c, data, cell.dataset, cell.algo, cell.schedule, cell.seed)}};
+  const uint64_t guidance_seed = std::stoull(cell.guidance_cell.substr(cell.guidance_cell.rfind("-s") + 2));
+  return {{"kind", "swap"},
+          {"policy", train_definition(c, data, cell.dataset, cell.algo, cell.schedule, cell.seed)},
+          {"guidance", train_definition(c, data, cell.dataset, cell.guidance_algo, cell.schedule, guidance_seed)},
+          {"eval", eval_definition(c.eval)}};
+}
+
+// The first key (as a dotted path) whose value differs between two definitions, or "".
+std::string first_difference(const nlohmann::json& was, const nlohmann::json& now, const std::string& prefix = "") {
+  if (was.is_object() && now.is_object()) {
+    for (auto it = now.begin(); it != now.end(); ++it) {
+      const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+      if (!was.contains(it.key())) return key;
+      if (auto d = first_difference(was.at(it.key()), it.value(), key); !d.empty()) return d;
+    }
+    for (auto it = was.begin(); it != was.end(); ++it)
+      if (!now.contains(it.key())) return prefix.empty() ? it.key() : prefix + "." + it.key();
+    return "";
+  }
+  return was == now ? "" : (prefix.empty() ? std::string("(the whole definition)") : prefix);
+}
+
+nlohmann::json value_at(const nlohmann::json& j, const std::string& dotted) {
+  const nlohmann::json* p = &j;
+  std::stringstream ss(dotted);
+  for (std::string key; std::getline(ss, key, '.');) {
+    if (!p->is_object() || !p->contains(key)) return "(none)";
+    p = &p->at(key);
+  }
+  return *p;
+}
+
+constexpr const char* kDefinitionFile = "cell.json";
+constexpr const char* kCellLockFile = ".modiff-lock";
+
+// Before any cell runs: every cell already started under OUT must have been started with the definition the
+// config gives it now. A mismatch stops the sweep naming the key, or, with redo_changed, the cell is emptied
+// and redone. A missing definition (a sweep from before modiff recorded them) is adopted.
+void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vector<nlohmann::json>& definitions,
+                            const fs::path& cells_dir, const SweepRunOptions& run) {
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const fs::path file = cells_dir / cells[i].id / kDefinitionFile;
+    if (!fs::exists(file)) continue;
+    nlohmann::json was;
+    try {
+      std::ifstream in(file);
+      in >> was;
+    } catch (const std::exception&) {
+      throw Error(file.string() + ": unreadable cell definition (remove the cell's folder to redo it)");
+    }
+    const std::string key = first_difference(was, definitions[i]);
+    if (key.empty()) continue;
+    if (!run.redo_changed)
+      throw Error("sweep: cell " + cells[i].id + " was made with " + key + " = " + value_at(was, key).dump() +
+                  ", the config now gives " + value_at(definitions[i], key).dump() +
+                  " (use another --out, or --redo-changed to redo the cells whose definition changed)");
+    const auto lock = ExclusiveLock::try_acquire((cells_dir / cells[i].id / kCellLockFile).string());
+    if (!lock) throw Error("sweep: cell " + cells[i].id + " changed but another process is running it");
+    for (const auto& e : fs::directory_iterator(cells_dir / cells[i].id))
+      if (e.path().filename() != kCellLockFile) remove_tree(e.path().string());
+    if (!run.quiet) std::fprintf(stderr, "sweep: %s changed (%s): redoing it\n", cells[i].id.c_str(), key.c_str());
+  }
+}
+
 }  // namespace
 
-SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int shard, int shards, bool quiet) {
+SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const SweepRunOptions& run) {
+  const int shard = run.shard, shards = run.shards;
+  const bool quiet = run.quiet;
   if (shards <= 0 || shard < 0 || shard >= shards) throw Error("--shard: K/N needs 1 <= K <= N");
-  const fs::path out(out_dir);
-  fs::create_directories(out / "cells");
+  const fs::path out(out_dir), cells_dir = out / "cells";
+  fs::create_directories(cells_dir);
   const auto cells = plan_cells(c);
+  const SweepData data = resolve_sweep_data(c, out, quiet);
+  std::vector<nlohmann::json> definitions;
+  for (const auto& cell : cells) {
+    path_under(cells_dir.string(), cell.id, "sweep cell id");
+    definitions.push_back(cell_definition(c, data, cell));
+  }
+  check_cell_definitions(cells, definitions, cells_dir, run);
   SweepProgress progress;
   progress.total = static_cast<int>(cells.size());
-  auto done_file = [&](const std::string& id) { return out / "cells" / id / "DONE"; };
+  auto done_file = [&](const std::string& id) { return cells_dir / id / "DONE"; };
   for (size_t i = 0; i < cells.size(); ++i) {
     if (static_cast<int>(i % shards) != shard) continue;
     const SweepCell& cell = cells[i];
-    const fs::path dir = out / "cells" / cell.id;
+    const fs::path dir = cells_dir / cell.id;
     if (fs::exists(done_file(cell.id))) {
       ++progress.skipped;
       continue;
     }
+    if (cell.kind == "swap" && (!fs::exists(done_file(cell.policy_cell)) || !fs::exists(done_file(cell.guidance_cell)))) {
+      ++progress.waiting;
+      continue;
+    }
     fs::create_directories(dir);
+    // Another process of this sweep (a second `modiff sweep` on the folder) may be running the cell: leave it.
+    const auto lock = ExclusiveLock::try_acquire((dir / kCellLockFile).string());
+    if (!lock) {
+      ++progress.busy;
+      continue;
+    }
+    if (fs::exists(done_file(cell.id))) {  // finished by that process while we looked
+      ++progress.skipped;
+      continue;
+    }
+    if (!fs::exists(dir / kDefinitionFile))
+      write_text_atomically((dir / kDefinitionFile).string(), definitions[i].dump(1) + "\n");
     nlohmann::json record = {{"id", cell.id},         {"kind", cell.kind},       {"dataset", cell.dataset},
                              {"algo", cell.algo},     {"schedule", cell.schedule}, {"seed", cell.seed},
                              {"policy_cell", cell.policy_cell}, {"guidance_cell", cell.guidance_cell},
-                             {"guidance_algo", cell.guidance_algo}};
+                             {"guidance_algo", cell.guidance_algo}, {"defines", definitions[i]}};
     if (cell.kind == "train") {
-      const fs::path run = dir / "run";
-      if (!fs::exists(run / "diffusion" / "manifest.json")) {
+      const fs::path run_dir = dir / "run";
+      if (!fs::exists(run_dir / "diffusion" / "manifest.json")) {
         agents::TrainOptions o;
         o.algo = cell.algo;
         o.schedule = cell.schedule;
@@ -277,7 +511,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
         if (cell.schedule == "guidance-first") o.guidance_steps = c.guidance_steps;
         o.seed = cell.seed;
         o.device = c.device;
-        o.out = run.string();
+        o.out = run_dir.string();
         o.quiet = true;
         o.batch = c.batch;
         o.hidden = c.hidden;
@@ -285,8 +519,8 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
         o.ema_rate = c.ema_rate;
         o.log_every = c.log_every;
         o.checkpoint_every = std::max(c.log_every, c.steps / 5);
-        o.resume = fs::exists(run / "checkpoint" / "state.json");
-        if (!o.resume) remove_tree(run.string());  // a start that never reached its first checkpoint
+        o.resume = fs::exists(run_dir / "checkpoint" / "state.json");
+        o.force = !o.resume;  // a start that never reached its first checkpoint is redone
         if (c.eval_every > 0) {
           o.eval_every = c.eval_every;
           EvalSettings curve = c.eval;
@@ -300,24 +534,20 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
           };
         }
         if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] training %s%s\n", i + 1, cells.size(), cell.id.c_str(), o.resume ? " (resumed)" : "");
-        agents::train(sweep_dataset(c, cell.dataset, out, quiet), o);
+        agents::train(data.file.at(cell.dataset), o);
       }
-      const auto guided = evaluate_pairing((run / "diffusion").string(), (run / "guidance").string(), c.eval);
+      const auto guided = evaluate_pairing((run_dir / "diffusion").string(), (run_dir / "guidance").string(), c.eval);
       write_text_atomically((dir / "guided.json").string(), guided.json.dump(1) + "\n");
-      const auto unguided = evaluate_pairing((run / "diffusion").string(), "none", c.eval);
+      const auto unguided = evaluate_pairing((run_dir / "diffusion").string(), "none", c.eval);
       write_text_atomically((dir / "unguided.json").string(), unguided.json.dump(1) + "\n");
       record["guided"] = evaluation_summary(guided);
       record["unguided"] = evaluation_summary(unguided);
       record["score"] = mean_of(guided.per_seed);
       record["score_unguided"] = mean_of(unguided.per_seed);
-      record["run"] = run.string();
+      record["run"] = run_dir.string();
     } else {
-      if (!fs::exists(done_file(cell.policy_cell)) || !fs::exists(done_file(cell.guidance_cell))) {
-        ++progress.waiting;
-        continue;
-      }
-      const fs::path policy = out / "cells" / cell.policy_cell / "run" / "diffusion";
-      const fs::path guidance = out / "cells" / cell.guidance_cell / "run" / "guidance";
+      const fs::path policy = cells_dir / cell.policy_cell / "run" / "diffusion";
+      const fs::path guidance = cells_dir / cell.guidance_cell / "run" / "guidance";
       if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] evaluating %s\n", i + 1, cells.size(), cell.id.c_str());
       const auto e = evaluate_pairing(policy.string(), guidance.string(), c.eval);
       write_text_atomically((dir / "eval.json").string(), e.json.dump(1) + "\n");
@@ -326,6 +556,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, int sh
     }
     write_text_atomically(done_file(cell.id).string(), record.dump(1) + "\n");
     ++progress.finished;
+    if (run.after_cell) run.after_cell();
   }
   return progress;
 }

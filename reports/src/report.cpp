@@ -7,9 +7,11 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "modiff/common/atomic_file.h"
+#include "modiff/common/file_lock.h"
 #include "modiff/common/error.h"
 #include "modiff/common/spawn.h"
 #include "modiff/eval/statistics.h"
@@ -154,6 +156,16 @@ std::string config_name(const nlohmann::json& r) {
 
 ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
   if (runs.empty()) throw Error("report: name at least one sweep directory");
+  std::set<fs::path> seen;  // the same sweep named twice would count its runs twice
+  for (const auto& run : runs) {
+    std::error_code ec;
+    const fs::path resolved = fs::weakly_canonical(fs::absolute(run), ec);
+    if (!seen.insert(ec ? fs::path(run) : resolved).second) throw Error("report: sweep directory " + run + " is named twice");
+  }
+  std::error_code made;
+  fs::create_directories(out_dir, made);
+  if (made) throw Error("report: cannot create " + out_dir + ": " + made.message());
+  const ExclusiveLock lock((fs::path(out_dir) / ".modiff-lock").string(), "report " + out_dir);
   std::vector<Cell> cells;
   for (const auto& run : runs) {
     const fs::path dir = fs::path(run) / "cells";

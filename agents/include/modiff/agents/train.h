@@ -17,6 +17,9 @@
 
 namespace modiff::agents {
 
+// The lock file every run folder holds while a run writes it (common/file_lock.h).
+inline constexpr const char* kRunLockFile = ".modiff-lock";
+
 struct TrainOptions {
   std::string algo = "idql";        // idql | dql | cfg
   std::string schedule = "joint";   // joint | guidance-first
@@ -29,6 +32,7 @@ struct TrainOptions {
   std::string device = "auto";
   std::string out = "runs/train";
   bool resume = false;
+  bool force = false;               // replace an earlier run in `out` (without it, a non-empty `out` is refused)
   bool quiet = false;               // no progress line
   long log_every = 1000;            // metrics.csv rows
   long checkpoint_every = 10000;    // rounded up to a multiple of log_every

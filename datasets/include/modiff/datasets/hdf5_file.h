@@ -32,6 +32,9 @@ class File {
   File(const File&) = delete;
   File& operator=(const File&) = delete;
   ~File();
+  // Flushes and closes a file being written, throwing modiff::Error (with the system's reason: a full disk)
+  // when HDF5 cannot; the destructor alone would drop that failure.
+  void close();
 
   const std::string& path() const { return path_; }
 

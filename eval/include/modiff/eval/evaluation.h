@@ -12,6 +12,9 @@
 
 namespace modiff::eval {
 
+// The most episodes one evaluation runs (seeds x episodes per seed): each is a Bullet world while it runs.
+inline constexpr double kMaxEvalEpisodes = 10000000;
+
 struct EvalSettings {
   std::vector<uint64_t> seeds{0, 1, 2, 3, 4};
   int episodes = 10;

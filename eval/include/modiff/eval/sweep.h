@@ -7,6 +7,7 @@
 // finished cells, resumes interrupted trainings from their checkpoints and
 // redoes nothing else, so a sweep killed at any moment finishes on rerun.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,10 @@
 #include "modiff/eval/evaluation.h"
 
 namespace modiff::eval {
+
+// Limits a sweep file is checked against before anything runs.
+inline constexpr long kMaxSweepSteps = 1000000000;  // steps of one phase, as `train --steps`
+inline constexpr long kMaxSweepCells = 1000000;     // cells in one grid
 
 struct SweepConfig {
   std::string name = "sweep";
@@ -55,11 +60,21 @@ std::vector<SweepCell> plan_cells(const SweepConfig& config);
 
 struct SweepProgress {
   int finished = 0, skipped = 0, waiting = 0, total = 0;
+  int busy = 0;  // cells another process was running (their lock was held)
 };
 
-// Runs the cells of shard `shard` (0-based) of `shards` (cell i belongs to
-// shard i mod shards). A swap cell whose training cells are not finished yet
-// (another shard's) waits: it is counted and left for a rerun.
-SweepProgress run_sweep(const SweepConfig& config, const std::string& out_dir, int shard, int shards, bool quiet);
+struct SweepRunOptions {
+  int shard = 0, shards = 1;   // run the cells i with i mod shards == shard
+  bool quiet = false;          // no progress lines
+  bool redo_changed = false;   // redo cells whose definition changed instead of stopping
+  std::function<void()> after_cell;  // called after each finished cell (MPI ranks' signs of life)
+};
+
+// Runs the cells of a shard. Before the first cell: the datasets are resolved (and built), and every cell
+// already started under out_dir is checked to have been started with the definition the config gives it now
+// (its cell.json: the data's sha256, steps, networks, evaluation). A swap cell whose training cells are not
+// finished yet (another shard's) waits: it is counted and left for a rerun. Each running cell holds a lock, so a
+// second process on the same folder leaves it alone (counted as busy).
+SweepProgress run_sweep(const SweepConfig& config, const std::string& out_dir, const SweepRunOptions& run = {});
 
 }  // namespace modiff::eval

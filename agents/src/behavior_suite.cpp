@@ -7,6 +7,7 @@
 
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/common/error.h"
+#include "modiff/common/paths.h"
 #include "modiff/common/rng.h"
 #include "modiff/common/summary.h"
 #include "modiff/datasets/generate.h"
@@ -30,7 +31,7 @@ nlohmann::json load_manifest(const envs::EnvSpec& env) {
 std::string manifest_file(const envs::EnvSpec& env, const nlohmann::json& manifest, const std::string& level) {
   if (!manifest.contains(level) || !manifest[level].contains("file"))
     throw Error(behavior_dir(env) + "/manifest.json: no '" + level + "' policy");
-  return behavior_dir(env) + "/" + manifest[level]["file"].get<std::string>();
+  return path_under(behavior_dir(env), manifest[level]["file"].get<std::string>(), behavior_dir(env) + "/manifest.json");
 }
 
 // Appends `tail` to `head` (both of one env).
@@ -122,7 +123,8 @@ datasets::Dataset build_suite_dataset(const datasets::SuiteEntry& entry, const S
       if (end <= start) continue;
       GaussianPolicy policy = actors[k].second.empty()
                                   ? GaussianPolicy::random_init(env.id, hidden, train_seed)
-                                  : GaussianPolicy::load(behavior_dir(env) + "/" + actors[k].second);
+                                  : GaussianPolicy::load(path_under(behavior_dir(env), actors[k].second,
+                                                                    behavior_dir(env) + "/manifest.json"));
       append(d, roll(
                     env,
                     [&](const float* o, int n, const uint64_t* keys, double* a) { policy.sample_keyed(o, n, keys, a); },

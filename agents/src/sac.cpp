@@ -4,6 +4,7 @@
 // `policy_frequency` steps, Polyak-average the target critics.
 #include "modiff/agents/sac.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "modiff/agents/gaussian_policy.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/file_lock.h"
 #include "modiff/common/rng.h"
 #include "modiff/envs/vector_env.h"
 #include "gaussian_policy_impl.h"
@@ -106,8 +108,15 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   const torch::Device device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   const int obs_dim = spec.obs_dim, act_dim = spec.act_dim, n = opt.num_envs;
   const fs::path out(opt.out_dir), ckpt = out / "checkpoint";
-  if (!opt.resume && fs::exists(ckpt))
-    throw Error(opt.out_dir + " already holds a training run (use --resume to continue it, or another --out)");
+  if (opt.resume && !fs::exists(ckpt / "state.json")) throw Error(opt.out_dir + ": no checkpoint to resume from");
+  std::error_code made;
+  fs::create_directories(out, made);
+  if (made) throw Error("cannot create run folder " + opt.out_dir + ": " + made.message());
+  const ExclusiveLock lock((out / ".modiff-lock").string(), "behavior run folder " + opt.out_dir);
+  const bool empty = std::all_of(fs::directory_iterator(out), fs::directory_iterator(),
+                                 [](const fs::directory_entry& e) { return e.path().filename() == ".modiff-lock"; });
+  if (!opt.resume && !empty)
+    throw Error(opt.out_dir + " is not empty: use --resume to continue its run, or another --out");
   if (opt.resume && !fs::exists(ckpt / "state.json"))
     throw Error(opt.out_dir + ": no checkpoint to resume from");
   fs::create_directories(out / "snapshots");

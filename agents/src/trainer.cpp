@@ -289,12 +289,15 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   set_gradients_beside(device.is_cuda() && o.cuda_graphs);  // weight gradients on side streams (cuda_support.h)
 
   const fs::path out(o.out), ckpt = out / "checkpoint";
-  const ExclusiveLock lock = lock_run_folder(out);
-  const bool has_checkpoint = fs::exists(ckpt / "state.json");
-  if (o.resume && !has_checkpoint) {
+  auto check_resumable = [&] {
+    if (!o.resume || fs::exists(ckpt / "state.json")) return;
     if (fs::exists(out / "diffusion" / "manifest.json")) throw Error(o.out + ": that run has already finished");
     throw Error(o.out + ": no checkpoint to resume from");
-  }
+  };
+  check_resumable();  // before the folder is made
+  const ExclusiveLock lock = lock_run_folder(out);
+  check_resumable();  // and under the lock
+  const bool has_checkpoint = fs::exists(ckpt / "state.json");
   if (!o.resume) start_afresh(out, o.force);
 
   // Data and modules.

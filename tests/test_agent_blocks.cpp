@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "artifact_io.h"
+#include "modiff/common/error.h"
 #include "diffusion.h"
 #include "diffusion_policy.h"
 #include "cuda_support.h"
@@ -649,5 +650,13 @@ TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the ten
   modiff::agents::save_tensors((dir / "weights.pt").string(), weights);
   CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
                     Catch::Contains("'" + weights.back().first + "' holds NaN or infinite values"));
+  // An archive whose entry of the right name holds no tensor: one modiff::Error naming the entry (LibTorch 1.13
+  // reports it as absent; where LibTorch throws its own error, with a C++ backtrace, that becomes this one).
+  torch::serialize::OutputArchive crafted;
+  for (const auto& [name, t] : weights) crafted.write(name, name == weights.front().first ? c10::IValue(int64_t{7}) : c10::IValue(t));
+  modiff::agents::save_archive(crafted, (dir / "weights.pt").string());
+  CHECK_THROWS_AS(modiff::agents::load_guidance(dir.string(), torch::kCPU), modiff::Error);
+  CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
+                    Catch::Contains("'" + weights.front().first + "'"));
   fs::remove_all(dir);
 }

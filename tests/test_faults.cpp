@@ -446,3 +446,13 @@ TEST_CASE("loaded artifacts with absurd parameters are refused, naming them", "[
   CHECK(big.code == 1);
   CHECK(big.err.find("hidden = 1000000000 is outside") != std::string::npos);
 }
+
+TEST_CASE("a file on which libhdf5 spins ends in one line at the read deadline", "[faults][datasets]") {
+  // Found by scripts/fuzz (fuzz_golden): a crafted global heap behind a string attribute makes libhdf5 1.10 loop.
+  setenv("MODIFF_READ_DEADLINE_S", "2", 1);
+  const auto r = cli("fidelity " + std::string(MODIFF_TEST_DATA_DIR) + "/crafted/golden-hdf5-global-heap-loop.h5");
+  unsetenv("MODIFF_READ_DEADLINE_S");
+  CHECK(r.code == 1);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("reading took longer than 2 s") != std::string::npos);
+}

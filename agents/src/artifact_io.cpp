@@ -39,7 +39,13 @@ void load_tensors_into(const std::string& path, const NamedTensors& tensors) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, t] : tensors) {
     torch::Tensor loaded;
-    if (!archive.try_read(name, loaded)) throw Error(path + ": tensor '" + name + "' missing");
+    bool found = false;
+    try {
+      found = archive.try_read(name, loaded);
+    } catch (const std::exception&) {  // an entry of that name that is no tensor (a crafted archive)
+      throw Error(path + ": entry '" + name + "' is not a tensor");
+    }
+    if (!found) throw Error(path + ": tensor '" + name + "' missing");
     if (loaded.sizes() != t.sizes())
       throw Error(path + ": tensor '" + name + "' has " + std::to_string(loaded.numel()) + " values where " +
                   std::to_string(t.numel()) + " are expected (another architecture?)");

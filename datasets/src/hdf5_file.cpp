@@ -1,8 +1,12 @@
 #include "modiff/datasets/hdf5_file.h"
 
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include "modiff/common/available_memory.h"
@@ -122,6 +126,48 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* names) {
 
 }  // namespace
 
+namespace {
+
+// The read deadline. The fuzzer found files on which libhdf5 1.10 (Debian 12) spins without end inside its own
+// readers (a crafted global heap behind a variable-length string attribute); HDF5 cannot be interrupted
+// safely, so while any file is open for reading an alarm stands: if reading takes longer than
+// read_deadline_seconds(), the process prints one line naming the file and exits 1. Nothing is being written
+// while a file is read, so nothing is lost. Legitimate files read in well under a second per million rows.
+// MODIFF_READ_DEADLINE_S shortens it (the test of that file, tests/data/crafted/) or, at 0, turns it off
+// (scripts/fuzz: libFuzzer keeps SIGALRM for its own timeouts).
+unsigned read_deadline_seconds() {
+  static const unsigned seconds = [] {
+    const char* s = std::getenv("MODIFF_READ_DEADLINE_S");
+    return s ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : 300u;
+  }();
+  return seconds;
+}
+std::atomic<int> files_being_read{0};
+char deadline_message[1024];
+size_t deadline_message_size = 0;
+
+void on_read_deadline(int) {
+  const ssize_t written = ::write(2, deadline_message, deadline_message_size);
+  (void)written;
+  ::_exit(1);
+}
+
+void start_reading(const std::string& path) {
+  if (files_being_read.fetch_add(1) != 0 || read_deadline_seconds() == 0) return;
+  const std::string msg = "modiff: error: " + path + ": reading took longer than " +
+                          std::to_string(read_deadline_seconds()) + " s (a corrupt or crafted HDF5 file); stopped\n";
+  deadline_message_size = std::min(msg.size(), sizeof deadline_message);
+  std::memcpy(deadline_message, msg.data(), deadline_message_size);
+  std::signal(SIGALRM, on_read_deadline);
+  ::alarm(read_deadline_seconds());
+}
+
+void done_reading() {
+  if (files_being_read.fetch_sub(1) == 1 && read_deadline_seconds() != 0) ::alarm(0);
+}
+
+}  // namespace
+
 File File::open_read(const std::string& path) {
   silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -130,9 +176,15 @@ File File::open_read(const std::string& path) {
     std::fclose(f);
     throw Error(path + ": not an HDF5 file or corrupt");
   }
+  start_reading(path);
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id < 0) throw Error(path + ": cannot open as HDF5 (truncated or corrupt?)");
-  return File(id, path);
+  if (id < 0) {
+    done_reading();
+    throw Error(path + ": cannot open as HDF5 (truncated or corrupt?)");
+  }
+  File f(id, path);
+  f.watched_ = true;
+  return f;
 }
 
 File File::create(const std::string& path) {
@@ -250,18 +302,25 @@ std::vector<uint64_t> File::shape(const std::string& key) const {
   return std::vector<uint64_t>(dims.begin(), dims.end());
 }
 
-File::File(File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
+File::File(File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)), watched_(o.watched_) {
+  o.id_ = -1;
+  o.watched_ = false;
+}
 File& File::operator=(File&& o) noexcept {
   if (this != &o) {
     if (id_ >= 0) H5Fclose(id_);
+    if (watched_) done_reading();
     id_ = o.id_;
     path_ = std::move(o.path_);
+    watched_ = o.watched_;
     o.id_ = -1;
+    o.watched_ = false;
   }
   return *this;
 }
 File::~File() {
   if (id_ >= 0) H5Fclose(id_);
+  if (watched_) done_reading();
 }
 
 void File::close() {

@@ -69,6 +69,7 @@ class File {
   std::string where(const std::string& key) const;
   long long id_ = -1;
   std::string path_;
+  bool watched_ = false;  // a file opened for reading counts toward the read deadline (hdf5_file.cpp)
 };
 
 }  // namespace modiff::h5

@@ -40,7 +40,7 @@ struct Scratch {
 
 modiff_test::Result cli(const std::string& args) { return modiff_test::modiff(args); }
 
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+using modiff_test::lines;
 
 // A small hopper dataset file, built once per test binary run.
 std::string small_dataset() {

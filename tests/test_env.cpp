@@ -47,9 +47,26 @@ TEST_CASE("env names and PyBullet aliases resolve to the same spec", "[env]") {
 }
 
 TEST_CASE("normalized score uses D4RL's bullet references", "[env]") {
-  const auto& hopper = find_env("bullet-hopper-v0");
-  CHECK(normalized_score(hopper, hopper.ref_min_return) == Approx(0.0));
-  CHECK(normalized_score(hopper, hopper.ref_max_return) == Approx(100.0));
+  // REF_MIN_SCORE / REF_MAX_SCORE of d4rl/infos.py (Farama-Foundation/D4RL), copied here by hand: any other
+  // constants in the code fail this test.
+  const struct {
+    const char* env;
+    double ref_min, ref_max;
+  } d4rl[] = {{"bullet-hopper-v0", 20.058972, 1441.8059623430963},
+              {"bullet-halfcheetah-v0", -1275.766996, 2381.6725},
+              {"bullet-walker2d-v0", 16.523877, 1623.6476303317536},
+              {"bullet-ant-v0", 373.705955, 2650.495}};
+  for (const auto& r : d4rl) {
+    INFO(r.env);
+    const auto& spec = find_env(r.env);
+    CHECK(spec.ref_min_return == r.ref_min);
+    CHECK(spec.ref_max_return == r.ref_max);
+    CHECK(normalized_score(spec, r.ref_min) == Approx(0.0).margin(1e-12));
+    CHECK(normalized_score(spec, r.ref_max) == Approx(100.0));
+    const double midway = (r.ref_min + r.ref_max) / 2;
+    CHECK(normalized_score(spec, midway) == Approx(50.0));
+    CHECK(normalized_score(spec, 1000.0) == Approx(100.0 * (1000.0 - r.ref_min) / (r.ref_max - r.ref_min)));
+  }
 }
 
 TEST_CASE("every env builds, resets and has its observation layout", "[env]") {

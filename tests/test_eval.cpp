@@ -4,7 +4,10 @@
 #include <tbb/global_control.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <numeric>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -68,6 +71,109 @@ TEST_CASE("statistics: the stratified bootstrap is reproducible and brackets the
   // mean never leaves [(5*9 + 3*50)/8, (5*30 + 3*55)/8].
   CHECK(a.mean.lo >= (5 * 9 + 3 * 50) / 8.0);
   CHECK(a.mean.hi <= (5 * 30 + 3 * 55) / 8.0);
+}
+
+namespace {
+
+// The statistics again, written here from docs/statistics.md's definitions (not from eval/src/statistics.cpp).
+double type7_quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double h = (v.size() - 1) * q;
+  const size_t below = static_cast<size_t>(h);
+  return below + 1 < v.size() ? v[below] + (h - below) * (v[below + 1] - v[below]) : v[below];
+}
+
+double trimmed_mean(std::vector<double> v) {  // scipy.stats.trim_mean(v, 0.25)
+  std::sort(v.begin(), v.end());
+  const size_t cut = v.size() / 4;
+  return std::accumulate(v.begin() + cut, v.end() - cut, 0.0) / (v.size() - 2 * cut);
+}
+
+// The limit, as replicates grow, of the q-quantile of a statistic's bootstrap replicates: the statistic's
+// exact bootstrap distribution (every equally likely resample) read at q. Also returns how far q lies from
+// the nearest step of that distribution's CDF (the margin sampling noise has).
+std::pair<double, double> exact_bootstrap_quantile(std::vector<double> values_of_resamples, double q) {
+  std::sort(values_of_resamples.begin(), values_of_resamples.end());
+  const double n = values_of_resamples.size();
+  double margin = 1;
+  for (size_t i = 1; i < values_of_resamples.size(); ++i)
+    if (values_of_resamples[i] != values_of_resamples[i - 1]) margin = std::min(margin, std::abs(i / n - q));
+  return {values_of_resamples[static_cast<size_t>(q * n)], margin};
+}
+
+}  // namespace
+
+TEST_CASE("statistics: the 95% stratified-bootstrap interval against every resample, enumerated", "[eval][stats]") {
+  // Two tasks: {0, 1, 2, 3} and {10, 20}. A stratified resample redraws 4 scores from the first task and 2 from
+  // the second: 4^4 x 2^2 = 1024 equally likely resamples, enumerated here.
+  const std::vector<std::vector<double>> tasks = {{0, 1, 2, 3}, {10, 20}};
+  std::vector<double> medians, iqrs, iqms, means;
+  for (int code = 0; code < 1024; ++code) {
+    std::vector<double> sample;
+    for (int i = 0, rest = code; i < 6; ++i) {
+      const auto& task = i < 4 ? tasks[0] : tasks[1];
+      sample.push_back(task[rest % task.size()]);
+      rest /= static_cast<int>(task.size());
+    }
+    medians.push_back(type7_quantile(sample, 0.5));
+    iqrs.push_back(type7_quantile(sample, 0.75) - type7_quantile(sample, 0.25));
+    iqms.push_back(trimmed_mean(sample));
+    means.push_back(std::accumulate(sample.begin(), sample.end(), 0.0) / 6);
+  }
+  const auto r = eval::aggregate_with_intervals(tasks, 400000, 3);
+  const std::pair<const char*, std::pair<eval::Interval, std::vector<double>*>> stats[] = {
+      {"median", {r.median, &medians}}, {"iqr", {r.iqr, &iqrs}}, {"iqm", {r.iqm, &iqms}}, {"mean", {r.mean, &means}}};
+  for (const auto& [name, pair] : stats) {
+    INFO(name);
+    const auto& [interval, exact] = pair;
+    const auto [lo, lo_margin] = exact_bootstrap_quantile(*exact, 0.025);
+    const auto [hi, hi_margin] = exact_bootstrap_quantile(*exact, 0.975);
+    // 400,000 replicates put the sampled CDF within about 0.0005 of the exact one (4 sigma): a margin of 0.002
+    // makes the comparison exact. A 50% interval, the replicates' range or 100 replicates would miss it.
+    REQUIRE(lo_margin > 0.002);
+    REQUIRE(hi_margin > 0.002);
+    CHECK(interval.lo == Approx(lo).margin(1e-12));
+    CHECK(interval.hi == Approx(hi).margin(1e-12));
+    CHECK(lo < hi);
+  }
+  // The point statistics pool the tasks' own scores.
+  CHECK(r.point.median == Approx(type7_quantile({0, 1, 2, 3, 10, 20}, 0.5)));
+  CHECK(r.point.iqm == Approx(trimmed_mean({0, 1, 2, 3, 10, 20})));
+}
+
+TEST_CASE("statistics: probability of improvement averages per task; pooling would differ", "[eval][stats]") {
+  // Task A: X = {1} beats Y = {0}: 1. Task B: X = {0, 0, 0} never beats Y = {1}: 0. Per task: (1 + 0) / 2.
+  // Pooled, X = {1, 0, 0, 0} against Y = {0, 1} would give (1 + 0.5 + 3 x 0.5) / 8 = 0.375.
+  CHECK(eval::probability_of_improvement({{1}, {0, 0, 0}}, {{0}, {1}}) == Approx(0.5));
+  // Direction: P(X > Y) + P(Y > X) = 1 with ties counted a half.
+  CHECK(eval::probability_of_improvement({{0, 0, 0}}, {{1}}) == Approx(0));
+  CHECK(eval::probability_of_improvement({{2, 1}}, {{1, 0}}) == Approx(0.875));
+  CHECK(eval::probability_of_improvement({{1, 0}}, {{2, 1}}) == Approx(0.125));
+}
+
+TEST_CASE("compare: B against A, by hand", "[eval][stats][cli]") {
+  const fs::path dir = fs::temp_directory_path() / ("modiff_compare_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write_eval = [&](const std::string& name, std::vector<double> scores) {
+    nlohmann::json per_seed = nlohmann::json::array();
+    for (size_t i = 0; i < scores.size(); ++i) per_seed.push_back({{"seed", i}, {"mean_normalized_score", scores[i]}});
+    const std::string path = (dir / name).string();
+    std::ofstream(path) << nlohmann::json{{"env", "bullet-hopper-v0"}, {"per_seed", per_seed}}.dump();
+    return path;
+  };
+  const std::string a = write_eval("a.json", {10, 20, 30}), b = write_eval("b.json", {20, 40, 60});
+  // P(B > A) over the 9 pairs: 20 beats 10, ties 20 (a half), loses to 30; 40 and 60 beat all three: 7.5 / 9.
+  // Medians 20 -> 40 and IQRs (type 7) 10 -> 20: both +100%.
+  const auto ab = nlohmann::json::parse(modiff_test::modiff("compare " + a + " " + b + " --json").out);
+  CHECK(ab.at("probability_b_better").get<double>() == Approx(7.5 / 9));
+  CHECK(ab.at("median").at("a") == 20);
+  CHECK(ab.at("median").at("b") == 40);
+  CHECK(ab.at("median").at("relative_change").get<double>() == Approx(1.0));
+  CHECK(ab.at("iqr").at("relative_change").get<double>() == Approx(1.0));
+  const auto ba = nlohmann::json::parse(modiff_test::modiff("compare " + b + " " + a + " --json").out);
+  CHECK(ba.at("probability_b_better").get<double>() == Approx(1.5 / 9));
+  CHECK(ba.at("median").at("relative_change").get<double>() == Approx(-0.5));
+  remove_tree(dir.string());
 }
 
 namespace {

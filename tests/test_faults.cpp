@@ -456,3 +456,16 @@ TEST_CASE("a file on which libhdf5 spins ends in one line at the read deadline",
   CHECK(lines(r.err) == 1);
   CHECK(r.err.find("reading took longer than 2 s") != std::string::npos);
 }
+
+TEST_CASE("the fuzzer's crafted inputs end in one line", "[faults][security]") {
+  const std::string crafted = std::string(MODIFF_TEST_DATA_DIR) + "/crafted";
+  const auto qint8 = cli("eval --diffusion " + std::string(MODIFF_TEST_DATA_DIR) + "/tiny-idql/diffusion --guidance " +
+                         crafted + "/guidance-qint8-weights --seeds 0 --episodes 1 --device cpu");
+  CHECK(qint8.code == 1);
+  CHECK(lines(qint8.err) == 1);
+  CHECK(qint8.err.find("holds QInt8 values where Float are expected") != std::string::npos);
+  const auto overread = cli("data info " + crafted + "/hdf5-datatype-overread.hdf5");
+  CHECK(overread.code == 1);
+  CHECK(lines(overread.err) == 1);
+  CHECK(overread.err.find("hdf5-datatype-overread.hdf5") != std::string::npos);
+}

@@ -91,6 +91,18 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   // Two shards: each cell runs in exactly one; swap cells wait for the other shard's trainings.
   const std::string sharded = (dir / "sharded").string();
   const auto s1 = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 1/2 --json --out " + sharded).out);
+  {
+    // Shard 1 of 2 owns the cells at even places of the plan: it finished every training among them and nothing
+    // outside them.
+    const auto plan = eval::plan_cells(eval::parse_sweep_config(tiny_sweep_toml(data), "tiny.toml"));
+    const auto done = scores(sharded);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      INFO(plan[i].id);
+      if (i % 2 == 1) CHECK(done.count(plan[i].id) == 0);
+      else if (plan[i].kind == "train") CHECK(done.count(plan[i].id) == 1);
+    }
+    CHECK(static_cast<int>(done.size()) == s1.at("finished").get<int>());
+  }
   const auto s2 = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 2/2 --json --out " + sharded).out);
   CHECK(s1.at("finished").get<int>() + s1.at("waiting").get<int>() + s2.at("finished").get<int>() +
             s2.at("waiting").get<int>() == 20);

@@ -292,6 +292,14 @@ TEST_CASE("cli: train resumes after kill -9 and ends with the same weights", "[t
   REQUIRE(killed);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK_FALSE(fs::exists(cut / "diffusion"));
+  // Resuming under other options is refused, naming the option, and leaves the checkpoint as it was.
+  const std::string state_before = modiff_test::slurp((cut / "checkpoint" / "state.json").string());
+  std::string other_seed = common;
+  other_seed.replace(other_seed.find("--seed 7"), 8, "--seed 8");
+  const auto changed = modiff_test::modiff(other_seed + cut.string() + " --resume");
+  CHECK(changed.code == 1);
+  CHECK(changed.err.find("--resume: seed differs from the checkpointed run") != std::string::npos);
+  CHECK(modiff_test::slurp((cut / "checkpoint" / "state.json").string()) == state_before);
   const auto resumed = modiff_test::modiff(common + cut.string() + " --resume");
   INFO(resumed.err);
   REQUIRE(resumed.code == 0);
@@ -326,9 +334,16 @@ TEST_CASE("cli: train reports bad input in one line", "[train][cli]") {
   CHECK(missing.code != 0);
   CHECK(modiff_test::lines(missing.err) == 1);
   CHECK(missing.err.find("nonexistent") != std::string::npos);
-  const auto algo = modiff_test::modiff("train --algo bc --dataset bullet-hopper-medium-v0 --steps 10 --out /tmp/x");
-  CHECK(algo.code != 0);
-  CHECK(algo.err.find("--algo") != std::string::npos);
+  // An unknown algorithm is refused before anything is built or written: a suite name would otherwise build
+  // its 1M-row dataset into the data home first (an empty one here, checked to stay empty).
+  const fs::path home = fs::temp_directory_path() / ("modiff_bc_home_" + std::to_string(::getpid()));
+  setenv("MODIFF_HOME", home.string().c_str(), 1);
+  const auto refused = modiff_test::modiff("train --algo bc --dataset bullet-hopper-medium-v0 --steps 10 --out " +
+                                           (home / "run").string());
+  unsetenv("MODIFF_HOME");
+  CHECK(refused.code == 2);
+  CHECK(refused.err.find("--algo: 'bc' is not one of idql, dql, cfg") != std::string::npos);
+  CHECK_FALSE(fs::exists(home));
   const auto joint_guidance =
       modiff_test::modiff("train --algo dql --dataset /nonexistent.hdf5 --steps 10 --guidance /tmp");
   CHECK(joint_guidance.code != 0);

@@ -49,10 +49,17 @@ void load_tensors_into(const std::string& path, const NamedTensors& tensors) {
     if (loaded.sizes() != t.sizes())
       throw Error(path + ": tensor '" + name + "' has " + std::to_string(loaded.numel()) + " values where " +
                   std::to_string(t.numel()) + " are expected (another architecture?)");
+    if (loaded.scalar_type() != t.scalar_type())
+      throw Error(path + ": tensor '" + name + "' holds " + std::string(c10::toString(loaded.scalar_type())) +
+                  " values where " + c10::toString(t.scalar_type()) + " are expected");
     // A module of NaN weights would "guide" exactly like no guidance; refuse it by name.
     if (loaded.is_floating_point() && !torch::isfinite(loaded).all().item<bool>())
       throw Error(path + ": tensor '" + name + "' holds NaN or infinite values");
-    t.copy_(loaded);
+    try {
+      t.copy_(loaded);
+    } catch (const std::exception&) {  // a layout LibTorch cannot copy from (a crafted archive)
+      throw Error(path + ": tensor '" + name + "' cannot be read into the module");
+    }
   }
 }
 

@@ -19,6 +19,7 @@
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
+#include "modiff/datasets/d4rl_dataset.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -368,4 +369,43 @@ TEST_CASE("cli: bench train times each algorithm x schedule in a process of its 
   const auto bad = modiff_test::modiff("bench train --device cpu --steps 4 --algos idql,nope --schedules joint");
   CHECK(bad.code == 2);  // checked before any run starts
   CHECK(bad.err.find("--algos: 'nope' is not one of idql, dql, cfg") != std::string::npos);
+}
+
+TEST_CASE("cli: --normalize-obs standardizes with the dataset's statistics and the policy evaluates", "[train][cli]") {
+  const fs::path dir = fresh_dir("normalize");
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string common = "train --algo idql --dataset " + data +
+                             " --steps 20 --hidden 16 --block-width 32 --batch 32 --device cpu --log-every 10 --out ";
+  REQUIRE(modiff_test::modiff(common + (dir / "plain").string()).code == 0);
+  REQUIRE(modiff_test::modiff(common + (dir / "normalized").string() + " --normalize-obs").code == 0);
+  // Each observation column's mean and standard deviation over the file, computed here.
+  const auto d = datasets::read_d4rl_file(data);
+  const size_t n = d.size();
+  for (const char* module : {"guidance", "diffusion"}) {
+    INFO(module);
+    const auto plain = nlohmann::json::parse(modiff_test::slurp((dir / "plain" / module / "manifest.json").string()));
+    const auto norm = nlohmann::json::parse(modiff_test::slurp((dir / "normalized" / module / "manifest.json").string()));
+    const auto mean = norm.at("observation_normalization").at("mean").get<std::vector<double>>();
+    const auto std = norm.at("observation_normalization").at("std").get<std::vector<double>>();
+    REQUIRE(static_cast<int>(mean.size()) == d.obs_dim);
+    for (int k = 0; k < d.obs_dim; ++k) {
+      double sum = 0, sq = 0;
+      for (size_t i = 0; i < n; ++i) sum += d.observations[i * d.obs_dim + k];
+      const double m = sum / n;
+      for (size_t i = 0; i < n; ++i) sq += std::pow(d.observations[i * d.obs_dim + k] - m, 2);
+      const double s = std::max(std::sqrt(sq / n), 1e-3);
+      // The trainer uses the rows that have a next observation (all but a few episode ends): close, not equal.
+      CHECK(mean[k] == Approx(m).margin(0.05 * s + 1e-4));
+      CHECK(std[k] == Approx(s).epsilon(0.05).margin(1e-3));
+      CHECK(plain.at("observation_normalization").at("mean")[k] == 0.0);
+      CHECK(plain.at("observation_normalization").at("std")[k] == 1.0);
+    }
+  }
+  const auto evaluated = modiff_test::modiff("eval --diffusion " + (dir / "normalized" / "diffusion").string() +
+                                             " --guidance " + (dir / "normalized" / "guidance").string() +
+                                             " --seeds 0 --episodes 1 --device cpu --json");
+  CHECK(evaluated.code == 0);
+  remove_tree(dir.string());
 }

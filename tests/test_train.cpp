@@ -409,3 +409,25 @@ TEST_CASE("cli: --normalize-obs standardizes with the dataset's statistics and t
   CHECK(evaluated.code == 0);
   remove_tree(dir.string());
 }
+
+TEST_CASE("cli: evaluation during training leaves the training bit for bit as it was", "[train][cli]") {
+  const fs::path dir = fresh_dir("eval_during");
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string common = "train --algo idql --dataset " + data +
+                             " --steps 30 --hidden 16 --block-width 32 --batch 32 --device cpu --log-every 10 --out ";
+  REQUIRE(modiff_test::modiff(common + (dir / "plain").string()).code == 0);
+  const auto with_eval = modiff_test::modiff(common + (dir / "evaluated").string() + " --eval-every 10 --eval-episodes 1");
+  INFO(with_eval.err);
+  REQUIRE(with_eval.code == 0);
+  for (const char* module : {"guidance", "diffusion"}) {
+    INFO(module);
+    CHECK(modiff_test::slurp((dir / "plain" / module / "weights.pt").string()) ==
+          modiff_test::slurp((dir / "evaluated" / module / "weights.pt").string()));
+  }
+  // The evaluated run's metrics hold scores; its losses are the plain run's.
+  const auto metrics = modiff_test::slurp((dir / "evaluated" / "metrics.csv").string());
+  CHECK(metrics.find("nan") == std::string::npos);
+  remove_tree(dir.string());
+}

@@ -175,3 +175,33 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + modiff_test::quoted(report)).code != 0);
   remove_tree(dir.string());
 }
+
+TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; a rerun redoes nothing", "[sweep][cli]") {
+  const fs::path dir = fs::temp_directory_path() / ("modiff_run_" + std::to_string(::getpid()));
+  remove_tree(dir.string());
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << "name = \"run\"\ndatasets = [\"" + data +
+                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1]\nsteps = 20\n"
+                               "device = \"cpu\"\nlog_every = 10\n[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
+                               "[eval]\nseeds = \"0\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+  const std::string out = (dir / "out").string();
+  const auto r = modiff_test::modiff("run " + config + " --out " + out);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  // Two trainings and their two seed swaps, every one finished; the report names both trainings.
+  const auto cells = eval::plan_cells(eval::parse_sweep_config(modiff_test::slurp(config), "run.toml"));
+  REQUIRE(cells.size() == 4);
+  for (const auto& c : cells) CHECK(fs::exists(fs::path(out) / "cells" / c.id / "DONE"));
+  CHECK(r.out.find("4 cells ran") != std::string::npos);
+  const std::string md = modiff_test::slurp(out + "/report/report.md");
+  CHECK(md.find("idql") != std::string::npos);
+  CHECK(fs::exists(out + "/report/report.html"));
+  CHECK(fs::exists(out + "/report/scores.csv"));
+  const auto again = modiff_test::modiff("run " + config + " --out " + out);
+  CHECK(again.code == 0);
+  CHECK(again.out.find("0 cells ran, 4 already finished") != std::string::npos);
+  remove_tree(dir.string());
+}

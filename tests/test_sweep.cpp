@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -176,7 +177,40 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   remove_tree(dir.string());
 }
 
-TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; a rerun redoes nothing", "[sweep][cli]") {
+namespace {
+
+double q7(std::vector<double> v, double q) {  // type-7 quantile, written here
+  std::sort(v.begin(), v.end());
+  const double h = (v.size() - 1) * q;
+  const size_t i = static_cast<size_t>(h);
+  return i + 1 < v.size() ? v[i] + (h - i) * (v[i + 1] - v[i]) : v[i];
+}
+
+// The rows of a report CSV (no quoted commas in these tables) as maps from column name to text.
+std::vector<std::map<std::string, std::string>> csv_rows(const std::string& path) {
+  std::istringstream in(modiff_test::slurp(path));
+  auto split = [](const std::string& line) {
+    std::vector<std::string> out;
+    std::stringstream s(line);
+    for (std::string f; std::getline(s, f, ',');) out.push_back(f);
+    return out;
+  };
+  std::string line;
+  std::getline(in, line);
+  const auto header = split(line);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    const auto fields = split(line);
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < header.size() && i < fields.size(); ++i) row[header[i]] = fields[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; the report's values are its cells'", "[sweep][cli]") {
   const fs::path dir = fs::temp_directory_path() / ("modiff_run_" + std::to_string(::getpid()));
   remove_tree(dir.string());
   fs::create_directories(dir);
@@ -184,24 +218,60 @@ TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; a rerun redoes 
   REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
   const std::string config = (dir / "run.toml").string();
   std::ofstream(config) << "name = \"run\"\ndatasets = [\"" + data +
-                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1]\nsteps = 20\n"
+                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1, 2]\nsteps = 20\n"
                                "device = \"cpu\"\nlog_every = 10\n[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
-                               "[eval]\nseeds = \"0\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+                               "[eval]\nseeds = \"0-1\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
   const std::string out = (dir / "out").string();
   const auto r = modiff_test::modiff("run " + config + " --out " + out);
   INFO(r.err);
   REQUIRE(r.code == 0);
-  // Two trainings and their two seed swaps, every one finished; the report names both trainings.
-  const auto cells = eval::plan_cells(eval::parse_sweep_config(modiff_test::slurp(config), "run.toml"));
-  REQUIRE(cells.size() == 4);
-  for (const auto& c : cells) CHECK(fs::exists(fs::path(out) / "cells" / c.id / "DONE"));
-  CHECK(r.out.find("4 cells ran") != std::string::npos);
-  const std::string md = modiff_test::slurp(out + "/report/report.md");
-  CHECK(md.find("idql") != std::string::npos);
-  CHECK(fs::exists(out + "/report/report.html"));
-  CHECK(fs::exists(out + "/report/scores.csv"));
+  // Three trainings and their six seed swaps, every one finished.
+  const auto plan = eval::plan_cells(eval::parse_sweep_config(modiff_test::slurp(config), "run.toml"));
+  REQUIRE(plan.size() == 9);
+  std::map<std::pair<uint64_t, uint64_t>, double> score;  // (policy seed, guidance seed) -> the cell's score
+  std::vector<double> own, unguided, swapped;
+  for (const auto& c : plan) {
+    const auto done = nlohmann::json::parse(modiff_test::slurp((fs::path(out) / "cells" / c.id / "DONE").string()));
+    const double s = done.at("score");
+    const std::string g = c.kind == "train" ? c.id : c.guidance_cell;
+    score[{c.seed, std::stoull(g.substr(g.rfind("-s") + 2))}] = s;
+    if (c.kind == "train") {
+      own.push_back(s);
+      unguided.push_back(done.at("score_unguided"));
+    } else {
+      swapped.push_back(s);
+    }
+  }
+  CHECK(r.out.find("9 cells ran") != std::string::npos);
+  // scores.csv: the medians, IQRs and means of the cells' scores, with and without guidance (one decimal).
+  const auto scores = csv_rows(out + "/report/scores.csv");
+  REQUIRE(scores.size() == 2);
+  for (const auto& row : scores) {
+    const auto& v = row.at("guidance") == "own" ? own : unguided;
+    INFO(row.at("guidance"));
+    CHECK(row.at("seeds") == "3");
+    CHECK(std::stod(row.at("median")) == Approx(q7(v, 0.5)).margin(0.051));
+    CHECK(std::stod(row.at("IQR")) == Approx(q7(v, 0.75) - q7(v, 0.25)).margin(0.051));
+    CHECK(std::stod(row.at("mean")) == Approx((v[0] + v[1] + v[2]) / 3).margin(0.051));
+  }
+  // swap_iqr.csv: own guidance against all seed swaps.
+  const auto change = csv_rows(out + "/report/swap_iqr.csv");
+  REQUIRE(change.size() == 1);
+  const double own_iqr = q7(own, 0.75) - q7(own, 0.25), swap_iqr = q7(swapped, 0.75) - q7(swapped, 0.25);
+  CHECK(std::stod(change[0].at("swapped: median")) == Approx(q7(swapped, 0.5)).margin(0.051));
+  CHECK(std::stod(change[0].at("IQR change")) == Approx(100 * (swap_iqr - own_iqr) / own_iqr).margin(0.051));
+  // The heatmap's data: x the guidance seed, y the policy seed (the diagonal the own guidance).
+  std::istringstream heat(modiff_test::slurp(out + "/report/plots/swap0.dat"));
+  int points = 0;
+  for (uint64_t x, y; heat >> x >> y;) {
+    double v = 0;
+    heat >> v;
+    CHECK(v == Approx(score.at({y, x})).margin(0.0006));
+    ++points;
+  }
+  CHECK(points == 9);
   const auto again = modiff_test::modiff("run " + config + " --out " + out);
   CHECK(again.code == 0);
-  CHECK(again.out.find("0 cells ran, 4 already finished") != std::string::npos);
+  CHECK(again.out.find("0 cells ran, 9 already finished") != std::string::npos);
   remove_tree(dir.string());
 }

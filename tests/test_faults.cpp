@@ -178,6 +178,14 @@ TEST_CASE("nothing a user has is replaced without --force", "[faults][cli]") {
   CHECK(modiff_test::slurp(out + "/metrics.csv") != metrics);
   CHECK(cli(tiny_train(out) + " --force --resume").code == 2);
 
+  // An evaluation already at --out: kept unless --force.
+  const std::string tiny = std::string(MODIFF_TEST_DATA_DIR) + "/tiny-idql";
+  write(s / "eval.json", "mine");
+  const auto eval_again = cli("eval --diffusion " + tiny + "/diffusion --seeds 0 --episodes 1 --device cpu --out " + s / "eval.json");
+  CHECK(eval_again.code == 1);
+  CHECK(eval_again.err.find("already exists") != std::string::npos);
+  CHECK(modiff_test::slurp(s / "eval.json") == "mine");
+
   // A report already in --out: kept unless --force.
   const std::string config = write(s / "s.toml", tiny_sweep(small_dataset(), 20, "[swaps]\nseeds = false\n"));
   REQUIRE(cli("sweep " + config + " --out " + s / "sweep").code == 0);
@@ -376,7 +384,7 @@ TEST_CASE("a full disk ends in one line: the previous file kept, no temporaries 
   // JSON: an evaluation written over the earlier one.
   r = on_full_disk("4M", 0, mnt, s / "seed",
                    {binary, "eval", "--diffusion", tiny + "/diffusion", "--guidance", tiny + "/guidance", "--seeds", "0",
-                    "--episodes", "1", "--device", "cpu", "--out", mnt + "/eval.json"});
+                    "--episodes", "1", "--device", "cpu", "--force", "--out", mnt + "/eval.json"});
   INFO(r.err);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("No space left on device") != std::string::npos);
@@ -464,6 +472,12 @@ TEST_CASE("the fuzzer's crafted inputs end in one line", "[faults][security]") {
   CHECK(qint8.code == 1);
   CHECK(lines(qint8.err) == 1);
   CHECK(qint8.err.find("holds QInt8 values where Float are expected") != std::string::npos);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer (make test-sanitize) modiff stops at libhdf5's own over-read of this file, which is
+  // the finding docs/security.md lists as open: nothing to check here but that.
+  WARN("AddressSanitizer build: libhdf5 1.10.8's over-read on hdf5-datatype-overread.hdf5 is reported by ASan");
+  return;
+#endif
   const auto overread = cli("data info " + crafted + "/hdf5-datatype-overread.hdf5");
   CHECK(overread.code == 1);
   CHECK(lines(overread.err) == 1);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -29,8 +30,14 @@ struct EvalArgs {
   int episodes = 10, candidates = 0, threads = 0, max_envs = 0, chunk = -1, bootstrap_reps = 50000;
   uint64_t bootstrap_seed = 0;
   double temperature = 1.0;
-  bool json = false;
+  bool json = false, force = false;
 };
+
+// --out names a file the user may already have: it is replaced only with --force, and checked before any work.
+void check_out_file(const EvalArgs& a) {
+  if (!a.out.empty() && !a.force && std::filesystem::exists(a.out))
+    throw Error(a.out + " already exists: use --force to replace it, or another --out");
+}
 
 void add_common_options(CLI::App* cmd, EvalArgs& a) {
   cmd->add_option("--seeds", a.seeds, "Evaluation seeds: a list and/or ranges, e.g. 0-4 or 0,3,7")->capture_default_str()->check(seed_list());
@@ -50,6 +57,7 @@ void add_common_options(CLI::App* cmd, EvalArgs& a) {
   cmd->add_option("--bootstrap-reps", a.bootstrap_reps, "Bootstrap replicates for the intervals")->capture_default_str()->check(integer_in(1, 10000000));
   cmd->add_option("--bootstrap-seed", a.bootstrap_seed, "Bootstrap seed")->capture_default_str()->check(seed_value());
   cmd->add_option("--out", a.out, "Also write the JSON to this file");
+  cmd->add_flag("--force", a.force, "Replace the --out file if it exists");
   cmd->add_flag("--json", a.json, "Print JSON (no progress display)");
 }
 
@@ -101,6 +109,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args, diffusion, guidance] {
     if (*guidance == "none" && args->candidates > 1)
       throw Error("--candidates " + std::to_string(args->candidates) + " needs a guidance module to choose among them");
+    check_out_file(*args);
     limit_threads(args->threads);
     const auto r = evaluate_pair(*diffusion, *guidance, *args, args->json);
     if (!args->out.empty()) write_text_atomically(args->out, r.json.dump(2) + "\n");
@@ -169,6 +178,7 @@ void add_eval_command(CLI::App& app) {
   swap->add_option("--guidance", *guidances, "Comma-separated guidance directories (none allowed)")->required();
   add_common_options(swap, *swap_args);
   swap->callback([swap_args, diffusions, guidances] {
+    check_out_file(*swap_args);
     limit_threads(swap_args->threads);
     const auto ds = split_list(*diffusions), gs = split_list(*guidances);
     if (ds.empty() || gs.empty()) throw Error("--diffusion and --guidance each need at least one directory");

@@ -20,6 +20,7 @@
 #include "ln_resnet_block.h"
 #include "networks.h"
 #include "time_path.h"
+#include "skip.h"
 
 using namespace modiff::agents;
 
@@ -97,7 +98,7 @@ TEST_CASE("flat Adam and AdamW take LibTorch's steps", "[blocks]") {
 }
 
 TEST_CASE("flat Adam on CUDA (the fused kernel where LibTorch has it) takes the CPU's steps", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: nothing to compare
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: nothing to compare");
   for (double decay : {0.0, 0.01}) {
     CAPTURE(decay);
     torch::manual_seed(3);
@@ -282,7 +283,7 @@ void check_linear_accumulate(torch::Device device) {
 TEST_CASE("accumulating linear layers give LibTorch's gradients", "[blocks]") { check_linear_accumulate(torch::kCPU); }
 
 TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: covered by the CPU case
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: covered by the CPU case");
   check_linear_accumulate(torch::kCUDA);
   // Weight gradients on side streams, joined before they are read.
   set_gradients_beside(true);
@@ -410,7 +411,7 @@ LnResnetBlockParams detached_copy(const LnResnetBlockParams& p) {
 }  // namespace
 
 TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CUDA", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the block runs on LibTorch's modules
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the block runs on LibTorch's modules");
   const bool tf32 = at::globalContext().allowTF32CuBLAS();
   at::globalContext().setAllowTF32CuBLAS(false);  // compare fp32 with fp32
   torch::manual_seed(8);
@@ -457,7 +458,7 @@ TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CU
 }
 
 TEST_CASE("graphed training steps run every step they are asked for", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: steps run eagerly, nothing captured
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: steps run eagerly, nothing captured");
   auto counter = torch::zeros({}, torch::kCUDA);
   auto draws = torch::zeros({35}, torch::kCUDA);  // each step's draw, at its step's index
   int host_calls = 0;
@@ -522,7 +523,7 @@ TEST_CASE("IQL's losses: values, statistics and the gradients their backward pas
 }
 
 TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composite is checked above
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the composite is checked above");
   auto cpu = iql_loss_case(torch::kCPU), gpu = iql_loss_case(torch::kCUDA);
   const auto value_cpu = iql_value_loss_backward(cpu.q_target, cpu.v, 0.7);
   const auto value_gpu = iql_value_loss_backward(gpu.q_target, gpu.v, 0.7);
@@ -537,7 +538,7 @@ TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients"
 }
 
 TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU's values and gradients", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composites are the reference
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the composites are the reference");
   torch::manual_seed(8);
   for (bool per_row_sum : {true, false}) {
     CAPTURE(per_row_sum);
@@ -568,7 +569,7 @@ TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU'
 }
 
 TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradients", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: the composite is the reference
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the composite is the reference");
   for (const char* kind : {"ln-resnet", "mlp"}) {
     for (Activation activation : {Activation::Silu, Activation::Mish, Activation::Relu}) {
       for (int steps : {5, 12}) {
@@ -619,7 +620,7 @@ TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradie
 }
 
 TEST_CASE("the few-columns weight gradient kernel adds the exact product on CUDA", "[blocks][cuda]") {
-  if (!torch::cuda::is_available()) return;  // CPU-only LibTorch: cuBLAS's and the CPU's products are the reference
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: cuBLAS's and the CPU's products are the reference");
   torch::manual_seed(12);
   for (long count : {3, 11, 40}) {
     CAPTURE(count);

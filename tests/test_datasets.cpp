@@ -19,6 +19,7 @@
 #include "modiff/datasets/import.h"
 #include "modiff/datasets/sha256.h"
 #include "modiff/envs/locomotion_env.h"
+#include "skip.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -120,8 +121,7 @@ TEST_CASE("datasets: the same seed builds an identical file", "[datasets]") {
 
 TEST_CASE("datasets: files open in h5py and work with D4RL's qlearning_dataset logic", "[datasets][h5py]") {
   if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0) {
-    WARN("python3-h5py is not installed (scripts/setup-deps installs it); skipping");
-    return;
+    MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
   }
   TempHome home;
   const auto& spec = envs::find_env("bullet-hopper-v0");

@@ -23,6 +23,7 @@
 #include "modiff/common/remove_tree.h"
 #include "modiff/datasets/sha256.h"
 #include "modiff/eval/evaluate.h"
+#include "skip.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -164,8 +165,7 @@ TEST_CASE("fingerprints: CPU training runs give the same weights on 1 and 2 thre
 
 TEST_CASE("CUDA: one seed and command train the same weights and evaluate the same returns", "[repro][cuda]") {
   if (agents::resolve_device("auto").kind != agents::DeviceKind::Cuda) {
-    WARN("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
-    return;
+    MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
   }
   TempDir dir("cuda");
   const std::string data = (dir.path / "hopper-medium.hdf5").string();

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli_runner.h"
+#include "skip.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/spawn.h"
 #include "modiff/eval/sweep.h"
@@ -112,17 +113,6 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   CHECK(scores(sharded) == reference);
   CHECK(modiff_test::modiff("sweep " + config + " --shard 3/2 --out " + sharded).code != 0);
 
-  // mpirun -n 2: one shard per rank, rank 0 finishing the swaps that waited for rank 1's trainings.
-  if (std::system("command -v mpirun >/dev/null 2>&1") == 0) {
-    const std::string mpi = (dir / "mpi").string();
-    const std::string log = (dir / "mpi.log").string();
-    const int code = std::system(("mpirun --allow-run-as-root --oversubscribe -n 2 " + std::string(MODIFF_BINARY) +
-                                  " sweep " + config + " --out " + mpi + " >" + log + " 2>&1").c_str());
-    INFO(modiff_test::slurp(log));
-    CHECK(code == 0);
-    CHECK(scores(mpi) == reference);
-  }
-
   // Killed with SIGKILL part-way, then rerun: the same results as the uninterrupted sweep.
   const fs::path cut = dir / "cut";
   const std::string pid_file = (dir / "pid").string();
@@ -174,6 +164,33 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   for (const char* csv : {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"})
     CHECK(fs::exists(report + "/" + csv));
   CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + modiff_test::quoted(report)).code != 0);
+  remove_tree(dir.string());
+}
+
+TEST_CASE("sweeps over mpirun -n 2: one shard per rank, the same scores as one process", "[sweep][cli][mpi]") {
+  if (modiff::find_program("mpirun").empty()) MODIFF_SKIP("Open MPI's mpirun is not installed (scripts/setup-deps installs it)");
+  const fs::path dir = fs::temp_directory_path() / ("modiff_mpi_" + std::to_string(::getpid()));
+  remove_tree(dir.string());
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string config = (dir / "tiny.toml").string();
+  std::ofstream(config) << "datasets = [\"" + data +
+                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1]\nsteps = 20\n"
+                               "device = \"cpu\"\nlog_every = 10\n[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
+                               "[eval]\nseeds = \"0\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+  REQUIRE(modiff_test::modiff("sweep " + config + " --out " + (dir / "one").string()).code == 0);
+  // Rank 0 finishes the swap cells that waited for rank 1's trainings.
+  const std::string log = (dir / "mpi.log").string();
+  modiff::SpawnOptions o;
+  o.stdout_file = log;
+  o.stderr_file = log + ".err";
+  const auto r = run_program({"mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", MODIFF_BINARY, "sweep", config,
+                              "--out", (dir / "mpi").string()}, o);
+  INFO(modiff_test::slurp(log) + modiff_test::slurp(log + ".err"));
+  CHECK(r.exit_code == 0);
+  CHECK(scores(dir / "mpi").size() == 4);
+  CHECK(scores(dir / "mpi") == scores(dir / "one"));
   remove_tree(dir.string());
 }
 

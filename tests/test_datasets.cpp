@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <nlohmann/json.hpp>
 
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
@@ -342,4 +343,40 @@ TEST_CASE("cli: data import, info and list", "[datasets][cli]") {
   auto wrong_env = modiff("data import " + src + " --as w2 --env bullet-ant-v0");
   CHECK(wrong_env.code == 1);
   CHECK(wrong_env.err.find("expected bullet-ant-v0") != std::string::npos);
+}
+
+TEST_CASE("datasets: a D4RL-layout file written by h5py imports, with its episodes and returns", "[datasets][h5py]") {
+  using modiff_test::modiff;
+  if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0)
+    MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
+  TempHome home;
+  const std::string file = (home.dir / "from_h5py.hdf5").string(), script = (home.dir / "write.py").string();
+  // Seven hopper rows as D4RL writes them (h5py's bool for the flags): an episode that terminates at row 3 and
+  // one that times out at row 6. Returns by hand: 1 + 2 + 3 + 4 = 10 and 5 + 6 + 7 = 18.
+  std::ofstream(script) << R"(import sys, h5py, numpy as np
+n = 7
+with h5py.File(sys.argv[1], 'w') as f:
+    f['observations'] = np.arange(n * 15, dtype=np.float32).reshape(n, 15) / 100
+    f['actions'] = np.zeros((n, 3), dtype=np.float32)
+    f['rewards'] = np.arange(1, n + 1, dtype=np.float32)
+    f['terminals'] = np.array([0, 0, 0, 1, 0, 0, 0], dtype=bool)
+    f['timeouts'] = np.array([0, 0, 0, 0, 0, 0, 1], dtype=bool)
+)";
+  REQUIRE(std::system(("/usr/bin/python3 " + script + " " + file).c_str()) == 0);
+  const auto imported = modiff("data import " + file + " --format d4rl --as from-h5py --env bullet-hopper-v0 --json");
+  INFO(imported.err);
+  REQUIRE(imported.code == 0);
+  CHECK(nlohmann::json::parse(imported.out).at("transitions") == 7);
+  const auto info = modiff("data info from-h5py --json");
+  REQUIRE(info.code == 0);
+  const auto j = nlohmann::json::parse(info.out);
+  CHECK(j.at("env") == "bullet-hopper-v0");
+  CHECK(j.at("transitions") == 7);
+  CHECK(j.at("episodes") == 2);
+  CHECK(j.at("return").at("mean").get<double>() == Approx(14));
+  CHECK(j.at("return").at("min").get<double>() == Approx(10));
+  CHECK(j.at("return").at("max").get<double>() == Approx(18));
+  // The observations arrive as written.
+  const auto d = modiff::datasets::read_d4rl_file(j.at("file").get<std::string>());
+  CHECK(d.observations[5 * 15 + 2] == Approx((5 * 15 + 2) / 100.0f));
 }

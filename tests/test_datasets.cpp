@@ -14,6 +14,7 @@
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
+#include "modiff/common/spawn.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/hdf5_file.h"
@@ -347,7 +348,9 @@ TEST_CASE("cli: data import, info and list", "[datasets][cli]") {
 
 TEST_CASE("datasets: a D4RL-layout file written by h5py imports, with its episodes and returns", "[datasets][h5py]") {
   using modiff_test::modiff;
-  if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0)
+  modiff::SpawnOptions quiet;
+  quiet.stderr_file = "/dev/null";
+  if (modiff::run_program({"/usr/bin/python3", "-c", "import h5py"}, quiet).exit_code != 0)
     MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
   TempHome home;
   const std::string file = (home.dir / "from_h5py.hdf5").string(), script = (home.dir / "write.py").string();
@@ -362,7 +365,7 @@ with h5py.File(sys.argv[1], 'w') as f:
     f['terminals'] = np.array([0, 0, 0, 1, 0, 0, 0], dtype=bool)
     f['timeouts'] = np.array([0, 0, 0, 0, 0, 0, 1], dtype=bool)
 )";
-  REQUIRE(std::system(("/usr/bin/python3 " + script + " " + file).c_str()) == 0);
+  REQUIRE(modiff::run_program({"/usr/bin/python3", script, file}).exit_code == 0);
   const auto imported = modiff("data import " + file + " --format d4rl --as from-h5py --env bullet-hopper-v0 --json");
   INFO(imported.err);
   REQUIRE(imported.code == 0);

@@ -167,18 +167,36 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   remove_tree(dir.string());
 }
 
+namespace {
+
+// A folder with a small hopper dataset and a one-algorithm, one-schedule grid over `seeds` on it (20 CPU steps
+// of small networks), evaluated on the evaluation seeds `eval_seeds`; removed at the end of the case.
+struct SmallGrid {
+  fs::path dir;
+  std::string config;
+  SmallGrid(const std::string& name, const std::string& seeds, const std::string& eval_seeds)
+      : dir(fs::temp_directory_path() / ("modiff_" + name + "_" + std::to_string(::getpid()))) {
+    remove_tree(dir.string());
+    fs::create_directories(dir);
+    const std::string data = (dir / "hopper.hdf5").string();
+    REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+    config = (dir / (name + ".toml")).string();
+    std::ofstream(config) << "name = \"" + name + "\"\ndatasets = [\"" + data +
+                                 "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [" + seeds +
+                                 "]\nsteps = 20\ndevice = \"cpu\"\nlog_every = 10\n"
+                                 "[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
+                                 "[eval]\nseeds = \"" + eval_seeds + "\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+  }
+  ~SmallGrid() { remove_tree(dir.string()); }
+};
+
+}  // namespace
+
 TEST_CASE("sweeps over mpirun -n 2: one shard per rank, the same scores as one process", "[sweep][cli][mpi]") {
   if (modiff::find_program("mpirun").empty()) MODIFF_SKIP("Open MPI's mpirun is not installed (scripts/setup-deps installs it)");
-  const fs::path dir = fs::temp_directory_path() / ("modiff_mpi_" + std::to_string(::getpid()));
-  remove_tree(dir.string());
-  fs::create_directories(dir);
-  const std::string data = (dir / "hopper.hdf5").string();
-  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
-  const std::string config = (dir / "tiny.toml").string();
-  std::ofstream(config) << "datasets = [\"" + data +
-                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1]\nsteps = 20\n"
-                               "device = \"cpu\"\nlog_every = 10\n[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
-                               "[eval]\nseeds = \"0\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+  const SmallGrid grid("mpi", "0, 1", "0");
+  const fs::path& dir = grid.dir;
+  const std::string& config = grid.config;
   REQUIRE(modiff_test::modiff("sweep " + config + " --out " + (dir / "one").string()).code == 0);
   // Rank 0 finishes the swap cells that waited for rank 1's trainings.
   const std::string log = (dir / "mpi.log").string();
@@ -191,7 +209,6 @@ TEST_CASE("sweeps over mpirun -n 2: one shard per rank, the same scores as one p
   CHECK(r.exit_code == 0);
   CHECK(scores(dir / "mpi").size() == 4);
   CHECK(scores(dir / "mpi") == scores(dir / "one"));
-  remove_tree(dir.string());
 }
 
 namespace {
@@ -228,16 +245,9 @@ std::vector<std::map<std::string, std::string>> csv_rows(const std::string& path
 }  // namespace
 
 TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; the report's values are its cells'", "[sweep][cli]") {
-  const fs::path dir = fs::temp_directory_path() / ("modiff_run_" + std::to_string(::getpid()));
-  remove_tree(dir.string());
-  fs::create_directories(dir);
-  const std::string data = (dir / "hopper.hdf5").string();
-  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
-  const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << "name = \"run\"\ndatasets = [\"" + data +
-                               "\"]\nalgos = [\"idql\"]\nschedules = [\"joint\"]\nseeds = [0, 1, 2]\nsteps = 20\n"
-                               "device = \"cpu\"\nlog_every = 10\n[network]\nhidden = 16\nblock_width = 32\nbatch = 32\n"
-                               "[eval]\nseeds = \"0-1\"\nepisodes = 1\ncandidates = 2\nbootstrap_reps = 10\n";
+  const SmallGrid grid("run", "0, 1, 2", "0-1");
+  const fs::path& dir = grid.dir;
+  const std::string& config = grid.config;
   const std::string out = (dir / "out").string();
   const auto r = modiff_test::modiff("run " + config + " --out " + out);
   INFO(r.err);
@@ -290,5 +300,4 @@ TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; the report's va
   const auto again = modiff_test::modiff("run " + config + " --out " + out);
   CHECK(again.code == 0);
   CHECK(again.out.find("0 cells ran, 9 already finished") != std::string::npos);
-  remove_tree(dir.string());
 }

@@ -371,13 +371,29 @@ TEST_CASE("cli: bench train times each algorithm x schedule in a process of its 
   CHECK(bad.err.find("--algos: 'nope' is not one of idql, dql, cfg") != std::string::npos);
 }
 
+namespace {
+
+// A folder with a small hopper dataset, and the start of a `modiff train` command line on it (IDQL, `steps`
+// CPU steps of small networks) that ends in "--out ".
+struct SmallTraining {
+  fs::path dir;
+  std::string data, command;
+  SmallTraining(const std::string& tag, int steps) : dir(fresh_dir(tag)), data((dir / "hopper.hdf5").string()) {
+    fs::create_directories(dir);
+    REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+    command = "train --algo idql --dataset " + data + " --steps " + std::to_string(steps) +
+              " --hidden 16 --block-width 32 --batch 32 --device cpu --log-every 10 --out ";
+  }
+  ~SmallTraining() { remove_tree(dir.string()); }
+};
+
+}  // namespace
+
 TEST_CASE("cli: --normalize-obs standardizes with the dataset's statistics and the policy evaluates", "[train][cli]") {
-  const fs::path dir = fresh_dir("normalize");
-  fs::create_directories(dir);
-  const std::string data = (dir / "hopper.hdf5").string();
-  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
-  const std::string common = "train --algo idql --dataset " + data +
-                             " --steps 20 --hidden 16 --block-width 32 --batch 32 --device cpu --log-every 10 --out ";
+  const SmallTraining t("normalize", 20);
+  const fs::path& dir = t.dir;
+  const std::string& data = t.data;
+  const std::string& common = t.command;
   REQUIRE(modiff_test::modiff(common + (dir / "plain").string()).code == 0);
   REQUIRE(modiff_test::modiff(common + (dir / "normalized").string() + " --normalize-obs").code == 0);
   // Each observation column's mean and standard deviation over the file, computed here.
@@ -407,16 +423,12 @@ TEST_CASE("cli: --normalize-obs standardizes with the dataset's statistics and t
                                              " --guidance " + (dir / "normalized" / "guidance").string() +
                                              " --seeds 0 --episodes 1 --device cpu --json");
   CHECK(evaluated.code == 0);
-  remove_tree(dir.string());
 }
 
 TEST_CASE("cli: evaluation during training leaves the training bit for bit as it was", "[train][cli]") {
-  const fs::path dir = fresh_dir("eval_during");
-  fs::create_directories(dir);
-  const std::string data = (dir / "hopper.hdf5").string();
-  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
-  const std::string common = "train --algo idql --dataset " + data +
-                             " --steps 30 --hidden 16 --block-width 32 --batch 32 --device cpu --log-every 10 --out ";
+  const SmallTraining t("eval_during", 30);
+  const fs::path& dir = t.dir;
+  const std::string& common = t.command;
   REQUIRE(modiff_test::modiff(common + (dir / "plain").string()).code == 0);
   const auto with_eval = modiff_test::modiff(common + (dir / "evaluated").string() + " --eval-every 10 --eval-episodes 1");
   INFO(with_eval.err);
@@ -429,5 +441,4 @@ TEST_CASE("cli: evaluation during training leaves the training bit for bit as it
   // The evaluated run's metrics hold scores; its losses are the plain run's.
   const auto metrics = modiff_test::slurp((dir / "evaluated" / "metrics.csv").string());
   CHECK(metrics.find("nan") == std::string::npos);
-  remove_tree(dir.string());
 }

@@ -13,6 +13,7 @@
 
 #include "modiff/agents/device.h"
 #include "modiff/agents/gaussian_policy.h"
+#include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
 #include "modiff/common/file_lock.h"
@@ -100,6 +101,22 @@ double evaluate(GaussianPolicy& policy, const envs::EnvSpec& spec, int episodes,
 
 }  // namespace
 
+namespace {
+
+// The run folder, locked for this process; a new run (not --resume) needs it empty.
+ExclusiveLock claim_run_folder(const fs::path& out, bool resume) {
+  std::error_code made;
+  fs::create_directories(out, made);
+  if (made) throw Error("cannot create run folder " + out.string() + ": " + made.message());
+  ExclusiveLock lock((out / kRunLockFile).string(), "behavior run folder " + out.string());
+  const bool empty = std::all_of(fs::directory_iterator(out), fs::directory_iterator(),
+                                 [](const fs::directory_entry& e) { return e.path().filename() == kRunLockFile; });
+  if (!resume && !empty) throw Error(out.string() + " is not empty: use --resume to continue its run, or another --out");
+  return lock;
+}
+
+}  // namespace
+
 SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   const auto& spec = envs::find_env(opt.env_id);
   if (opt.total_steps <= 0) throw Error("--steps must be positive");
@@ -109,14 +126,7 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   const int obs_dim = spec.obs_dim, act_dim = spec.act_dim, n = opt.num_envs;
   const fs::path out(opt.out_dir), ckpt = out / "checkpoint";
   if (opt.resume && !fs::exists(ckpt / "state.json")) throw Error(opt.out_dir + ": no checkpoint to resume from");
-  std::error_code made;
-  fs::create_directories(out, made);
-  if (made) throw Error("cannot create run folder " + opt.out_dir + ": " + made.message());
-  const ExclusiveLock lock((out / ".modiff-lock").string(), "behavior run folder " + opt.out_dir);
-  const bool empty = std::all_of(fs::directory_iterator(out), fs::directory_iterator(),
-                                 [](const fs::directory_entry& e) { return e.path().filename() == ".modiff-lock"; });
-  if (!opt.resume && !empty)
-    throw Error(opt.out_dir + " is not empty: use --resume to continue its run, or another --out");
+  const ExclusiveLock lock = claim_run_folder(out, opt.resume);
   if (opt.resume && !fs::exists(ckpt / "state.json"))
     throw Error(opt.out_dir + ": no checkpoint to resume from");
   fs::create_directories(out / "snapshots");

@@ -152,20 +152,30 @@ std::string config_name(const nlohmann::json& r) {
          r.at("schedule").get<std::string>();
 }
 
-}  // namespace
-
-ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
-  if (runs.empty()) throw Error("report: name at least one sweep directory");
-  std::set<fs::path> seen;  // the same sweep named twice would count its runs twice
+// The same sweep named twice, however spelled, would count its runs twice.
+void check_distinct(const std::vector<std::string>& runs) {
+  std::set<fs::path> seen;
   for (const auto& run : runs) {
     std::error_code ec;
     const fs::path resolved = fs::weakly_canonical(fs::absolute(run), ec);
     if (!seen.insert(ec ? fs::path(run) : resolved).second) throw Error("report: sweep directory " + run + " is named twice");
   }
+}
+
+// Two reports into one folder at once: the second stops naming the first.
+ExclusiveLock lock_report_folder(const std::string& out_dir) {
   std::error_code made;
   fs::create_directories(out_dir, made);
   if (made) throw Error("report: cannot create " + out_dir + ": " + made.message());
-  const ExclusiveLock lock((fs::path(out_dir) / ".modiff-lock").string(), "report " + out_dir);
+  return ExclusiveLock((fs::path(out_dir) / ".modiff-lock").string(), "report " + out_dir);
+}
+
+}  // namespace
+
+ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
+  if (runs.empty()) throw Error("report: name at least one sweep directory");
+  check_distinct(runs);
+  const ExclusiveLock lock = lock_report_folder(out_dir);
   std::vector<Cell> cells;
   for (const auto& run : runs) {
     const fs::path dir = fs::path(run) / "cells";

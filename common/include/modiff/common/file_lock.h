@@ -18,8 +18,10 @@ class ExclusiveLock {
   // on stderr and blocks until the holder is done.
   ExclusiveLock(const std::string& lock_file, const std::string& what, LockWait wait = LockWait::Fail);
   ~ExclusiveLock();
+  ExclusiveLock(ExclusiveLock&& other) noexcept : fd_(other.fd_), path_(std::move(other.path_)) { other.fd_ = -1; }
   ExclusiveLock(const ExclusiveLock&) = delete;
   ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(ExclusiveLock&&) = delete;
 
   // Tries once: the lock, or nullptr when another process holds it (no waiting, no error).
   static std::unique_ptr<ExclusiveLock> try_acquire(const std::string& lock_file);

@@ -214,6 +214,77 @@ TEST_CASE("a frozen guidance trains another algorithm's diffusion and swaps acro
   for (const auto& d : {a, b, c}) remove_tree(d.string());
 }
 
+namespace {
+// The metrics rows without their last column (the step time).
+std::string without_times(const std::string& csv) {
+  std::string o;
+  std::istringstream in(csv);
+  for (std::string line; std::getline(in, line);) o += line.substr(0, line.rfind(',')) + "\n";
+  return o;
+}
+}  // namespace
+
+TEST_CASE("resume: every algorithm x schedule, stopped in every phase, ends bit for bit as the whole run",
+          "[train][resume]") {
+  const auto data = bimodal_bandit(400, 6);
+  const fs::path frozen = fresh_dir("resume_frozen");
+  const auto guidance = agents::train_on(data, bandit_ref(), tiny("idql", "joint", frozen, 25));
+  struct Plan {
+    std::string schedule, guidance_dir;
+    std::vector<std::pair<std::string, long>> stops;  // (phase, phase step) of each stop, in order
+  };
+  const std::vector<Plan> plans = {
+      {"joint", "", {{"joint", 25}, {"joint", 50}}},
+      // In the guidance phase, at its end (the diffusion's step 0), in the diffusion phase.
+      {"guidance-first", "", {{"guidance", 25}, {"diffusion", 0}, {"diffusion", 25}, {"diffusion", 50}}},
+      {"guidance-first", guidance.guidance_dir, {{"diffusion", 25}, {"diffusion", 50}}},
+  };
+  for (const std::string algo : {"idql", "dql", "cfg"}) {
+    for (const auto& plan : plans) {
+      DYNAMIC_SECTION(algo << " " << plan.schedule << (plan.guidance_dir.empty() ? "" : " under a frozen guidance")) {
+        auto options = [&](const fs::path& out) {
+          auto o = tiny(algo, plan.schedule, out, 75);
+          if (plan.schedule == "guidance-first" && plan.guidance_dir.empty()) o.guidance_steps = 50;
+          o.guidance_dir = plan.guidance_dir;
+          o.checkpoint_every = 1000;  // the stops write the only checkpoints
+          o.seed = 3;
+          return o;
+        };
+        const fs::path whole = fresh_dir("resume_whole"), cut = fresh_dir("resume_cut");
+        const auto reference = agents::train_on(data, bandit_ref(), options(whole));
+        REQUIRE_FALSE(reference.stopped);
+        auto piece = options(cut);
+        piece.stop_after = 20;  // rounded up to the next row: 25 steps per invocation
+        std::vector<std::pair<std::string, long>> stops;
+        for (int invocation = 0; invocation < 10; ++invocation) {
+          const auto r = agents::train_on(data, bandit_ref(), piece);
+          if (!r.stopped) break;
+          stops.push_back({r.stopped_phase, r.stopped_phase_step});
+          CHECK(fs::exists(cut / "checkpoint" / "state.json"));
+          CHECK_FALSE(fs::exists(cut / "diffusion"));
+          // The guidance artifact exists from the end of its phase on, never before.
+          CHECK(fs::exists(cut / "guidance") == (plan.schedule == "guidance-first" && plan.guidance_dir.empty() &&
+                                                  r.stopped_phase == "diffusion"));
+          piece.resume = true;
+        }
+        CHECK(stops == plan.stops);
+        CHECK_FALSE(fs::exists(cut / "checkpoint"));
+        for (const std::string artifact : {"guidance", "diffusion"}) {
+          if (artifact == "guidance" && !plan.guidance_dir.empty()) continue;
+          INFO(artifact);
+          CHECK(modiff_test::slurp((whole / artifact / "weights.pt").string()) ==
+                modiff_test::slurp((cut / artifact / "weights.pt").string()));
+        }
+        CHECK(without_times(modiff_test::slurp((whole / "metrics.csv").string())) ==
+              without_times(modiff_test::slurp((cut / "metrics.csv").string())));
+        remove_tree(whole.string());
+        remove_tree(cut.string());
+      }
+    }
+  }
+  remove_tree(frozen.string());
+}
+
 TEST_CASE("pairing: other dims or env are refused, other data is a warning", "[train]") {
   agents::ArtifactInfo d, g;
   d.dir = "D";
@@ -319,14 +390,8 @@ TEST_CASE("cli: train resumes after kill -9 and ends with the same weights", "[t
   q.act(obs.data(), 4, b.data());
   CHECK(a == b);
   // The metrics agree row for row except the timings.
-  auto strip_times = [](const std::string& csv) {
-    std::string o;
-    std::istringstream in(csv);
-    for (std::string line; std::getline(in, line);) o += line.substr(0, line.rfind(',')) + "\n";
-    return o;
-  };
-  CHECK(strip_times(modiff_test::slurp((dir / "whole" / "metrics.csv").string())) ==
-        strip_times(modiff_test::slurp((cut / "metrics.csv").string())));
+  CHECK(without_times(modiff_test::slurp((dir / "whole" / "metrics.csv").string())) ==
+        without_times(modiff_test::slurp((cut / "metrics.csv").string())));
   remove_tree(dir.string());
 }
 
@@ -441,4 +506,31 @@ TEST_CASE("cli: evaluation during training leaves the training bit for bit as it
   // The evaluated run's metrics hold scores; its losses are the plain run's.
   const auto metrics = modiff_test::slurp((dir / "evaluated" / "metrics.csv").string());
   CHECK(metrics.find("nan") == std::string::npos);
+}
+
+TEST_CASE("cli: --stop-after checkpoints, says how to continue, and --resume finishes the same run", "[train][cli]") {
+  const SmallTraining t("stop_after", 30);
+  const fs::path& dir = t.dir;
+  REQUIRE(modiff_test::modiff(t.command + (dir / "whole").string()).code == 0);
+  const std::string cut = (dir / "cut").string();
+  const auto stopped = modiff_test::modiff(t.command + cut + " --stop-after 10");
+  INFO(stopped.err);
+  REQUIRE(stopped.code == 0);
+  CHECK(stopped.out == "stopped in the joint phase at step 10: continue with --resume --out " + cut + "\n");
+  CHECK(fs::exists(dir / "cut" / "checkpoint" / "state.json"));
+  const auto json = modiff_test::modiff(t.command + cut + " --resume --stop-after 10 --json");
+  REQUIRE(json.code == 0);
+  const auto result = nlohmann::json::parse(json.out);
+  CHECK(result.at("stopped") == true);
+  CHECK(result.at("phase_step") == 20);
+  REQUIRE(modiff_test::modiff(t.command + cut + " --resume").code == 0);
+  for (const char* module : {"guidance", "diffusion"}) {
+    INFO(module);
+    CHECK(modiff_test::slurp((dir / "whole" / module / "weights.pt").string()) ==
+          modiff_test::slurp((dir / "cut" / module / "weights.pt").string()));
+  }
+  const auto zero = modiff_test::modiff(t.command + (dir / "zero").string() + " --stop-after 0");
+  CHECK(zero.code == 2);
+  CHECK(zero.err.find("--stop-after") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "zero"));
 }

@@ -275,6 +275,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   if (o.steps <= 0) throw Error("--steps must be positive");
   if (o.log_every <= 0) throw Error("--log-every must be positive");
   if (o.checkpoint_every <= 0) throw Error("--checkpoint-every must be positive");
+  if (o.stop_after < 0) throw Error("--stop-after must be positive");
   if (o.batch < 0) throw Error("--batch must be positive");
   if (o.schedule == "joint" && !o.guidance_dir.empty())
     throw Error("--guidance DIR trains under a frozen guidance: use --schedule guidance-first");
@@ -501,6 +502,15 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   };
 
   const bool progress = !o.quiet && ::isatty(2);
+  long trained_now = 0;  // steps of this invocation, for stop_after
+  auto stop_here = [&](const std::string& phase_name, long step) {
+    if (o.stop_after <= 0 || trained_now < o.stop_after) return false;
+    result.stopped = true;
+    result.stopped_phase = phase_name;
+    result.stopped_phase_step = step;
+    result.phases = done;
+    return true;
+  };
   for (; phase_index < plan.size(); ++phase_index) {
     const PhasePlan& phase = plan[phase_index];
     reset_peak_memory(device);
@@ -549,6 +559,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       if (trace_prefix && step == trace_last) kernel_trace_stop(std::string(trace_prefix) + "_" + phase.name + ".json");
       log.count_steps(count);
       phase_step = step;
+      trained_now += count;
       if (step % log_every != 0 && step != phase.steps) continue;
       const std::string note = has_checkpoint || fs::exists(ckpt / "state.json")
                                    ? "the last good checkpoint is kept in " + ckpt.string()
@@ -566,7 +577,13 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       if (progress)
         std::fprintf(stderr, "\r%-9s step %ld/%ld %s  %.0f steps/s   ", phase.name.c_str(), step, phase.steps,
                      log.last_summary().c_str(), 1000.0 / ms);
-      if (step % ckpt_every == 0 && step != phase.steps) save_checkpoint(seconds);
+      if (step == phase.steps) continue;
+      if (stop_here(phase.name, step)) {
+        if (progress) std::fprintf(stderr, "\n");
+        save_checkpoint(seconds);
+        return result;
+      }
+      if (step % ckpt_every == 0) save_checkpoint(seconds);
     }
     const double seconds = phase_seconds_before - eval_seconds +
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_start).count();
@@ -590,6 +607,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       if (phase_index + 1 < plan.size()) {
         ++phase_index;
         save_checkpoint(0);
+        if (stop_here(plan[phase_index].name, 0)) return result;
         --phase_index;
       }
     }

@@ -42,6 +42,9 @@ void add_train_command(CLI::App& app) {
       ->excludes(resume);
   cmd->add_option("--log-every", o.log_every, "Steps per metrics.csv row")->capture_default_str()->check(integer_in(1, kMaxSteps));
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->capture_default_str()->check(integer_in(1, kMaxSteps));
+  cmd->add_option("--stop-after", o.stop_after,
+                  "Checkpoint and stop once this invocation has trained K steps (rounded up to --log-every); --resume continues")
+      ->check(integer_in(1, kMaxSteps));
   cmd->add_option("--lr", o.lr, "Override every learning rate")->check(finite_in(0, 1, true));
   cmd->add_flag("--normalize-obs", o.normalize_obs, "Standardize observations with the dataset's statistics");
   cmd->add_option("--eta", o.eta, "dql: weight of the Q-loss")->capture_default_str()->check(non_negative());
@@ -82,13 +85,24 @@ void add_train_command(CLI::App& app) {
     }
     const auto r = agents::train(args->dataset, options);
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    if (r.stopped) {
+      if (args->json)
+        std::cout << nlohmann::json{{"stopped", true}, {"phase", r.stopped_phase}, {"phase_step", r.stopped_phase_step},
+                                    {"checkpoint", options.out + "/checkpoint"}, {"warnings", r.warnings}}
+                         .dump(2)
+                  << "\n";
+      else
+        std::printf("stopped in the %s phase at step %ld: continue with --resume --out %s\n", r.stopped_phase.c_str(),
+                    r.stopped_phase_step, options.out.c_str());
+      return;
+    }
     if (args->json) {
       nlohmann::json phases = nlohmann::json::array();
       for (const auto& p : r.phases)
         phases.push_back({{"name", p.name}, {"steps", p.steps}, {"seconds", p.seconds}, {"steps_per_s", p.steps_per_s},
                           {"peak_memory_bytes", p.peak_memory_bytes}, {"memory_kind", p.memory_kind}});
       std::cout << nlohmann::json{{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir},
-                                  {"metrics", r.metrics_csv}, {"phases", phases}, {"warnings", r.warnings}}
+                                  {"metrics", r.metrics_csv}, {"phases", phases}, {"stopped", false}, {"warnings", r.warnings}}
                        .dump(2)
                 << "\n";
       return;

@@ -36,6 +36,10 @@ struct TrainOptions {
   bool quiet = false;               // no progress line
   long log_every = 1000;            // metrics.csv rows
   long checkpoint_every = 10000;    // rounded up to a multiple of log_every
+  // > 0: checkpoint and stop once this invocation has trained this many steps
+  // (counted over all phases, rounded up to the next --log-every row or phase
+  // end); a later --resume continues bit for bit. For jobs with a time limit.
+  long stop_after = 0;
   double lr = 0;                    // > 0: overrides every learning rate
   bool cuda_graphs = true;          // on CUDA, capture the training step once and replay it
   bool normalize_obs = false;       // standardize observations with dataset statistics
@@ -71,6 +75,9 @@ struct TrainResult {
   std::string guidance_dir, diffusion_dir, metrics_csv;
   std::vector<PhaseRecord> phases;
   std::vector<std::string> warnings;
+  bool stopped = false;  // stop_after reached: OUT/checkpoint/ holds the run, no artifacts yet
+  long stopped_phase_step = 0;
+  std::string stopped_phase;
 };
 
 // Loads `dataset` (a file, or a name in the data home, built on first use for

@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <stdexcept>
 
 #include "artifact_io.h"
 #include "modiff/common/error.h"
@@ -195,6 +197,107 @@ TEST_CASE("both samplers keep actions in [-1, 1] and the denoisers have the refe
     // IDQL's LN-ResNet (256 wide, 3 blocks of 1024) is about 1.7M parameters; Diffusion-QL's MLP about 140k.
     if (c.kind == "ln-resnet") CHECK((count > 1500000 && count < 1900000));
     else CHECK((count > 130000 && count < 150000));
+  }
+}
+
+namespace {
+
+// A denoiser given as a function of (x_t, step): what a perfectly trained network would predict, or a fixed
+// guess. Sampling goes through forward only (the default chain).
+struct FunctionDenoiser : Denoiser {
+  std::function<torch::Tensor(const torch::Tensor& x, int step)> eps;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor&,
+                        const torch::Tensor&) override {
+    return eps(x, static_cast<int>(t[0][0].item<double>()));
+  }
+  TimePathParams time_path() const override { throw std::logic_error("not for training"); }
+  torch::Tensor first_layer_data(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) override {
+    throw std::logic_error("not for training");
+  }
+  torch::Tensor forward_from_first_layer(const torch::Tensor&) override { throw std::logic_error("not for training"); }
+};
+
+// VP's beta_t for t = 1..T (IDQL's and Diffusion-QL's formula), in double.
+std::vector<double> vp_betas(int T) {
+  std::vector<double> b;
+  for (int t = 1; t <= T; ++t) b.push_back(1 - std::exp(-0.1 / T - 0.5 * 9.9 * (2 * t - 1) / (T * T)));
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("samplers: each step against its closed form, and an exact denoiser returns the data point", "[blocks]") {
+  const int T = 5;
+  const auto beta = vp_betas(T);
+  std::vector<double> abar;
+  double product = 1;
+  for (double b : beta) abar.push_back(product *= 1 - b);
+  FunctionDenoiser net;
+  const auto obs = torch::zeros({6, 1});
+
+  SECTION("an exact denoiser for data at one point: the posterior sampler ends on that point") {
+    // For data x0 = c, E[eps | x_t] = (x_t - sqrt(abar_t) c) / sqrt(1 - abar_t): every step's x0 estimate is c,
+    // and the last step (abar_0 = 1, no noise) returns it. Outside [-1, 1] the estimate is clipped to the bound.
+    const auto target = torch::tensor({0.3f, -0.8f, 1.7f}).view({1, 3});
+    net.eps = [&](const torch::Tensor& x, int i) { return (x - std::sqrt(abar[i]) * target) / std::sqrt(1 - abar[i]); };
+    DiffusionConfig config;
+    config.sampler = "posterior";
+    Ddpm ddpm(config, 3, torch::kCPU);
+    torch::manual_seed(4);
+    const auto x = ddpm.sample(net, obs);
+    for (int row = 0; row < 6; ++row) {
+      CHECK(x[row][0].item<double>() == Approx(0.3).margin(1e-5));
+      CHECK(x[row][1].item<double>() == Approx(-0.8).margin(1e-5));
+      CHECK(x[row][2].item<double>() == Approx(1.0).margin(1e-5));
+    }
+  }
+
+  SECTION("given noise and a fixed eps, both samplers take the steps their definitions give") {
+    const double c = 0.2;  // the denoiser's guess of eps, whatever x and t
+    net.eps = [&](const torch::Tensor& x, int) { return torch::full_like(x, c); };
+    // Noise: the starting point x_T (rows far enough out that x0's estimate is clipped), then one draw per step.
+    const auto noise = torch::tensor({3.0f, -2.5f, 0.4f, -0.1f, 1.2f, 0.0f,  //
+                                      0.5f, -1.0f, 0.3f, 2.0f, -0.7f, 0.1f,  //
+                                      -0.4f, 0.9f, -1.3f, 0.6f, 0.2f, -0.2f,  //
+                                      1.1f, 0.0f, 0.8f, -0.9f, -1.5f, 0.7f,  //
+                                      -0.6f, 0.3f, 0.2f, 1.4f, 0.5f, -1.1f})
+                           .view({T, 6, 1});
+    auto draw = [&](int k, int row) { return static_cast<double>(noise[k][row][0].item<float>()); };
+    auto clip = [](double v) { return std::min(1.0, std::max(-1.0, v)); };
+    for (const char* sampler : {"posterior", "eps-clip"}) {
+      DYNAMIC_SECTION(sampler) {
+        DiffusionConfig config;
+        config.sampler = sampler;
+        Ddpm ddpm(config, 1, torch::kCPU);
+        const auto x = ddpm.sample(net, obs, {}, 1.0, c10::nullopt, noise);
+        for (int row = 0; row < 6; ++row) {
+          double v = draw(0, row);
+          for (int i = T - 1, k = 1; i >= 0; --i) {
+            const double prev = i > 0 ? abar[i - 1] : 1.0;
+            if (std::string(sampler) == "posterior") {
+              // x0's estimate from x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, clipped; then the Gaussian
+              // q(x_{t-1} | x_t, x0) as the product of q(x_t | x_{t-1}) = N(sqrt(1 - beta) x_{t-1}, beta) and
+              // q(x_{t-1} | x0) = N(sqrt(prev) x0, 1 - prev): precision and precision-weighted mean.
+              const double x0 = clip((v - std::sqrt(1 - abar[i]) * c) / std::sqrt(abar[i]));
+              if (i == 0) {
+                v = x0;  // q(x_0 | x_1, x0) is the point x0
+              } else {
+                const double precision = (1 - beta[i]) / beta[i] + 1 / (1 - prev);
+                const double mean = (std::sqrt(1 - beta[i]) * v / beta[i] + std::sqrt(prev) * x0 / (1 - prev)) / precision;
+                v = mean + std::sqrt(1 / precision) * draw(k++, row);
+              }
+            } else {
+              // IDQL: the DDPM mean from eps, plus sqrt(beta) noise except at the last step, clipped every step.
+              v = (v - beta[i] / std::sqrt(1 - abar[i]) * c) / std::sqrt(1 - beta[i]);
+              if (i > 0) v += std::sqrt(beta[i]) * draw(k++, row);
+              v = clip(v);
+            }
+          }
+          INFO("row " << row);
+          CHECK(x[row][0].item<double>() == Approx(clip(v)).margin(2e-5));
+        }
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modiff/agents/gaussian_policy.h"
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 #include "modiff/common/paths.h"
 #include "modiff/common/rng.h"
@@ -61,8 +62,7 @@ datasets::Dataset roll(const envs::EnvSpec& env, const datasets::BatchPolicy& po
 }  // namespace
 
 std::string assets_dir() {
-  const char* override_dir = std::getenv("MODIFF_ASSETS");
-  return override_dir && *override_dir ? override_dir : MODIFF_ASSETS_DIR;
+  return assets_override().value_or(MODIFF_ASSETS_DIR);
 }
 
 std::string behavior_dir(const envs::EnvSpec& env) { return assets_dir() + "/behavior/" + env.id; }

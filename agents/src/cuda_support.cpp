@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 
 #ifdef MODIFF_TORCH_CUDA
@@ -74,18 +75,7 @@ std::atomic<bool> gradients_beside{false};
 // short (the weight gradients' products queued behind each other). Work that writes the same tensor
 // stays on one of them, in order (a weight used at several places of a chain accumulates several times).
 // MODIFF_SIDE_STREAMS (1-8, default 2) is a developer's knob for measuring this (docs/gpu.md).
-size_t side_stream_count() {
-  static const size_t count = [] {
-    const char* value = std::getenv("MODIFF_SIDE_STREAMS");
-    if (value == nullptr) return size_t{2};
-    char* end = nullptr;
-    const long n = std::strtol(value, &end, 10);
-    if (end == value || *end != '\0' || n < 1 || n > 8)
-      throw Error(std::string("MODIFF_SIDE_STREAMS must be a whole number from 1 to 8, got '") + value + "'");
-    return static_cast<size_t>(n);
-  }();
-  return count;
-}
+size_t side_stream_count() { return static_cast<size_t>(side_stream_setting()); }
 struct Beside {
   std::vector<c10::cuda::CUDAStream> sides;
   std::vector<bool> pending;  // work queued since the last join, per side stream
@@ -254,16 +244,7 @@ void kernel_trace_stop(const std::string&) {}
 #endif
 
 int graph_steps_per_replay(int preferred) {
-  static const int forced = [] {
-    const char* value = std::getenv("MODIFF_GRAPH_STEPS");
-    if (value == nullptr) return 0;
-    char* end = nullptr;
-    const long n = std::strtol(value, &end, 10);
-    if (end == value || *end != '\0' || n < 1 || n > 64)
-      throw Error(std::string("MODIFF_GRAPH_STEPS must be a whole number from 1 to 64, got '") + value + "'");
-    return static_cast<int>(n);
-  }();
-  return forced > 0 ? forced : preferred;
+  return graph_steps_setting().value_or(preferred);
 }
 
 struct GraphedSteps::Impl {
@@ -324,7 +305,7 @@ void GraphedSteps::operator()(int count) {
       join_gradients_beside();
     } else {
       m.graph = std::make_unique<at::cuda::CUDAGraph>();
-      const char* dump = std::getenv("MODIFF_GRAPH_DUMP");  // a .dot file per capture, to count kernels
+      const auto dump = graph_dump_prefix();  // a .dot file per capture, to count kernels
       if (dump) m.graph->enable_debug_mode();
       m.graph->capture_begin();
       m.run(count);
@@ -332,7 +313,7 @@ void GraphedSteps::operator()(int count) {
       m.graph->capture_end();
       if (dump) {
         static int index = 0;
-        m.graph->debug_dump(std::string(dump) + "_" + std::to_string(index++) + ".dot");
+        m.graph->debug_dump(*dump + "_" + std::to_string(index++) + ".dot");
       }
     }
   }

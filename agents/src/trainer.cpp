@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <functional>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "modiff/agents/device.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 #include "modiff/common/peak_memory.h"
 #include "modiff/common/file_lock.h"
@@ -82,13 +84,29 @@ double dql_grad_norm(const std::string& dataset_name) {
   return 5.0;  // datasets outside the table (ant, random, expert): a middle value
 }
 
-// The run folder's lock: a second `train` into the same --out stops with one line naming the first.
-ExclusiveLock lock_run_folder(const fs::path& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw Error("cannot create run folder " + out.string() + ": " + ec.message());
-  return ExclusiveLock((out / kRunLockFile).string(), "run folder " + out.string());
-}
+// The run folder, locked while this run writes it: a second `train` into the same --out stops with one line
+// naming the first. A folder this run made and left empty (it failed before writing anything) is removed again.
+class RunFolder {
+ public:
+  explicit RunFolder(const fs::path& out) : out_(out), made_here_(!fs::exists(out)) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) throw Error("cannot create run folder " + out.string() + ": " + ec.message());
+    lock_.emplace((out / kRunLockFile).string(), "run folder " + out.string());
+  }
+  ~RunFolder() {
+    lock_.reset();  // removes the lock file
+    std::error_code ec;
+    if (made_here_ && fs::is_empty(out_, ec) && !ec) fs::remove(out_, ec);
+  }
+  RunFolder(const RunFolder&) = delete;
+  RunFolder& operator=(const RunFolder&) = delete;
+
+ private:
+  fs::path out_;
+  bool made_here_;
+  std::optional<ExclusiveLock> lock_;
+};
 
 // What a run writes into its folder; --force removes these (and only these) before a new run starts.
 const char* const kRunEntries[] = {"guidance", "diffusion", "checkpoint", "eval_snapshot", "metrics.csv"};
@@ -290,13 +308,30 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   set_gradients_beside(device.is_cuda() && o.cuda_graphs);  // weight gradients on side streams (cuda_support.h)
 
   const fs::path out(o.out), ckpt = out / "checkpoint";
+  // A frozen guidance is checked before the run folder is made: a module that cannot guide this data leaves
+  // nothing behind.
+  ArtifactInfo guidance_info;
+  TrainResult result;
+  std::unique_ptr<GuidanceModule> guidance;
+  if (!o.guidance_dir.empty()) {
+    guidance_info = read_artifact(o.guidance_dir, "guidance");
+    ArtifactInfo self;
+    self.dir = o.out + "/diffusion";
+    self.env_id = ref.env_id;
+    self.obs_dim = dataset.obs_dim;
+    self.act_dim = dataset.act_dim;
+    self.dataset_name = ref.name;
+    self.dataset_sha256 = ref.sha256;
+    result.warnings = check_pairing(self, guidance_info);
+    guidance = load_guidance(o.guidance_dir, device);  // its weights checked too; loading draws no random numbers
+  }
   auto check_resumable = [&] {
     if (!o.resume || fs::exists(ckpt / "state.json")) return;
     if (fs::exists(out / "diffusion" / "manifest.json")) throw Error(o.out + ": that run has already finished");
     throw Error(o.out + ": no checkpoint to resume from");
   };
   check_resumable();  // before the folder is made
-  const ExclusiveLock lock = lock_run_folder(out);
+  const RunFolder run_folder(out);
   check_resumable();  // and under the lock
   const bool has_checkpoint = fs::exists(ckpt / "state.json");
   if (!o.resume) start_afresh(out, o.force);
@@ -305,22 +340,8 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   const OfflineData data(dataset, device);
   const Normalizer normalizer = o.normalize_obs ? Normalizer::from(data.obs_mean, data.obs_std, device)
                                                 : Normalizer::identity(data.obs_dim, device);
-  TrainResult result;
   torch::manual_seed(o.seed);
-  std::unique_ptr<GuidanceModule> guidance;
-  ArtifactInfo guidance_info;
-  if (!o.guidance_dir.empty()) {
-    guidance_info = read_artifact(o.guidance_dir, "guidance");
-    ArtifactInfo self;
-    self.dir = o.out + "/diffusion";
-    self.env_id = ref.env_id;
-    self.obs_dim = data.obs_dim;
-    self.act_dim = data.act_dim;
-    self.dataset_name = ref.name;
-    self.dataset_sha256 = ref.sha256;
-    result.warnings = check_pairing(self, guidance_info);
-    guidance = load_guidance(o.guidance_dir, device);
-  } else {
+  if (!guidance) {
     double reward_scale = 1.0;
     if (setup.guidance.scale_rewards) {
       const double range = data.max_episode_return - data.min_episode_return;
@@ -545,7 +566,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     auto phase_start = std::chrono::steady_clock::now();
     auto interval_start = phase_start;
     long interval_first = phase_step + 1;
-    const char* trace_prefix = std::getenv("MODIFF_PROFILE_TRACE");
+    const auto trace_prefix = profile_trace_prefix();
     const long trace_first = 200, trace_last = trace_first + (20 + per_replay - 1) / per_replay * per_replay;
     for (; phase_step < phase.steps;) {
       long stop = std::min(phase.steps, (phase_step / log_every + 1) * log_every);
@@ -556,7 +577,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
       if (trace_prefix && phase_step == trace_first) kernel_trace_start();
       train_steps(count);
       const long step = phase_step + count;
-      if (trace_prefix && step == trace_last) kernel_trace_stop(std::string(trace_prefix) + "_" + phase.name + ".json");
+      if (trace_prefix && step == trace_last) kernel_trace_stop(*trace_prefix + "_" + phase.name + ".json");
       log.count_steps(count);
       phase_step = step;
       trained_now += count;

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "modiff/common/error.h"
+#include "modiff/datasets/data_home.h"
 #include "modiff/eval/evaluation.h"
 
 namespace modiff::cli {
@@ -86,6 +87,19 @@ bool parse_integer(const std::string& text, long long& value) { return parse_who
 CLI::Validator seed_value() { return integer_in(0, std::numeric_limits<long long>::max()); }
 
 CLI::Validator thread_count() { return integer_in(0, 4096); }
+
+CLI::Validator dataset_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          datasets::check_dataset_name(text);
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return "";
+      },
+      "dataset name");
+}
 
 CLI::Validator one_of(const std::vector<std::string>& allowed) {
   std::string names;

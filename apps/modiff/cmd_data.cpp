@@ -32,7 +32,7 @@ void add_import(CLI::App& data) {
   auto* cmd = data.add_subcommand("import", "Bring a D4RL or d4rl-pybullet HDF5 file into the data home");
   cmd->add_option("file", args->file, "HDF5 file to import")->required();
   cmd->add_option("--format", args->format, "d4rl or d4rl-pybullet")->capture_default_str()->check(one_of({"d4rl", "d4rl-pybullet"}));
-  cmd->add_option("--as", args->name, "Dataset name in the data home")->required();
+  cmd->add_option("--as", args->name, "Dataset name in the data home")->required()->check(dataset_name());
   cmd->add_option("--env", args->env, "Env of the data (default: from the file, or from its widths)");
   cmd->add_flag("--force", args->force, "Replace an existing dataset of that name");
   cmd->add_flag("--json", args->json, "Print JSON");

@@ -1,11 +1,14 @@
-// `modiff info`: what this build runs on (LibTorch, CUDA, threads, Bullet precision).
+// `modiff info`: what this build runs on (LibTorch, CUDA, threads, Bullet precision) and the MODIFF_*
+// variables it reads.
 #include <tbb/info.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "modiff/agents/device.h"
+#include "modiff/common/environment.h"
 
 namespace modiff::cli {
 
@@ -19,7 +22,13 @@ void add_info_command(CLI::App& app) {
               << "physics: Bullet 3.24, double precision (BT_USE_DOUBLE_PRECISION)\n"
               << "cores: " << tbb::info::default_concurrency() << "\n"
               << agents::torch_build_summary() << "\n"
-              << "device: " << choice.description << "\n";
+              << "device: " << choice.description << "\n"
+              << "environment:\n";
+    for (const auto& v : environment_variables()) {
+      const char* value = std::getenv(v.name);
+      std::cout << "  " << v.name << (value ? std::string(" = ") + value : std::string(" (not set)")) << ": " << v.meaning
+                << "\n";
+    }
   });
 }
 

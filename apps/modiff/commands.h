@@ -33,6 +33,7 @@ CLI::Validator non_negative();  // finite and >= 0
 CLI::Validator integer_in(long long lo, long long hi);  // an integer in [lo, hi], written whole
 CLI::Validator seed_value();    // an integer in [0, 2^63)
 CLI::Validator thread_count();  // 0 (all cores) .. 4096
+CLI::Validator dataset_name();  // a name in the data home (datasets::check_dataset_name)
 CLI::Validator one_of(const std::vector<std::string>& allowed);   // exactly one of these names
 CLI::Validator list_of(const std::vector<std::string>& allowed);  // comma-separated names of these, none twice
 CLI::Validator positive_int_list();  // "1,2,4"

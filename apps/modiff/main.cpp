@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "modiff/agents/device.h"
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 
 namespace {
@@ -45,6 +46,12 @@ int main(int argc, char** argv) {
       std::cerr << "modiff: error: unknown command '" << name << "' (commands: " << known << ")\n";
       return 2;
     }
+  }
+  try {
+    modiff::check_environment();  // a bad MODIFF_* value is a bad invocation, before anything runs
+  } catch (const modiff::Error& e) {
+    std::cerr << "modiff: error: " << e.what() << "\n";
+    return 2;
   }
   try {
     app.parse(argc, argv);

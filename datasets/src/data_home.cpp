@@ -4,15 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 
 namespace modiff::datasets {
 
-std::string data_home() {
-  if (const char* home = std::getenv("MODIFF_HOME"); home && *home) return home;
-  const char* user = std::getenv("HOME");
-  return std::string(user && *user ? user : ".") + "/.cache/modiff";
-}
+std::string data_home() { return data_home_directory(); }
 
 std::string dataset_path(const std::string& name) { return data_home() + "/datasets/" + name + ".hdf5"; }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "modiff/common/available_memory.h"
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 
 namespace modiff::h5 {
@@ -133,15 +134,8 @@ namespace {
 // safely, so while any file is open for reading an alarm stands: if reading takes longer than
 // read_deadline_seconds(), the process prints one line naming the file and exits 1. Nothing is being written
 // while a file is read, so nothing is lost. Legitimate files read in well under a second per million rows.
-// MODIFF_READ_DEADLINE_S shortens it (the test of that file, tests/data/crafted/) or, at 0, turns it off
+// MODIFF_READ_DEADLINE_S (common/environment.h) shortens it (the test of that file, tests/data/crafted/) or, at 0, turns it off
 // (scripts/fuzz: libFuzzer keeps SIGALRM for its own timeouts).
-unsigned read_deadline_seconds() {
-  static const unsigned seconds = [] {
-    const char* s = std::getenv("MODIFF_READ_DEADLINE_S");
-    return s ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : 300u;
-  }();
-  return seconds;
-}
 std::atomic<int> files_being_read{0};
 char deadline_message[1024];
 size_t deadline_message_size = 0;

@@ -175,7 +175,6 @@ ExclusiveLock lock_report_folder(const std::string& out_dir) {
 ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
   if (runs.empty()) throw Error("report: name at least one sweep directory");
   check_distinct(runs);
-  const ExclusiveLock lock = lock_report_folder(out_dir);
   std::vector<Cell> cells;
   for (const auto& run : runs) {
     const fs::path dir = fs::path(run) / "cells";
@@ -191,6 +190,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
     }
   }
   if (cells.empty()) throw Error("report: no finished cells in the given sweep directories");
+  const ExclusiveLock lock = lock_report_folder(out_dir);  // after the inputs are read: a bad input makes no folder
   const fs::path out(out_dir), plots = out / "plots";
   fs::create_directories(plots);
   ReportResult result;

@@ -21,6 +21,7 @@
 #include "linear_accumulate.h"
 #include "ln_resnet_block.h"
 #include "networks.h"
+#include "offline_data.h"
 #include "time_path.h"
 #include "skip.h"
 
@@ -763,4 +764,32 @@ TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the ten
   CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
                     Catch::Contains("'" + weights.front().first + "'"));
   fs::remove_all(dir);
+}
+
+TEST_CASE("offline transitions follow D4RL's qlearning_dataset: timeout rows dropped, terminals masked", "[blocks]") {
+  // Six rows, two episodes: rows 0-2 end by a terminal at row 2, rows 3-5 by a time limit at row 5 (and row 4
+  // is a timeout in the middle: its successor is not the next row). Observation row i is [i], action [10 + i].
+  modiff::datasets::Dataset d;
+  d.obs_dim = 1;
+  d.act_dim = 1;
+  for (int i = 0; i < 6; ++i) {
+    d.observations.push_back(static_cast<float>(i));
+    d.actions.push_back(static_cast<float>(10 + i));
+    d.rewards.push_back(static_cast<float>(100 + i));
+  }
+  d.terminals = {0, 0, 1, 0, 0, 0};
+  d.timeouts = {0, 0, 0, 0, 1, 1};
+  const OfflineData data(d, torch::kCPU);
+  // Kept by hand: rows 0, 1 (successor the next row), 2 (terminal: done, its next action masked), 3.
+  REQUIRE(data.size == 4);
+  auto column = [](const torch::Tensor& t) {
+    auto c = t.reshape({-1}).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  CHECK(column(data.obs) == std::vector<float>{0, 1, 2, 3});
+  CHECK(column(data.act) == std::vector<float>{10, 11, 12, 13});
+  CHECK(column(data.reward) == std::vector<float>{100, 101, 102, 103});
+  CHECK(column(data.next_obs) == std::vector<float>{1, 2, 3, 4});  // row 2's is masked by its terminal
+  CHECK(column(data.next_act) == std::vector<float>{11, 12, 0, 14});
+  CHECK(column(data.not_done) == std::vector<float>{1, 1, 0, 1});
 }

@@ -172,6 +172,16 @@ TEST_CASE("datasets: bad content is rejected with the key and index", "[datasets
   auto short_actions = d;
   short_actions.actions.pop_back();
   expect_error([&] { datasets::validate_dataset(short_actions, "x", &spec); }, "'actions': expected 50 rows of 3");
+  for (const char* flags : {"terminals", "timeouts"}) {
+    for (const int change : {-1, +1}) {
+      auto wrong_length = d;
+      auto& column = std::string(flags) == "terminals" ? wrong_length.terminals : wrong_length.timeouts;
+      if (change < 0) column.pop_back();
+      else column.push_back(0);
+      expect_error([&] { datasets::validate_dataset(wrong_length, "x", &spec); },
+                   "'" + std::string(flags) + "': expected 50 values");
+    }
+  }
   auto broken_episode = d;
   for (size_t i = 0; i + 1 < broken_episode.size(); ++i)
     if (broken_episode.terminals[i]) {

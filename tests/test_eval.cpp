@@ -141,7 +141,7 @@ TEST_CASE("statistics: the 95% stratified-bootstrap interval against every resam
   CHECK(r.point.iqm == Approx(trimmed_mean({0, 1, 2, 3, 10, 20})));
 }
 
-TEST_CASE("statistics: probability of improvement averages per task; pooling would differ", "[eval][stats]") {
+TEST_CASE("statistics: probability of improvement averages per task, where pooling would differ", "[eval][stats]") {
   // Task A: X = {1} beats Y = {0}: 1. Task B: X = {0, 0, 0} never beats Y = {1}: 0. Per task: (1 + 0) / 2.
   // Pooled, X = {1, 0, 0, 0} against Y = {0, 1} would give (1 + 0.5 + 3 x 0.5) / 8 = 0.375.
   CHECK(eval::probability_of_improvement({{1}, {0, 0, 0}}, {{0}, {1}}) == Approx(0.5));

@@ -1,6 +1,6 @@
 // Sweeps and reports: the grid, shards covering it exactly once, a sweep killed
-// with SIGKILL and rerun ending as an uninterrupted one, and the report of a
-// tiny sweep with every section and valid SVG.
+// with SIGKILL and rerun ending as an uninterrupted one, the report of a tiny
+// sweep with every section and valid SVG, and the same report without gnuplot.
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -70,7 +70,7 @@ TEST_CASE("sweep files: the grid, errors, and the shipped configs", "[sweep]") {
   CHECK(eval::plan_cells(paper).size() == 4 * 3 * 2 * 2 * 5 + 12 * 2 * 2 * 20 + 12 * 2 * 5);
 }
 
-TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun, and the report", "[sweep][cli]") {
+TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun", "[sweep][cli]") {
   const fs::path dir = fs::temp_directory_path() / ("modiff_sweep_" + std::to_string(::getpid()));
   remove_tree(dir.string());
   fs::create_directories(dir);
@@ -86,9 +86,18 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   CHECK(nlohmann::json::parse(whole.out).at("finished") == 20);
   const auto reference = scores(dir / "whole");
   REQUIRE(reference.size() == 20);
-  // Rerunning does nothing.
+  // Rerunning does nothing: every cell skipped, no file of the sweep touched (a retraining would rewrite its
+  // weights and metrics, whose step times differ).
+  auto sweep_files = [](const fs::path& sweep) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(sweep))
+      if (e.is_regular_file()) files[e.path().string()] = modiff_test::slurp(e.path().string());
+    return files;
+  };
+  const auto files_before = sweep_files(dir / "whole");
   CHECK(nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --out " + (dir / "whole").string() + " --json").out)
             .at("skipped") == 20);
+  CHECK(sweep_files(dir / "whole") == files_before);
 
   // Two shards: each cell runs in exactly one; swap cells wait for the other shard's trainings.
   const std::string sharded = (dir / "sharded").string();
@@ -129,28 +138,53 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
   REQUIRE(modiff_test::modiff("sweep " + config + " --out " + cut.string()).code == 0);
   CHECK(scores(cut) == reference);
 
-  // The report: every section, CSV tables, SVG plots that parse as XML. Its folder's name holds what a shell or
-  // gnuplot would run (modiff starts gnuplot without a shell and quotes every path in its scripts).
-  const std::string report = (dir / "o'brien $(touch pwned1) `touch pwned2` ';system('touch pwned3')").string();
-  const auto r = modiff_test::modiff("report " + (dir / "whole").string() + " --out " + modiff_test::quoted(report));
+  remove_tree(dir.string());
+}
+
+namespace {
+
+// The tiny sweep of the case above, finished, in a folder of its own (removed at the end of the case).
+struct FinishedTinySweep {
+  fs::path dir, sweep;
+  explicit FinishedTinySweep(const std::string& name)
+      : dir(fs::temp_directory_path() / ("modiff_" + name + "_" + std::to_string(::getpid()))), sweep(dir / "sweep") {
+    remove_tree(dir.string());
+    fs::create_directories(dir);
+    const std::string data = (dir / "hopper.hdf5").string();
+    REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+    std::ofstream((dir / "tiny.toml").string()) << tiny_sweep_toml(data);
+    REQUIRE(modiff_test::modiff("sweep " + (dir / "tiny.toml").string() + " --out " + sweep.string()).code == 0);
+  }
+  ~FinishedTinySweep() { remove_tree(dir.string()); }
+};
+
+const char* const kReportSections[] = {"Normalized scores per configuration", "Learning curves", "Guidance swaps",
+                                       "Cross-algorithm swaps", "Joint against guidance-first"};
+const char* const kReportTables[] = {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"};
+
+}  // namespace
+
+TEST_CASE("report: every section, its tables and SVG plots, and folder names that a shell would run stay text",
+          "[sweep][report][cli]") {
+  if (modiff::find_program("gnuplot").empty()) MODIFF_SKIP("gnuplot is not installed (scripts/setup-deps installs it)");
+  const FinishedTinySweep t("report_plots");
+  // The report's folder name holds what a shell or gnuplot would run (modiff starts gnuplot without a shell and
+  // quotes every path in its scripts).
+  const std::string report = (t.dir / "o'brien $(touch pwned1) `touch pwned2` ';system('touch pwned3')").string();
+  const auto r = modiff_test::modiff("report " + t.sweep.string() + " --out " + modiff_test::quoted(report));
   INFO(r.err);
   REQUIRE(r.code == 0);
   for (const char* pwned : {"pwned1", "pwned2", "pwned3"}) {
     CHECK_FALSE(fs::exists(pwned));
-    CHECK_FALSE(fs::exists(dir / pwned));
+    CHECK_FALSE(fs::exists(t.dir / pwned));
     CHECK_FALSE(fs::exists(fs::path(report) / "plots" / pwned));
   }
   const std::string md = modiff_test::slurp(report + "/report.md"), html = modiff_test::slurp(report + "/report.html");
-  for (const char* section : {"Normalized scores per configuration", "Learning curves", "Guidance swaps",
-                              "Cross-algorithm swaps", "Joint against guidance-first"}) {
+  for (const char* section : kReportSections) {
     CHECK(md.find(section) != std::string::npos);
     CHECK(html.find(section) != std::string::npos);
   }
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {  // machines without gnuplot: tables only
-    CHECK(md.find("gnuplot was not found") != std::string::npos);
-    remove_tree(dir.string());
-    return;
-  }
+  CHECK(md.find("gnuplot was not found") == std::string::npos);
   CHECK(html.find("<svg") != std::string::npos);
   int svgs = 0;
   for (const auto& e : fs::directory_iterator(report + "/plots")) {
@@ -161,10 +195,34 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun,
               .exit_code == 0);
   }
   CHECK(svgs == 1 + 1 + 4 + 1);  // box plot, curves, four swap matrices, timing
-  for (const char* csv : {"scores.csv", "swap_iqr.csv", "cross_algorithm.csv", "timing.csv"})
-    CHECK(fs::exists(report + "/" + csv));
-  CHECK(modiff_test::modiff("report " + dir.string() + "/nothing --out " + modiff_test::quoted(report)).code != 0);
-  remove_tree(dir.string());
+  for (const char* csv : kReportTables) CHECK(fs::exists(report + "/" + csv));
+}
+
+TEST_CASE("report without gnuplot: every section and table, no plots, and a line saying so", "[sweep][report][cli]") {
+  const FinishedTinySweep t("report_tables");
+  // modiff finds gnuplot on PATH: a PATH of one empty folder hides it.
+  const fs::path empty = t.dir / "empty-path";
+  fs::create_directories(empty);
+  const std::string report = (t.dir / "report").string();
+  const std::string saved_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", empty.c_str(), 1);
+  modiff::SpawnOptions files;
+  files.stderr_file = (t.dir / "stderr.txt").string();
+  files.capture_stdout = true;
+  const auto r = run_program({MODIFF_BINARY, "report", t.sweep.string(), "--out", report}, files);
+  ::setenv("PATH", saved_path.c_str(), 1);
+  INFO(modiff_test::slurp(files.stderr_file));
+  REQUIRE(r.exit_code == 0);
+  CHECK(modiff_test::slurp(files.stderr_file).find("gnuplot not found") != std::string::npos);
+  const std::string md = modiff_test::slurp(report + "/report.md"), html = modiff_test::slurp(report + "/report.html");
+  CHECK(md.find("gnuplot was not found: this report has tables only.") != std::string::npos);
+  for (const char* section : kReportSections) {
+    CHECK(md.find(section) != std::string::npos);
+    CHECK(html.find(section) != std::string::npos);
+  }
+  CHECK(html.find("<svg") == std::string::npos);
+  for (const char* csv : kReportTables) CHECK(fs::exists(report + "/" + csv));
+  for (const auto& e : fs::recursive_directory_iterator(report)) CHECK(e.path().extension() != ".svg");
 }
 
 namespace {
@@ -244,7 +302,7 @@ std::vector<std::map<std::string, std::string>> csv_rows(const std::string& path
 
 }  // namespace
 
-TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports; the report's values are its cells'", "[sweep][cli]") {
+TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports, and the report's values are its cells'", "[sweep][cli]") {
   const SmallGrid grid("run", "0, 1, 2", "0-1");
   const fs::path& dir = grid.dir;
   const std::string& config = grid.config;

@@ -11,6 +11,7 @@
 
 #include "artifact_io.h"
 #include "modiff/common/error.h"
+#include "modiff/common/remove_tree.h"
 #include "diffusion.h"
 #include "diffusion_policy.h"
 #include "cuda_support.h"
@@ -743,7 +744,7 @@ TEST_CASE("the few-columns weight gradient kernel adds the exact product on CUDA
 TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the tensor", "[blocks][security]") {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("modiff_nan_weights_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  modiff::remove_tree(dir.string());  // not std::filesystem's: the pip LibTorch's copy of it crashed (docs/gpu.md)
   fs::copy(std::string(MODIFF_TEST_DATA_DIR) + "/tiny-idql/guidance", dir, fs::copy_options::recursive);
   auto guidance = modiff::agents::load_guidance(dir.string(), torch::kCPU);  // the committed module loads
   auto weights = guidance->weights();
@@ -763,7 +764,7 @@ TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the ten
   CHECK_THROWS_AS(modiff::agents::load_guidance(dir.string(), torch::kCPU), modiff::Error);
   CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
                     Catch::Contains("'" + weights.front().first + "'"));
-  fs::remove_all(dir);
+  modiff::remove_tree(dir.string());  // not std::filesystem's: the pip LibTorch's copy of it crashed (docs/gpu.md)
 }
 
 TEST_CASE("offline transitions follow D4RL's qlearning_dataset: timeout rows dropped, terminals masked", "[blocks]") {

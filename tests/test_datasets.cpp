@@ -21,6 +21,7 @@
 #include "modiff/datasets/import.h"
 #include "modiff/datasets/sha256.h"
 #include "modiff/envs/locomotion_env.h"
+#include "h5py_python.h"
 #include "skip.h"
 
 using namespace modiff;
@@ -122,8 +123,8 @@ TEST_CASE("datasets: the same seed builds an identical file", "[datasets]") {
 }
 
 TEST_CASE("datasets: files open in h5py and work with D4RL's qlearning_dataset logic", "[datasets][h5py]") {
-  if (std::system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0) {
-    MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
+  if (modiff_test::python_with_h5py().empty()) {
+    MODIFF_SKIP("no python3 with h5py here (scripts/setup-deps installs python3-h5py)");
   }
   TempHome home;
   const auto& spec = envs::find_env("bullet-hopper-v0");
@@ -148,7 +149,7 @@ for i in range(len(obs) - 1):
     n += 1
 print('ok', n, int(term.sum()))
 )";
-  const std::string cmd = "/usr/bin/python3 " + script + " " + path + " > " + out + " 2>&1";
+  const std::string cmd = modiff_test::python_with_h5py() + " " + script + " " + path + " > " + out + " 2>&1";
   const int rc = std::system(cmd.c_str());
   std::stringstream ss;
   ss << std::ifstream(out).rdbuf();
@@ -360,8 +361,8 @@ TEST_CASE("datasets: a D4RL-layout file written by h5py imports, with its episod
   using modiff_test::modiff;
   modiff::SpawnOptions quiet;
   quiet.stderr_file = "/dev/null";
-  if (modiff::run_program({"/usr/bin/python3", "-c", "import h5py"}, quiet).exit_code != 0)
-    MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
+  if (modiff_test::python_with_h5py().empty())
+    MODIFF_SKIP("no python3 with h5py here (scripts/setup-deps installs python3-h5py)");
   TempHome home;
   const std::string file = (home.dir / "from_h5py.hdf5").string(), script = (home.dir / "write.py").string();
   // Seven hopper rows as D4RL writes them (h5py's bool for the flags): an episode that terminates at row 3 and
@@ -375,7 +376,7 @@ with h5py.File(sys.argv[1], 'w') as f:
     f['terminals'] = np.array([0, 0, 0, 1, 0, 0, 0], dtype=bool)
     f['timeouts'] = np.array([0, 0, 0, 0, 0, 0, 1], dtype=bool)
 )";
-  REQUIRE(modiff::run_program({"/usr/bin/python3", script, file}).exit_code == 0);
+  REQUIRE(modiff::run_program({modiff_test::python_with_h5py(), script, file}).exit_code == 0);
   const auto imported = modiff("data import " + file + " --format d4rl --as from-h5py --env bullet-hopper-v0 --json");
   INFO(imported.err);
   REQUIRE(imported.code == 0);

@@ -20,6 +20,7 @@
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/spawn.h"
 #include "modiff/eval/sweep.h"
+#include "h5py_python.h"
 #include "skip.h"
 
 namespace fs = std::filesystem;
@@ -406,8 +407,8 @@ TEST_CASE("absurd sizes are refused before they are allocated", "[faults][datase
   Scratch s("sizes");
   modiff::SpawnOptions quiet;
   quiet.stderr_file = "/dev/null";
-  if (modiff::run_program({"/usr/bin/python3", "-c", "import h5py"}, quiet).exit_code != 0) {
-    MODIFF_SKIP("python3-h5py is not installed (scripts/setup-deps installs it)");
+  if (modiff_test::python_with_h5py().empty()) {
+    MODIFF_SKIP("no python3 with h5py here (scripts/setup-deps installs python3-h5py)");
   }
   // A dataset declaring 10^10 rows (chunked, never written: the file is small).
   fs::copy_file(small_dataset(), s / "huge.hdf5");
@@ -419,7 +420,7 @@ with h5py.File(sys.argv[1], 'a') as f:
             del f[key]
             f.create_dataset(key, shape=(10**10,) + shape[1:], dtype=dtype, chunks=(4096,) + shape[1:])
 )");
-  REQUIRE(modiff::run_program({"/usr/bin/python3", script, s / "huge.hdf5"}).exit_code == 0);
+  REQUIRE(modiff::run_program({modiff_test::python_with_h5py(), script, s / "huge.hdf5"}).exit_code == 0);
   CHECK(fs::file_size(s / "huge.hdf5") < 10'000'000);
   const auto r = cli("data info " + s / "huge.hdf5");
   CHECK(r.code == 1);

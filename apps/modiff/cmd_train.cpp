@@ -64,24 +64,10 @@ void add_train_command(CLI::App& app) {
     limit_threads(args->threads);
     auto options = args->options;
     if (args->json) options.quiet = true;
-    if (args->eval_episodes <= 0) throw Error("--eval-episodes must be positive");
     if (options.eval_every > 0) {
-      const int episodes = args->eval_episodes;
-      const std::string device = options.device;
-      options.evaluate = [episodes, device](const std::string& diffusion, const std::string& guidance) {
-        eval::EvalSettings settings;
-        settings.device = device;
-        settings.seeds.clear();
-        for (int s = 0; s < episodes; ++s) settings.seeds.push_back(static_cast<uint64_t>(s));
-        settings.episodes = 1;
-        settings.bootstrap_reps = 1;
-        auto score = [&](const std::string& with) {
-          double sum = 0;
-          for (double s : eval::evaluate_pairing(diffusion, with, settings).per_seed) sum += s;
-          return sum / episodes;
-        };
-        return std::make_pair(score(guidance), score("none"));
-      };
+      eval::EvalSettings settings;
+      settings.device = options.device;
+      options.evaluate = eval::training_curve_evaluator(settings, args->eval_episodes);
     }
     const auto r = agents::train(args->dataset, options);
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());

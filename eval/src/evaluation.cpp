@@ -101,4 +101,22 @@ Evaluation evaluate_pairing(const std::string& diffusion, const std::string& gui
   return r;
 }
 
+std::function<std::pair<double, double>(const std::string&, const std::string&)> training_curve_evaluator(
+    const EvalSettings& base, int episodes) {
+  if (episodes <= 0) throw Error("--eval-episodes must be positive");
+  EvalSettings curve = base;
+  curve.seeds.clear();
+  for (int s = 0; s < episodes; ++s) curve.seeds.push_back(static_cast<uint64_t>(s));
+  curve.episodes = 1;
+  curve.bootstrap_reps = 1;  // the curve records means only
+  auto mean_score = [curve](const std::string& diffusion, const std::string& guidance) {
+    double sum = 0;
+    for (double score : evaluate_pairing(diffusion, guidance, curve).per_seed) sum += score;
+    return sum / curve.seeds.size();
+  };
+  return [mean_score](const std::string& diffusion, const std::string& guidance) {
+    return std::make_pair(mean_score(diffusion, guidance), mean_score(diffusion, "none"));
+  };
+}
+
 }  // namespace modiff::eval

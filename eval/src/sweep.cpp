@@ -537,15 +537,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
         o.force = !o.resume;  // a start that never reached its first checkpoint is redone
         if (c.eval_every > 0) {
           o.eval_every = c.eval_every;
-          EvalSettings curve = c.eval;
-          curve.seeds.clear();
-          for (int s = 0; s < c.eval_every_episodes; ++s) curve.seeds.push_back(static_cast<uint64_t>(s));
-          curve.episodes = 1;
-          curve.bootstrap_reps = 1;
-          o.evaluate = [curve](const std::string& d, const std::string& g) {
-            return std::make_pair(mean_of(evaluate_pairing(d, g, curve).per_seed),
-                                  mean_of(evaluate_pairing(d, "none", curve).per_seed));
-          };
+          o.evaluate = training_curve_evaluator(c.eval, c.eval_every_episodes);
         }
         if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] training %s%s\n", i + 1, cells.size(), cell.id.c_str(), o.resume ? " (resumed)" : "");
         agents::train(data.file.at(cell.dataset), o);

@@ -39,6 +39,12 @@ struct Evaluation {
 Evaluation evaluate_pairing(const std::string& diffusion_dir, const std::string& guidance_dir,
                             const EvalSettings& settings, const std::function<void(long, int, int)>& progress = {});
 
+// Evaluation during training (agents::TrainOptions::evaluate), for `modiff train --eval-every` and sweeps: the
+// policy with its guidance and without, one episode on each of the seeds 0..episodes-1 under `base`'s other
+// settings, each scored as the mean over those seeds.
+std::function<std::pair<double, double>(const std::string&, const std::string&)> training_curve_evaluator(
+    const EvalSettings& base, int episodes);
+
 // "0,1,2", "0-4" or a mix ("0-2,10").
 std::vector<uint64_t> parse_seed_list(const std::string& list);
 

@@ -170,11 +170,43 @@ ExclusiveLock lock_report_folder(const std::string& out_dir) {
   return ExclusiveLock((fs::path(out_dir) / ".modiff-lock").string(), "report " + out_dir);
 }
 
-}  // namespace
+// The report being written: its folder, its Markdown and HTML so far, and what it wrote.
+struct ReportDocument {
+  fs::path out, plots;
+  bool have_gnuplot = false;
+  std::string md, html_body;
+  ReportResult result;
 
-ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
-  if (runs.empty()) throw Error("report: name at least one sweep directory");
-  check_distinct(runs);
+  void section(const std::string& title, const std::string& text) {
+    md += "## " + title + "\n\n" + text + "\n";
+    html_body += "<h2>" + title + "</h2>\n<p>" + text + "</p>\n";
+  }
+  void subsection(const std::string& title, const std::string& text) {
+    md += "### " + title + "\n\n" + text + "\n\n";
+    html_body += "<h3>" + title + "</h3>\n<p>" + text + "</p>\n";
+  }
+  void add_table(const std::string& name, const Table& t) {
+    const std::string path = (out / (name + ".csv")).string();
+    write_text_atomically(path, t.csv());
+    result.files.push_back(path);
+    md += t.markdown() + "\n[" + name + ".csv](" + name + ".csv)\n\n";
+    html_body += t.html();
+  }
+  // Without gnuplot the report keeps its tables and says the plots are missing (write_report).
+  void add_plot(const std::string& name, const std::string& script_body, const std::string& caption) {
+    if (!have_gnuplot) return;
+    const fs::path svg = plots / (name + ".svg");
+    gnuplot(plots / (name + ".gp"),
+            "set terminal svg size 820,460 dynamic font 'sans,11'\nset output " + gp_quoted(svg.string()) + "\n" + script_body,
+            svg);
+    result.files.push_back(svg.string());
+    md += "![" + markdown_escaped(caption) + "](plots/" + name + ".svg)\n\n";
+    html_body += "<figure>" + svg_body(svg) + "<figcaption>" + html_escaped(caption) + "</figcaption></figure>\n";
+  }
+};
+
+// The finished sweep cells of the given sweep folders (their DONE records).
+std::vector<Cell> read_finished_cells(const std::vector<std::string>& runs) {
   std::vector<Cell> cells;
   for (const auto& run : runs) {
     const fs::path dir = fs::path(run) / "cells";
@@ -189,76 +221,46 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
       }
     }
   }
-  if (cells.empty()) throw Error("report: no finished cells in the given sweep directories");
-  const ExclusiveLock lock = lock_report_folder(out_dir);  // after the inputs are read: a bad input makes no folder
-  const fs::path out(out_dir), plots = out / "plots";
-  fs::create_directories(plots);
-  ReportResult result;
-  std::string md = "# modiff report\n\nSweeps: ";
-  for (const auto& r : runs) md += "`" + r + "` ";
-  md += "\n\nScores are D4RL normalized scores. A training seed's score is the mean over its evaluation episodes; "
-        "statistics are over training seeds, with 95% stratified-bootstrap intervals (" + std::to_string(reps) +
-        " replicates, docs/statistics.md).\n\n";
-  std::string html_body;
-  auto section = [&](const std::string& title, const std::string& text) {
-    md += "## " + title + "\n\n" + text + "\n";
-    html_body += "<h2>" + title + "</h2>\n<p>" + text + "</p>\n";
-  };
-  auto subsection = [&](const std::string& title, const std::string& text) {
-    md += "### " + title + "\n\n" + text + "\n\n";
-    html_body += "<h3>" + title + "</h3>\n<p>" + text + "</p>\n";
-  };
-  auto add_table = [&](const std::string& name, const Table& t) {
-    const std::string path = (out / (name + ".csv")).string();
-    write_text_atomically(path, t.csv());
-    result.files.push_back(path);
-    md += t.markdown() + "\n[" + name + ".csv](" + name + ".csv)\n\n";
-    html_body += t.html();
-  };
-  // Without gnuplot (the lent GPU machines have none) the report keeps its tables and says the plots are missing.
-  const bool have_gnuplot = !find_program("gnuplot").empty();
-  if (!have_gnuplot) {
-    result.warnings.push_back("gnuplot not found: the report has no plots (apt-get install gnuplot-nox)");
-    md += "> gnuplot was not found: this report has tables only.\n\n";
-  }
-  auto add_plot = [&](const std::string& name, const std::string& script_body, const std::string& caption) {
-    if (!have_gnuplot) return;
-    const fs::path svg = plots / (name + ".svg");
-    gnuplot(plots / (name + ".gp"), "set terminal svg size 820,460 dynamic font 'sans,11'\nset output " + gp_quoted(svg.string()) +
-                                        "\n" + script_body,
-            svg);
-    result.files.push_back(svg.string());
-    md += "![" + markdown_escaped(caption) + "](plots/" + name + ".svg)\n\n";
-    html_body += "<figure>" + svg_body(svg) + "<figcaption>" + html_escaped(caption) + "</figcaption></figure>\n";
-  };
+  return cells;
+}
 
-  // 1. Scores per configuration, with its own guidance and without.
-  std::map<std::string, std::vector<double>> own, none;
+// The train cells grouped by configuration (dataset / algorithm / schedule), with their scores.
+struct Configurations {
+  std::map<std::string, std::vector<double>> own, none;  // scores with the policy's own guidance, without
   std::map<std::string, std::vector<const Cell*>> train_cells;
+};
+
+Configurations group_by_configuration(const std::vector<Cell>& cells) {
+  Configurations g;
   for (const auto& c : cells) {
     if (c.record.at("kind") != "train") continue;
     const std::string k = config_name(c.record);
-    own[k].push_back(c.record.at("score"));
-    none[k].push_back(c.record.at("score_unguided"));
-    train_cells[k].push_back(&c);
+    g.own[k].push_back(c.record.at("score"));
+    g.none[k].push_back(c.record.at("score_unguided"));
+    g.train_cells[k].push_back(&c);
   }
+  return g;
+}
+
+// 1. Scores per configuration, with its own guidance and without: a table with intervals and a box plot.
+void scores_section(ReportDocument& doc, const Configurations& g, int reps) {
   Table scores{{"configuration", "guidance", "seeds", "median", "median CI", "IQR", "IQR CI", "IQM", "IQM CI", "mean", "mean CI"}, {}};
   auto ci = [](const eval::Interval& i) { return "[" + fmt(i.lo) + "; " + fmt(i.hi) + "]"; };
-  for (const auto& [k, v] : own) {
-    for (const auto& [label, values] : {std::pair{"own", v}, {"none", none[k]}}) {
+  for (const auto& [k, v] : g.own) {
+    for (const auto& [label, values] : {std::pair{"own", v}, {"none", g.none.at(k)}}) {
       const auto a = eval::aggregate_with_intervals({values}, reps, 0);
       scores.rows.push_back({k, label, std::to_string(values.size()), fmt(a.point.median), ci(a.median), fmt(a.point.iqr),
                              ci(a.iqr), fmt(a.point.iqm), ci(a.iqm), fmt(a.point.mean), ci(a.mean)});
     }
   }
-  section("Normalized scores per configuration",
+  doc.section("Normalized scores per configuration",
           "With the policy's own guidance (candidates ranked by it) and without guidance (one sample).\n");
-  add_table("scores", scores);
+  doc.add_table("scores", scores);
   {
     // Boxes drawn from our own quartiles (docs/statistics.md's rule), whiskers to min and max, the seeds as points.
     std::ostringstream boxes, points, labels;
     int x = 0;
-    for (const auto& [k, v] : own) {
+    for (const auto& [k, v] : g.own) {
       ++x;
       labels << (x > 1 ? ", " : "") << gp_quoted(k) << " " << x;
       const auto a = eval::aggregate(v);
@@ -266,10 +268,10 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
             << " " << a.median << "\n";
       for (double s : v) points << x << " " << s << "\n";
     }
-    const std::string bdat = (plots / "box.dat").string(), pdat = (plots / "box_points.dat").string();
+    const std::string bdat = (doc.plots / "box.dat").string(), pdat = (doc.plots / "box_points.dat").string();
     write_text_atomically(bdat, boxes.str());
     write_text_atomically(pdat, points.str());
-    add_plot("box",
+    doc.add_plot("box",
              "set boxwidth 0.4\nset style fill solid 0.25\nset xtics (" + labels.str() +
                  ") rotate by -15 font ',9'\nset ylabel 'normalized score'\nunset key\nset xrange [0.5:" +
                  std::to_string(x) + ".5]\nplot " + gp_quoted(bdat) +
@@ -278,11 +280,14 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
              "Normalized scores over training seeds (own guidance): box = quartiles (its height is the IQR)");
   }
 
-  // 2. Learning curves with and without guidance (from metrics.csv when the sweep evaluated during training).
+}
+
+// 2. Learning curves with and without guidance (from metrics.csv when the sweep evaluated during training).
+void learning_curves_section(ReportDocument& doc, const Configurations& g) {
   {
     std::string plot_cmds;
     int series = 0;
-    for (const auto& [k, list] : train_cells) {
+    for (const auto& [k, list] : g.train_cells) {
       std::map<long, std::pair<double, int>> guided, unguided;
       for (const Cell* c : list) {
         std::ifstream csv(c->dir / "run" / "metrics.csv");
@@ -301,7 +306,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
         }
       }
       if (guided.empty()) continue;
-      const fs::path dat = plots / ("curve" + std::to_string(series) + ".dat");
+      const fs::path dat = doc.plots / ("curve" + std::to_string(series) + ".dat");
       std::ostringstream d;
       for (const auto& [step, g] : guided)
         d << step << " " << g.first / g.second << " " << unguided[step].first / unguided[step].second << "\n";
@@ -311,21 +316,24 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
                    " using 1:3 with linespoints dashtype 2 title " + gp_quoted(k + " (no guidance)");
       ++series;
     }
-    section("Learning curves: guidance necessity",
+    doc.section("Learning curves: guidance necessity",
             series ? "Mean normalized score over training seeds during training, with guidance (solid) and without (dashed).\n"
                    : "The sweep did not evaluate during training (`[eval] every`).\n");
     if (series)
-      add_plot("curves", "set xlabel 'training step (of the diffusion phase)'\nset ylabel 'normalized score'\nset key below font ',9'\n" + plot_cmds + "\n",
+      doc.add_plot("curves", "set xlabel 'training step (of the diffusion phase)'\nset ylabel 'normalized score'\nset key below font ',9'\n" + plot_cmds + "\n",
                "Learning curves with and without guidance");
   }
 
-  // 3. Swap matrices and the IQR change swaps bring.
+}
+
+// 3. Swap matrices, the IQR change seed swaps bring, and cross-algorithm swaps.
+void swaps_section(ReportDocument& doc, const std::vector<Cell>& cells, const Configurations& g) {
   {
-    section("Guidance swaps", "Rows: the policy's training seed; columns: the guidance's training seed (the diagonal is "
+    doc.section("Guidance swaps", "Rows: the policy's training seed; columns: the guidance's training seed (the diagonal is "
                               "the policy's own guidance). Cells: mean normalized score.\n");
     Table change{{"configuration", "own: median", "own: IQR", "swapped: median", "swapped: IQR", "IQR change"}, {}};
     int heatmaps = 0;
-    for (const auto& [k, list] : train_cells) {
+    for (const auto& [k, list] : g.train_cells) {
       std::map<std::pair<uint64_t, uint64_t>, double> m;
       std::vector<uint64_t> seeds;
       for (const Cell* c : list) {
@@ -344,7 +352,7 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
         swapped.push_back(r.at("score"));
       }
       if (swapped.empty()) continue;
-      const auto a = eval::aggregate(own[k]), b = eval::aggregate(swapped);
+      const auto a = eval::aggregate(g.own.at(k)), b = eval::aggregate(swapped);
       change.rows.push_back({k, fmt(a.median), fmt(a.iqr), fmt(b.median), fmt(b.iqr),
                              fmt(100 * eval::relative_change(a.iqr, b.iqr)) + "%"});
       std::ostringstream d;
@@ -354,18 +362,18 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
           d << j << " " << i << " " << (it == m.end() ? std::string("NaN") : fmt(it->second, 3)) << "\n";
         }
       const std::string name = "swap" + std::to_string(heatmaps++);
-      write_text_atomically((plots / (name + ".dat")).string(), d.str());
+      write_text_atomically((doc.plots / (name + ".dat")).string(), d.str());
       std::string tics;
       for (size_t i = 0; i < seeds.size(); ++i) tics += (i ? ", " : "") + std::string("'") + std::to_string(seeds[i]) + "' " + std::to_string(i);
-      add_plot(name,
+      doc.add_plot(name,
                "set xtics (" + tics + ")\nset ytics (" + tics + ")\nset xlabel 'guidance seed'\nset ylabel 'policy seed'\n"
                "set palette rgbformulae 33,13,10\nset title " + gp_quoted(k) + "\nplot " +
-                   gp_quoted((plots / (name + ".dat")).string()) + " using 1:2:3 with image pixels notitle, '' using 1:2:(sprintf('%.1f',$3)) with labels notitle\n",
+                   gp_quoted((doc.plots / (name + ".dat")).string()) + " using 1:2:3 with image pixels notitle, '' using 1:2:(sprintf('%.1f',$3)) with labels notitle\n",
                "Swap matrix, " + k);
     }
-    subsection("IQR change from seed swaps",
+    doc.subsection("IQR change from seed swaps",
                "IQR of the scores with the policy's own guidance against the IQR over all seed swaps.");
-    add_table("swap_iqr", change);
+    doc.add_table("swap_iqr", change);
     Table cross{{"dataset / guidance -> policy / schedule", "seeds", "median", "IQR", "policy's own: median", "own: IQR"}, {}};
     std::map<std::string, std::vector<double>> cross_scores;
     std::map<std::string, std::string> cross_own;
@@ -379,22 +387,25 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
       cross_own[key] = config_name(r);
     }
     for (const auto& [k, v] : cross_scores) {
-      const auto a = eval::aggregate(v), o = eval::aggregate(own[cross_own[k]]);
+      const auto a = eval::aggregate(v), o = eval::aggregate(g.own.at(cross_own[k]));
       cross.rows.push_back({k, std::to_string(v.size()), fmt(a.median), fmt(a.iqr), fmt(o.median), fmt(o.iqr)});
     }
     if (!cross.rows.empty()) {
-      subsection("Cross-algorithm swaps",
+      doc.subsection("Cross-algorithm swaps",
                  "One algorithm's guidance ranking another algorithm's candidates (same dataset, schedule and training seed).");
-      add_table("cross_algorithm", cross);
+      doc.add_table("cross_algorithm", cross);
     }
   }
 
-  // 4. Joint against guidance-first: diffusion-phase time and peak memory (from the policies' manifests).
+}
+
+// 4. Joint against guidance-first: diffusion-phase time and peak memory (from the policies' manifests).
+void timing_section(ReportDocument& doc, const Configurations& g) {
   {
     Table t{{"configuration", "seeds", "diffusion-phase seconds", "steps/s", "peak memory (MiB)", "memory kind"}, {}};
     std::ostringstream d;
     int x = 0;
-    for (const auto& [k, list] : train_cells) {
+    for (const auto& [k, list] : g.train_cells) {
       double secs = 0, sps = 0, mem = 0;
       std::string kind;
       for (const Cell* c : list) {
@@ -410,33 +421,66 @@ ReportResult write_report(const std::vector<std::string>& runs, const std::strin
       t.rows.push_back({k, std::to_string(list.size()), fmt(secs, 2), fmt(sps), fmt(mem), kind});
       d << x++ << " \"" << k << "\" " << secs << " " << mem << "\n";
     }
-    section("Joint against guidance-first training",
+    doc.section("Joint against guidance-first training",
             "The diffusion phase of guidance-first (the frozen guidance's phase excluded) against the joint phase; "
             "means over training seeds.\n");
-    add_table("timing", t);
-    write_text_atomically((plots / "timing.dat").string(), d.str());
-    add_plot("timing",
+    doc.add_table("timing", t);
+    write_text_atomically((doc.plots / "timing.dat").string(), d.str());
+    doc.add_plot("timing",
              "set style data histograms\nset style fill solid 0.8\nset boxwidth 0.8\nset xtics rotate by -20\n"
              "set ylabel 'seconds'\nset y2label 'peak memory (MiB)'\nset y2tics\nset ytics nomirror\nset key outside bottom\n"
-             "plot " + gp_quoted((plots / "timing.dat").string()) + " using 3:xtic(2) title 'diffusion-phase seconds' lc rgb '#3b6ea5', '' using 4 axes x1y2 title 'peak memory (MiB)' lc rgb '#d08c3a'\n",
+             "plot " + gp_quoted((doc.plots / "timing.dat").string()) + " using 3:xtic(2) title 'diffusion-phase seconds' lc rgb '#3b6ea5', '' using 4 axes x1y2 title 'peak memory (MiB)' lc rgb '#d08c3a'\n",
              "Diffusion-phase time and peak memory, joint against guidance-first");
   }
 
-  result.markdown = (out / "report.md").string();
-  write_text_atomically(result.markdown, md);
-  result.html = (out / "report.html").string();
-  // Self-contained: the SVGs are inline, the style is here.
+}
+
+// report.md and the self-contained report.html (the SVGs inline, the style here).
+void write_documents(ReportDocument& doc) {
+  doc.result.markdown = (doc.out / "report.md").string();
+  write_text_atomically(doc.result.markdown, doc.md);
+  doc.result.html = (doc.out / "report.html").string();
   std::string html = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>modiff report</title><style>"
                      "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
                      "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #bbb;padding:3px 7px}"
                      "th{background:#eef}figure{margin:1em 0}figcaption{font-size:13px;color:#555}</style></head><body>"
                      "<h1>modiff report</h1>\n<p>Scores are D4RL normalized scores; statistics over training seeds with "
                      "95% stratified-bootstrap intervals.</p>\n" +
-                     html_body + "</body></html>\n";
-  write_text_atomically(result.html, html);
-  result.files.push_back(result.markdown);
-  result.files.push_back(result.html);
-  return result;
+                     doc.html_body + "</body></html>\n";
+  write_text_atomically(doc.result.html, html);
+  doc.result.files.push_back(doc.result.markdown);
+  doc.result.files.push_back(doc.result.html);
+}
+
+}  // namespace
+
+ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
+  if (runs.empty()) throw Error("report: name at least one sweep directory");
+  check_distinct(runs);
+  const std::vector<Cell> cells = read_finished_cells(runs);
+  if (cells.empty()) throw Error("report: no finished cells in the given sweep directories");
+  const ExclusiveLock lock = lock_report_folder(out_dir);  // after the inputs are read: a bad input makes no folder
+  ReportDocument doc;
+  doc.out = out_dir;
+  doc.plots = doc.out / "plots";
+  fs::create_directories(doc.plots);
+  doc.md = "# modiff report\n\nSweeps: ";
+  for (const auto& r : runs) doc.md += "`" + r + "` ";
+  doc.md += "\n\nScores are D4RL normalized scores. A training seed's score is the mean over its evaluation episodes; "
+            "statistics are over training seeds, with 95% stratified-bootstrap intervals (" + std::to_string(reps) +
+            " replicates, docs/statistics.md).\n\n";
+  doc.have_gnuplot = !find_program("gnuplot").empty();
+  if (!doc.have_gnuplot) {
+    doc.result.warnings.push_back("gnuplot not found: the report has no plots (apt-get install gnuplot-nox)");
+    doc.md += "> gnuplot was not found: this report has tables only.\n\n";
+  }
+  const Configurations g = group_by_configuration(cells);
+  scores_section(doc, g, reps);
+  learning_curves_section(doc, g);
+  swaps_section(doc, cells, g);
+  timing_section(doc, g);
+  write_documents(doc);
+  return doc.result;
 }
 
 }  // namespace modiff::reports

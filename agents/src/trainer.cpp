@@ -285,9 +285,8 @@ std::vector<PhaseRecord> phases_from_json(const nlohmann::json& a) {
   return v;
 }
 
-}  // namespace
-
-TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o) {
+// The options train_on refuses, each with the flag a user would fix, before anything is read or made.
+void check_options(const TrainOptions& o, const DatasetRef& ref) {
   if (o.schedule != "joint" && o.schedule != "guidance-first")
     throw Error("--schedule must be joint or guidance-first, got '" + o.schedule + "'");
   if (o.steps <= 0) throw Error("--steps must be positive");
@@ -301,6 +300,27 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     throw Error("--eval-every: the dataset names no env to evaluate on");
   if (o.schedule == "joint" && o.guidance_steps >= 0)
     throw Error("--guidance-steps applies to --schedule guidance-first only");
+}
+
+// The schedule's phases: joint (one), or guidance then diffusion (the guidance phase left out under a frozen
+// --guidance DIR).
+std::vector<PhasePlan> plan_phases(const TrainOptions& o) {
+  std::vector<PhasePlan> plan;
+  if (o.schedule == "joint") {
+    plan.push_back({"joint", o.steps});
+  } else {
+    if (o.guidance_dir.empty()) plan.push_back({"guidance", o.guidance_steps < 0 ? o.steps : o.guidance_steps});
+    plan.push_back({"diffusion", o.steps});
+  }
+  if (plan.front().steps <= 0) throw Error("--guidance-steps must be positive");
+  return plan;
+}
+
+}  // namespace
+
+TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o) {
+  check_options(o, ref);
+  const std::vector<PhasePlan> plan = plan_phases(o);
   const Setup setup = configure(o, ref);
   const DeviceChoice choice = resolve_device(o.device);
   const torch::Device device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
@@ -355,14 +375,6 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   algo_config.eta = o.eta;
   auto algorithm = make_algorithm(o.algo, algo_config, *guidance, policy, data);
 
-  std::vector<PhasePlan> plan;
-  if (o.schedule == "joint") {
-    plan.push_back({"joint", o.steps});
-  } else {
-    if (o.guidance_dir.empty()) plan.push_back({"guidance", o.guidance_steps < 0 ? o.steps : o.guidance_steps});
-    plan.push_back({"diffusion", o.steps});
-  }
-  if (plan.front().steps <= 0) throw Error("--guidance-steps must be positive");
   const long log_every = o.log_every;
   const long ckpt_every = (o.checkpoint_every + log_every - 1) / log_every * log_every;
 

@@ -97,9 +97,58 @@ std::string fmt(double v) {
   return b;
 }
 
-}  // namespace
+// `modiff eval`'s text output: the run, the per-seed scores, the aggregates with their intervals.
+void print_evaluation(const std::string& diffusion, const PairResult& r, int episodes) {
+  const auto& p = r.aggregate.point;
+  std::printf("%s + %s on %s: %d seeds x %d episodes, %ld env-steps in %.1f s (%.0f env-steps/s)\n",
+              diffusion.c_str(), r.json["guidance"].get<std::string>().c_str(), r.json["env"].get<std::string>().c_str(),
+              p.count, episodes, r.json["env_steps"].get<long>(), r.json["seconds"].get<double>(),
+              r.json["env_steps_per_s"].get<double>());
+  std::printf("per-seed normalized score:");
+  for (double s : r.per_seed) std::printf(" %.1f", s);
+  std::printf("\nmedian %.1f [%.1f, %.1f]  IQR %.1f [%.1f, %.1f]  IQM %.1f [%.1f, %.1f]  mean %.1f [%.1f, %.1f]  std %.1f  min %.1f  max %.1f\n",
+              p.median, r.aggregate.median.lo, r.aggregate.median.hi, p.iqr, r.aggregate.iqr.lo, r.aggregate.iqr.hi,
+              p.iqm, r.aggregate.iqm.lo, r.aggregate.iqm.hi, p.mean, r.aggregate.mean.lo, r.aggregate.mean.hi, p.std,
+              p.min, p.max);
+}
 
-void add_eval_command(CLI::App& app) {
+// The env and the per-seed scores of an evaluation file written by `modiff eval --out`.
+std::pair<std::string, std::vector<double>> load_evaluation(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open");
+  nlohmann::json j;
+  try {
+    in >> j;
+    std::vector<double> scores;
+    for (const auto& s : j.at("per_seed")) scores.push_back(s.at("mean_normalized_score").get<double>());
+    if (scores.empty()) throw Error(path + ": no per-seed scores");
+    return std::make_pair(j.at("env").get<std::string>(), scores);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception&) {
+    throw Error(path + ": not the JSON of `modiff eval` (per_seed, env)");
+  }
+}
+
+// `modiff swap`'s text output: median (IQR) per pairing, rows the diffusion policies, columns the guidances.
+void print_swap_matrix(const std::vector<std::string>& ds, const std::vector<std::string>& gs,
+                       const std::vector<std::vector<PairResult>>& grid) {
+  std::printf("median normalized score (IQR) over seeds; rows: diffusion, columns: guidance\n%-28s", "");
+  for (size_t j = 0; j < gs.size(); ++j) std::printf(" %-18s", ("G" + std::to_string(j + 1)).c_str());
+  std::printf("\n");
+  for (size_t i = 0; i < ds.size(); ++i) {
+    std::printf("%-28s", ("D" + std::to_string(i + 1)).c_str());
+    for (size_t j = 0; j < gs.size(); ++j) {
+      const auto& p = grid[i][j].aggregate.point;
+      std::printf(" %-18s", (fmt(p.median) + " (" + fmt(p.iqr) + ")").c_str());
+    }
+    std::printf("\n");
+  }
+  for (size_t i = 0; i < ds.size(); ++i) std::printf("D%zu = %s\n", i + 1, ds[i].c_str());
+  for (size_t j = 0; j < gs.size(); ++j) std::printf("G%zu = %s\n", j + 1, gs[j].c_str());
+}
+
+void add_single_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   auto diffusion = std::make_shared<std::string>(), guidance = std::make_shared<std::string>("none");
   auto* cmd = app.add_subcommand("eval", "Roll out a diffusion policy (with a guidance module or none) over seeds and episodes");
@@ -117,44 +166,21 @@ void add_eval_command(CLI::App& app) {
       std::cout << r.json.dump(2) << "\n";
       return;
     }
-    const auto& p = r.aggregate.point;
-    std::printf("%s + %s on %s: %d seeds x %d episodes, %ld env-steps in %.1f s (%.0f env-steps/s)\n",
-                diffusion->c_str(), r.json["guidance"].get<std::string>().c_str(), r.json["env"].get<std::string>().c_str(),
-                p.count, args->episodes, r.json["env_steps"].get<long>(), r.json["seconds"].get<double>(),
-                r.json["env_steps_per_s"].get<double>());
-    std::printf("per-seed normalized score:");
-    for (double s : r.per_seed) std::printf(" %.1f", s);
-    std::printf("\nmedian %.1f [%.1f, %.1f]  IQR %.1f [%.1f, %.1f]  IQM %.1f [%.1f, %.1f]  mean %.1f [%.1f, %.1f]  std %.1f  min %.1f  max %.1f\n",
-                p.median, r.aggregate.median.lo, r.aggregate.median.hi, p.iqr, r.aggregate.iqr.lo, r.aggregate.iqr.hi,
-                p.iqm, r.aggregate.iqm.lo, r.aggregate.iqm.hi, p.mean, r.aggregate.mean.lo, r.aggregate.mean.hi, p.std,
-                p.min, p.max);
+    print_evaluation(*diffusion, r, args->episodes);
   });
 
-  // `modiff compare A.json B.json`: two evaluations (files written by `modiff eval --out`) side by side.
+}
+
+// `modiff compare A.json B.json`: two evaluations (files written by `modiff eval --out`) side by side.
+void add_compare_command(CLI::App& app) {
   auto files = std::make_shared<std::vector<std::string>>();
   auto compare_json = std::make_shared<bool>(false);
   auto* compare = app.add_subcommand("compare", "Compare two evaluations: probability of improvement, change of median and IQR");
   compare->add_option("evaluations", *files, "Two JSON files from `modiff eval --out` (A, then B)")->required()->expected(2);
   compare->add_flag("--json", *compare_json, "Print JSON");
   compare->callback([files, compare_json] {
-    auto load = [](const std::string& path) {
-      std::ifstream in(path);
-      if (!in) throw Error(path + ": cannot open");
-      nlohmann::json j;
-      try {
-        in >> j;
-        std::vector<double> scores;
-        for (const auto& s : j.at("per_seed")) scores.push_back(s.at("mean_normalized_score").get<double>());
-        if (scores.empty()) throw Error(path + ": no per-seed scores");
-        return std::make_pair(j.at("env").get<std::string>(), scores);
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception&) {
-        throw Error(path + ": not the JSON of `modiff eval` (per_seed, env)");
-      }
-    };
-    const auto [env_a, a] = load((*files)[0]);
-    const auto [env_b, b] = load((*files)[1]);
+    const auto [env_a, a] = load_evaluation((*files)[0]);
+    const auto [env_b, b] = load_evaluation((*files)[1]);
     if (env_a != env_b) throw Error("the evaluations are of different envs (" + env_a + ", " + env_b + ")");
     const auto sa = eval::aggregate(a), sb = eval::aggregate(b);
     const double p = eval::probability_of_improvement({b}, {a});
@@ -171,6 +197,9 @@ void add_eval_command(CLI::App& app) {
                 100 * eval::relative_change(sa.median, sb.median), sa.iqr, sb.iqr, 100 * eval::relative_change(sa.iqr, sb.iqr));
   });
 
+}
+
+void add_swap_command(CLI::App& app) {
   auto swap_args = std::make_shared<EvalArgs>();
   auto diffusions = std::make_shared<std::string>(), guidances = std::make_shared<std::string>();
   auto* swap = app.add_subcommand("swap", "Every diffusion x guidance pairing (seed and cross-algorithm swaps) as a matrix");
@@ -206,20 +235,16 @@ void add_eval_command(CLI::App& app) {
       std::cout << out.dump(2) << "\n";
       return;
     }
-    std::printf("median normalized score (IQR) over seeds; rows: diffusion, columns: guidance\n%-28s", "");
-    for (size_t j = 0; j < gs.size(); ++j) std::printf(" %-18s", ("G" + std::to_string(j + 1)).c_str());
-    std::printf("\n");
-    for (size_t i = 0; i < ds.size(); ++i) {
-      std::printf("%-28s", ("D" + std::to_string(i + 1)).c_str());
-      for (size_t j = 0; j < gs.size(); ++j) {
-        const auto& p = grid[i][j].aggregate.point;
-        std::printf(" %-18s", (fmt(p.median) + " (" + fmt(p.iqr) + ")").c_str());
-      }
-      std::printf("\n");
-    }
-    for (size_t i = 0; i < ds.size(); ++i) std::printf("D%zu = %s\n", i + 1, ds[i].c_str());
-    for (size_t j = 0; j < gs.size(); ++j) std::printf("G%zu = %s\n", j + 1, gs[j].c_str());
+    print_swap_matrix(ds, gs, grid);
   });
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  add_single_eval_command(app);
+  add_compare_command(app);
+  add_swap_command(app);
 }
 
 }  // namespace modiff::cli

@@ -88,17 +88,22 @@ CLI::Validator seed_value() { return integer_in(0, std::numeric_limits<long long
 
 CLI::Validator thread_count() { return integer_in(0, 4096); }
 
-CLI::Validator dataset_name() {
+// A validator from a check that throws modiff::Error: its message becomes CLI11's reason.
+CLI::Validator checked_by(std::function<void(const std::string&)> check, const std::string& description) {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
+      [check](std::string& text) -> std::string {
         try {
-          datasets::check_dataset_name(text);
+          check(text);
         } catch (const Error& e) {
           return e.what();
         }
         return "";
       },
-      "dataset name");
+      description);
+}
+
+CLI::Validator dataset_name() {
+  return checked_by([](const std::string& text) { datasets::check_dataset_name(text); }, "dataset name");
 }
 
 CLI::Validator one_of(const std::vector<std::string>& allowed) {
@@ -131,16 +136,8 @@ CLI::Validator list_of(const std::vector<std::string>& allowed) {
 }
 
 CLI::Validator positive_int_list() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        try {
-          parse_positive_ints(text, "the list");
-        } catch (const Error& e) {
-          return e.what();
-        }
-        return "";
-      },
-      "comma-separated positive integers");
+  return checked_by([](const std::string& text) { parse_positive_ints(text, "the list"); },
+                    "comma-separated positive integers");
 }
 
 CLI::Validator seed_list() {

@@ -2,7 +2,6 @@
 // variables it reads.
 #include <tbb/info.h>
 
-#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -25,8 +24,8 @@ void add_info_command(CLI::App& app) {
               << "device: " << choice.description << "\n"
               << "environment:\n";
     for (const auto& v : environment_variables()) {
-      const char* value = std::getenv(v.name);
-      std::cout << "  " << v.name << (value ? std::string(" = ") + value : std::string(" (not set)")) << ": " << v.meaning
+      const auto value = environment_value(v);
+      std::cout << "  " << v.name << (value ? " = " + *value : std::string(" (not set)")) << ": " << v.meaning
                 << "\n";
     }
   });

@@ -55,6 +55,8 @@ const std::vector<EnvironmentVariable>& environment_variables() {
   return vars;
 }
 
+std::optional<std::string> environment_value(const EnvironmentVariable& variable) { return text_of(variable.name); }
+
 void check_environment() {
   for (const auto& v : environment_variables())
     if (v.min <= v.max) whole_number(v);

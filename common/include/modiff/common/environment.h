@@ -17,6 +17,9 @@ struct EnvironmentVariable {
 // The variables, as README.md lists them.
 const std::vector<EnvironmentVariable>& environment_variables();
 
+// The variable's value, or none when it is unset or empty.
+std::optional<std::string> environment_value(const EnvironmentVariable& variable);
+
 // Throws modiff::Error naming the first variable that is set to a value outside its range.
 void check_environment();
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "algos/algorithm.h"
 #include "artifact_io.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
@@ -438,7 +439,7 @@ TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks
 }
 
 TEST_CASE("Diffusion-QL's BC gradients kept apart add up to the joint backward pass", "[blocks]") {
-  auto config = dql_policy_defaults();
+  auto config = resolve_config("dql", "", "", {}).config->policy;
   config.denoiser.hidden = 32;
   config.denoiser.time_dim = 8;
   DiffusionModel policy(config, 7, 3, Normalizer::identity(7, torch::kCPU), torch::kCPU, true);

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_runner.h"
 
 using namespace modiff_test;
@@ -117,4 +119,45 @@ TEST_CASE("cli: --help works for every command", "[cli]") {
     CHECK(r.code == 0);
     CHECK(r.out.find("Usage") != std::string::npos);
   }
+}
+
+TEST_CASE("cli: docs/agents.md's hyperparameter tables are what modiff hyperparameters prints", "[cli][docs]") {
+  // Each table sits between "<!-- modiff hyperparameters ARGS -->" and "<!-- end -->": the command with ARGS
+  // must print it exactly, so the docs cannot drift from the algorithms' tables.
+  const std::string doc = slurp(std::string(MODIFF_SOURCE_DIR) + "/docs/agents.md");
+  const std::string open = "<!-- modiff hyperparameters ", close = "<!-- end -->";
+  int tables = 0;
+  for (size_t at = doc.find(open); at != std::string::npos; at = doc.find(open, at + 1)) {
+    const size_t args_end = doc.find(" -->\n", at);
+    REQUIRE(args_end != std::string::npos);
+    const std::string args = doc.substr(at + open.size(), args_end - at - open.size());
+    const size_t body = args_end + 5, end = doc.find(close, body);
+    REQUIRE(end != std::string::npos);
+    const Result r = modiff("hyperparameters " + args);
+    INFO(args);
+    REQUIRE(r.code == 0);
+    CHECK(r.out == doc.substr(body, end - body));
+    ++tables;
+  }
+  CHECK(tables == 3);  // idql, dql, cfg
+}
+
+TEST_CASE("cli: modiff hyperparameters shows per-dataset values and overrides", "[cli]") {
+  const Result walker = modiff("hyperparameters --algo dql --dataset bullet-walker2d-medium-v0 --json");
+  REQUIRE(walker.code == 0);
+  const auto j = nlohmann::json::parse(walker.out);
+  CHECK(j.at("policy.max_grad_norm").at("value") == "1");  // Diffusion-QL's walker2d-medium limit
+  CHECK(j.at("guidance.max_grad_norm").at("value") == "1");
+  const Result hopper = modiff("hyperparameters --algo dql --dataset bullet-hopper-medium-replay-v0 --set eta=0.5 --json");
+  REQUIRE(hopper.code == 0);
+  const auto h = nlohmann::json::parse(hopper.out);
+  CHECK(h.at("policy.max_grad_norm").at("value") == "4");
+  CHECK(h.at("eta").at("value") == "0.5");
+  // A twin-q guidance beside IDQL takes Diffusion-QL's critic numbers.
+  const Result mixed = modiff("hyperparameters --algo idql --guidance-kind twin-q --json");
+  REQUIRE(mixed.code == 0);
+  const auto m = nlohmann::json::parse(mixed.out);
+  CHECK(m.at("guidance.layers").at("value") == "3");
+  CHECK(m.at("batch").at("value") == "512");
+  CHECK_FALSE(m.contains("guidance.expectile"));
 }

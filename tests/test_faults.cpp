@@ -252,13 +252,13 @@ TEST_CASE("a sweep rerun under a changed config stops naming the key, or redoes 
   const auto changed = cli("sweep " + write(s / "b.toml", tiny_sweep(data, 30)) + " --out " + out);
   CHECK(changed.code == 1);
   CHECK(lines(changed.err) == 1);
-  CHECK(changed.err.find("train.steps = 20, the config now gives 30") != std::string::npos);
+  CHECK(changed.err.find("train > steps = 20, the config now gives 30") != std::string::npos);
   CHECK(modiff_test::slurp(done) == before);
   // Other data under the same file name: its sha256 differs.
   REQUIRE(cli("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --seed 9 --force --out " + data).code == 0);
   const auto rebuilt = cli("sweep " + s / "a.toml" + " --out " + out);
   CHECK(rebuilt.code == 1);
-  CHECK(rebuilt.err.find("train.dataset.sha256") != std::string::npos);
+  CHECK(rebuilt.err.find("train > dataset > sha256") != std::string::npos);
   CHECK(modiff_test::slurp(done) == before);
   // --redo-changed redoes every cell (the swaps too: their trainings changed) under the new steps.
   const auto redo = cli("sweep " + s / "b.toml" + " --out " + out + " --redo-changed --json");

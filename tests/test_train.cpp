@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <catch2/catch.hpp>
+#include <tuple>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -58,9 +59,7 @@ agents::TrainOptions tiny(const std::string& algo, const std::string& schedule, 
   o.out = out.string();
   o.device = "cpu";
   o.quiet = true;
-  o.hidden = 32;
-  o.block_width = 64;
-  o.batch = 64;
+  o.set = {"policy.hidden=32", "guidance.hidden=32", "policy.block_width=64", "batch=64"};
   o.log_every = 25;
   return o;
 }
@@ -90,14 +89,12 @@ TEST_CASE("bandit: the diffusion reproduces both modes and guidance picks the hi
   const auto data = bimodal_bandit(4000, 1);
   const fs::path out = fresh_dir("bandit");
   auto o = tiny("idql", "joint", out, 1500);
-  o.hidden = 64;
-  o.block_width = 128;
-  o.batch = 256;
-  o.lr = 1e-3;
-  o.ema_rate = 0.01;  // IDQL's 0.001 suits millions of steps, not 1500
-  // T = 20: with IDQL's T = 5 the two modes come out as clear peaks but some
-  // mass (about a quarter here) is smeared between them; 20 steps separate them.
-  o.diffusion_steps = 20;
+  o.set = {"policy.hidden=64", "guidance.hidden=64", "policy.block_width=128", "batch=256", "policy.lr=1e-3",
+           "guidance.lr=1e-3",
+           "policy.ema_rate=0.01",  // IDQL's 0.001 suits millions of steps, not 1500
+           // T = 20: with IDQL's T = 5 the two modes come out as clear peaks but some
+           // mass (about a quarter here) is smeared between them; 20 steps separate them.
+           "policy.diffusion_steps=20"};
   const auto r = agents::train_on(data, bandit_ref(), o);
 
   agents::InferenceOptions io;
@@ -130,10 +127,8 @@ TEST_CASE("bandit: classifier-free reward guidance samples the high mode", "[tra
   const fs::path out = fresh_dir("cfg_bandit");
   auto o = tiny("cfg", "guidance-first", out, 1500);
   o.guidance_steps = 800;
-  o.hidden = 64;
-  o.block_width = 128;
-  o.batch = 256;
-  o.lr = 1e-3;
+  o.set = {"policy.hidden=64", "guidance.hidden=64", "policy.block_width=128", "batch=256", "policy.lr=1e-3",
+           "guidance.lr=1e-3"};
   const auto r = agents::train_on(data, bandit_ref(), o);
   agents::InferenceOptions io;
   io.device = "cpu";
@@ -154,10 +149,8 @@ TEST_CASE("bandit: Diffusion-QL's Q-loss moves the policy itself to the rewarded
   auto samples_with_eta = [&](double eta, const std::string& tag) {
     const fs::path out = fresh_dir("dql_bandit_" + tag);
     auto o = tiny("dql", "joint", out, 1500);
-    o.hidden = 64;
-    o.batch = 256;
-    o.lr = 1e-3;
-    o.eta = eta;
+    o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3",
+             "eta=" + std::to_string(eta)};
     agents::train_on(data, bandit_ref(), o);
     agents::InferenceOptions io;
     io.device = "cpu";
@@ -323,6 +316,67 @@ TEST_CASE("resume: every algorithm x schedule, stopped in every phase, ends bit 
   remove_tree(frozen.string());
 }
 
+TEST_CASE("hyperparameter overrides (--set) reach the modules a run builds, and a resume with other values is refused naming one", "[train]") {
+  const auto data = bimodal_bandit(400, 11);
+  struct Case {
+    const char* algo;
+    std::vector<std::string> set;
+    // (manifest, JSON pointer, value) that the overrides must have written
+    std::vector<std::tuple<std::string, std::string, nlohmann::json>> expect;
+  };
+  const Case cases[] = {
+      {"idql",
+       {"policy.dropout=0.2", "policy.blocks=2", "policy.ema_every=3", "guidance.tau=0.01", "guidance.expectile=0.8"},
+       {{"diffusion", "/hyperparameters/denoiser/dropout", 0.2},
+        {"diffusion", "/hyperparameters/denoiser/blocks", 2},
+        {"diffusion", "/hyperparameters/ema_every", 3},
+        {"guidance", "/hyperparameters/tau", 0.01},
+        {"guidance", "/hyperparameters/expectile", 0.8}}},
+      {"dql",
+       {"eta=0.25", "policy.time_dim=8", "policy.lr_cosine=false", "guidance.layers=2", "policy.select=argmax"},
+       {{"diffusion", "/eta", 0.25},
+        {"diffusion", "/hyperparameters/denoiser/time_dim", 8},
+        {"diffusion", "/hyperparameters/optimizer/decay_steps", 0},
+        {"diffusion", "/hyperparameters/select", "argmax"},
+        {"guidance", "/hyperparameters/layers", 2}}},
+      {"cfg",
+       {"policy.guide_weight=2", "policy.cond_dropout=0.1", "policy.candidates=4", "guidance.scale_rewards=false"},
+       {{"diffusion", "/hyperparameters/guide_weight", 2.0},
+        {"diffusion", "/hyperparameters/cond_dropout", 0.1},
+        {"diffusion", "/hyperparameters/candidates", 4},
+        {"guidance", "/reward_scale", 1.0}}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.algo);
+    const fs::path out = fresh_dir(std::string("set_") + c.algo);
+    auto o = tiny(c.algo, "joint", out, 10);
+    o.log_every = 5;
+    o.set.insert(o.set.end(), c.set.begin(), c.set.end());
+    agents::train_on(data, bandit_ref(), o);
+    for (const auto& [module, pointer, value] : c.expect) {
+      const auto manifest = nlohmann::json::parse(modiff_test::slurp((out / module / "manifest.json").string()));
+      INFO(module << pointer);
+      CHECK(manifest.at(nlohmann::json::json_pointer(pointer)) == value);
+    }
+    remove_tree(out.string());
+  }
+  // A run stopped part way resumes only with the hyperparameters it started with.
+  const fs::path out = fresh_dir("set_resume");
+  auto o = tiny("idql", "joint", out, 20);
+  o.log_every = 5;
+  o.stop_after = 5;
+  REQUIRE(agents::train_on(data, bandit_ref(), o).stopped);
+  o.stop_after = 0;
+  o.resume = true;
+  o.set.push_back("policy.lr=1e-3");
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), o),
+                    Catch::Contains("--resume: hyperparameters > policy.lr differs from the checkpointed run (0.0003 "
+                                    "there, 0.001 now)"));
+  o.set.pop_back();
+  CHECK_FALSE(agents::train_on(data, bandit_ref(), o).stopped);
+  remove_tree(out.string());
+}
+
 TEST_CASE("pairing: other dims or env are refused, other data is a warning", "[train]") {
   agents::ArtifactInfo d, g;
   d.dir = "D";
@@ -361,11 +415,13 @@ TEST_CASE("training runs refuse bad settings and keep existing runs", "[train]")
   auto wrong = tiny("dql", "guidance-first", fresh_dir("bad2"), 10);
   wrong.guidance_dir = (out / "diffusion").string();
   CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), wrong), Catch::Contains("is a diffusion artifact"));
-  // A non-finite loss stops training with one clear error and writes no artifact.
-  auto blowup = tiny("idql", "joint", fresh_dir("nan"), 50);
-  blowup.lr = 1e30;
+  // A non-finite loss stops training with one clear error and writes no artifact: rewards of 1e30, which
+  // Diffusion-QL's critic does not rescale, square to infinity.
+  auto blowup = tiny("dql", "joint", fresh_dir("nan"), 50);
   blowup.log_every = 5;
-  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), blowup), Catch::Contains("non-finite"));
+  auto huge = data;
+  for (auto& r : huge.rewards) r = 1e30f;
+  CHECK_THROWS_WITH(agents::train_on(huge, bandit_ref(), blowup), Catch::Contains("non-finite critic_loss"));
   CHECK_FALSE(fs::exists(fs::path(blowup.out) / "diffusion"));
   remove_tree(out.string());
   remove_tree(blowup.out);

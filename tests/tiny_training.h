@@ -11,9 +11,7 @@ inline modiff::agents::TrainOptions tiny_cpu_training(const std::string& algo, c
   modiff::agents::TrainOptions o;
   o.algo = algo;
   o.steps = 30;
-  o.hidden = 32;
-  o.block_width = 64;
-  o.batch = 64;
+  o.set = {"policy.hidden=32", "guidance.hidden=32", "policy.block_width=64", "batch=64"};
   o.device = "cpu";
   o.quiet = true;
   o.out = out;

@@ -6,39 +6,6 @@
 
 namespace modiff::agents {
 
-DiffusionPolicyConfig idql_policy_defaults() {
-  DiffusionPolicyConfig c;  // the struct's defaults are IDQL's
-  c.adam.weight_decay = 1e-4;  // optax.adamw's default, which IDQL keeps
-  return c;
-}
-
-DiffusionPolicyConfig dql_policy_defaults() {
-  DiffusionPolicyConfig c;
-  c.denoiser.kind = "mlp";
-  c.denoiser.hidden = 256;
-  c.denoiser.blocks = 3;
-  c.denoiser.time_dim = 16;
-  c.denoiser.dropout = 0;
-  c.denoiser.activation = Activation::Mish;
-  c.diffusion.sampler = "posterior";
-  c.diffusion.loss = "mean";
-  c.adam.max_grad_norm = 9.0;  // per dataset, set by the trainer
-  c.ema_rate = 0.005;          // decay 0.995
-  c.ema_start = 1000;
-  c.ema_every = 5;
-  c.sample_with_ema = false;
-  c.candidates = 50;
-  c.select = "softmax";
-  return c;
-}
-
-DiffusionPolicyConfig cfg_policy_defaults() {
-  DiffusionPolicyConfig c = idql_policy_defaults();
-  c.denoiser.cond_dim = 2;
-  c.candidates = 16;
-  return c;
-}
-
 DiffusionModel::DiffusionModel(const DiffusionPolicyConfig& config, int obs_dim, int act_dim,
                                const Normalizer& normalizer, torch::Device device, bool trainable)
     : config_(config), normalizer_(normalizer), ddpm_(config.diffusion, act_dim, device) {

@@ -15,6 +15,8 @@
 
 namespace modiff::agents {
 
+// What a diffusion policy is built from (and its manifest records). A training run sets every field from its
+// algorithm's table (algos/); the defaults here only serve building blocks in tests.
 struct DiffusionPolicyConfig {
   DenoiserConfig denoiser;
   DiffusionConfig diffusion;
@@ -33,9 +35,6 @@ struct DiffusionPolicyConfig {
   std::string select = "argmax";  // argmax | softmax | expectile
 };
 
-DiffusionPolicyConfig idql_policy_defaults();
-DiffusionPolicyConfig dql_policy_defaults();
-DiffusionPolicyConfig cfg_policy_defaults();
 
 class DiffusionModel {
  public:

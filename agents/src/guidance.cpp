@@ -4,16 +4,10 @@
 
 namespace modiff::agents {
 
-GuidanceConfig iql_guidance_defaults() { return GuidanceConfig{}; }
-
-GuidanceConfig twin_q_guidance_defaults() {
-  GuidanceConfig c;
-  c.kind = "twin-q";
-  c.layers = 3;
-  c.activation = Activation::Mish;
-  c.scale_rewards = false;
-  c.max_grad_norm = 9.0;  // Diffusion-QL's hopper-medium value; the trainer picks the dataset's
-  return c;
+double reward_scale(const GuidanceConfig& config, const OfflineData& data) {
+  if (!config.scale_rewards) return 1.0;
+  const double range = data.max_episode_return - data.min_episode_return;
+  return range > 0 ? 1000.0 / range : 1.0;
 }
 
 GuidanceModule::GuidanceModule(const GuidanceConfig& config, int obs_dim, int act_dim, const Normalizer& normalizer,

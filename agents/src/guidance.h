@@ -21,6 +21,8 @@
 
 namespace modiff::agents {
 
+// What a guidance module is built from (and its manifest records). A training run sets every field from its
+// algorithm's table (algos/); the defaults here only serve building blocks in tests.
 struct GuidanceConfig {
   std::string kind = "iql";  // iql | twin-q
   int hidden = 256;
@@ -36,8 +38,9 @@ struct GuidanceConfig {
   bool normalize_obs = false;
 };
 
-GuidanceConfig iql_guidance_defaults();
-GuidanceConfig twin_q_guidance_defaults();
+// The factor a fresh module multiplies the data's rewards by: 1000 / (max - min episode return) with
+// scale_rewards (IQL's rule), else 1.
+double reward_scale(const GuidanceConfig& config, const OfflineData& data);
 
 // Device scalars from one update (no host sync); undefined where not applicable.
 struct GuidanceMetrics {

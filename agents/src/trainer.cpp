@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "algorithm.h"
+#include "algos/algorithm.h"
 #include "artifact_io.h"
 #include "modiff/agents/artifact.h"
 #include "modiff/agents/behavior_suite.h"
@@ -24,6 +24,7 @@
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/environment.h"
 #include "modiff/common/error.h"
+#include "modiff/common/json_difference.h"
 #include "modiff/common/peak_memory.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/remove_tree.h"
@@ -67,22 +68,6 @@ TrainResult train(const std::string& dataset, const TrainOptions& options) {
 }
 
 namespace {
-
-// Diffusion-QL's gradient-norm limits per locomotion dataset (its hyperparameter table).
-double dql_grad_norm(const std::string& dataset_name) {
-  struct Entry {
-    const char* env;
-    double medium, replay, expert_mix;
-  };
-  static const Entry table[] = {{"hopper", 9, 4, 5}, {"halfcheetah", 9, 2, 7}, {"walker2d", 1, 4, 5}};
-  for (const auto& e : table) {
-    if (dataset_name.find(e.env) == std::string::npos) continue;
-    if (dataset_name.find("medium-replay") != std::string::npos) return e.replay;
-    if (dataset_name.find("medium-expert") != std::string::npos) return e.expert_mix;
-    if (dataset_name.find("medium") != std::string::npos) return e.medium;
-  }
-  return 5.0;  // datasets outside the table (ant, random, expert): a middle value
-}
 
 // The run folder, locked while this run writes it: a second `train` into the same --out stops with one line
 // naming the first. A folder this run made and left empty (it failed before writing anything) is removed again.
@@ -129,60 +114,18 @@ void start_afresh(const fs::path& out, bool force) {
   }
 }
 
-struct Setup {
-  GuidanceConfig guidance;
-  DiffusionPolicyConfig policy;
-  int batch = 0;
-};
-
-Setup configure(const TrainOptions& o, const DatasetRef& ref) {
-  Setup s;
-  if (o.algo == "idql") {
-    s.policy = idql_policy_defaults();
-    s.batch = 512;
-  } else if (o.algo == "dql") {
-    s.policy = dql_policy_defaults();
-    s.batch = 256;
-  } else if (o.algo == "cfg") {
-    s.policy = cfg_policy_defaults();
-    s.batch = 512;
-  } else {
-    throw Error("--algo must be idql, dql or cfg, got '" + o.algo + "'");
-  }
-  std::string kind = o.guidance_kind.empty() ? (o.algo == "dql" ? "twin-q" : "iql") : o.guidance_kind;
-  if (kind == "iql") {
-    s.guidance = iql_guidance_defaults();
-  } else if (kind == "twin-q") {
-    s.guidance = twin_q_guidance_defaults();
-    s.guidance.max_grad_norm = dql_grad_norm(ref.name);
-    s.guidance.lr_decay_steps = o.schedule == "joint" ? o.steps : (o.guidance_steps < 0 ? o.steps : o.guidance_steps);
-  } else {
-    throw Error("--guidance-kind must be iql or twin-q, got '" + kind + "'");
-  }
-  if (o.algo == "dql") s.policy.adam.max_grad_norm = dql_grad_norm(ref.name);
-  s.policy.adam.decay_steps = o.steps;
-  if (o.batch > 0) s.batch = o.batch;
-  if (o.hidden > 0) {
-    s.guidance.hidden = o.hidden;
-    s.policy.denoiser.hidden = o.hidden;
-  }
-  if (o.block_width > 0) s.policy.denoiser.block_width = o.block_width;
-  if (o.lr > 0) {
-    s.guidance.lr = o.lr;
-    s.policy.adam.lr = o.lr;
-  }
-  if (o.ema_rate > 0) s.policy.ema_rate = o.ema_rate;
-  if (o.diffusion_steps > 0) s.policy.diffusion.steps = o.diffusion_steps;
-  s.guidance.normalize_obs = s.policy.normalize_obs = o.normalize_obs;
-  return s;
-}
-
-nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref) {
-  return {{"algo", o.algo},   {"schedule", o.schedule},      {"steps", o.steps},
-          {"guidance_steps", o.guidance_steps}, {"guidance_dir", o.guidance_dir}, {"guidance_kind", o.guidance_kind},
-          {"batch", o.batch}, {"seed", o.seed},              {"lr", o.lr},
-          {"normalize_obs", o.normalize_obs}, {"eta", o.eta}, {"ema_rate", o.ema_rate}, {"diffusion_steps", o.diffusion_steps}, {"hidden", o.hidden},
-          {"block_width", o.block_width}, {"dataset_sha256", ref.sha256}};
+// What a resumed run must share with the checkpointed one: the schedule, the seed, the data and every
+// hyperparameter as resolved.
+nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref, const ResolvedConfig& config) {
+  return {{"algo", o.algo},
+          {"schedule", o.schedule},
+          {"steps", o.steps},
+          {"guidance_steps", o.guidance_steps},
+          {"guidance_dir", o.guidance_dir},
+          {"guidance_kind", config.guidance_kind},
+          {"seed", o.seed},
+          {"hyperparameters", config.table.values()},
+          {"dataset_sha256", ref.sha256}};
 }
 
 // Sums of each metric over a logging interval, on the device.
@@ -293,7 +236,6 @@ void check_options(const TrainOptions& o, const DatasetRef& ref) {
   if (o.log_every <= 0) throw Error("--log-every must be positive");
   if (o.checkpoint_every <= 0) throw Error("--checkpoint-every must be positive");
   if (o.stop_after < 0) throw Error("--stop-after must be positive");
-  if (o.batch < 0) throw Error("--batch must be positive");
   if (o.schedule == "joint" && !o.guidance_dir.empty())
     throw Error("--guidance DIR trains under a frozen guidance: use --schedule guidance-first");
   if (o.eval_every > 0 && o.evaluate && ref.env_id.empty())
@@ -321,7 +263,8 @@ std::vector<PhasePlan> plan_phases(const TrainOptions& o) {
 TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o) {
   check_options(o, ref);
   const std::vector<PhasePlan> plan = plan_phases(o);
-  const Setup setup = configure(o, ref);
+  const ResolvedConfig resolved = resolve_config(o.algo, o.guidance_kind, ref.name, o.set);
+  const AlgorithmConfig& config = *resolved.config;
   const DeviceChoice choice = resolve_device(o.device);
   const torch::Device device = choice.kind == DeviceKind::Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   if (device.is_cuda()) allow_tf32();
@@ -358,22 +301,19 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
 
   // Data and modules.
   const OfflineData data(dataset, device);
-  const Normalizer normalizer = o.normalize_obs ? Normalizer::from(data.obs_mean, data.obs_std, device)
+  const Normalizer normalizer = config.normalize_obs ? Normalizer::from(data.obs_mean, data.obs_std, device)
                                                 : Normalizer::identity(data.obs_dim, device);
   torch::manual_seed(o.seed);
   if (!guidance) {
-    double reward_scale = 1.0;
-    if (setup.guidance.scale_rewards) {
-      const double range = data.max_episode_return - data.min_episode_return;
-      reward_scale = range > 0 ? 1000.0 / range : 1.0;
-    }
-    guidance = std::make_unique<GuidanceModule>(setup.guidance, data.obs_dim, data.act_dim, normalizer, reward_scale,
-                                                device);
+    GuidanceConfig guidance_config = config.guidance;
+    guidance_config.lr_decay_steps = config.guidance_lr_cosine ? plan.front().steps : 0;
+    guidance = std::make_unique<GuidanceModule>(guidance_config, data.obs_dim, data.act_dim, normalizer,
+                                                reward_scale(guidance_config, data), device);
   }
-  DiffusionModel policy(setup.policy, data.obs_dim, data.act_dim, normalizer, device, /*trainable=*/true);
-  AlgorithmConfig algo_config;
-  algo_config.eta = o.eta;
-  auto algorithm = make_algorithm(o.algo, algo_config, *guidance, policy, data);
+  DiffusionPolicyConfig policy_config = config.policy;
+  policy_config.adam.decay_steps = config.policy_lr_cosine ? o.steps : 0;
+  DiffusionModel policy(policy_config, data.obs_dim, data.act_dim, normalizer, device, /*trainable=*/true);
+  auto algorithm = resolved.algorithm->make(config, *guidance, policy, data);
 
   const long log_every = o.log_every;
   const long ckpt_every = (o.checkpoint_every + log_every - 1) / log_every * log_every;
@@ -384,7 +324,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
   double phase_seconds_before = 0;
   std::vector<PhaseRecord> done;
   std::vector<std::string> rows;
-  const nlohmann::json options = options_json(o, ref);
+  const nlohmann::json options = options_json(o, ref, resolved);
 
   auto all_tensors = [&] {
     NamedTensors t;
@@ -419,12 +359,9 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     } catch (const std::exception&) {
       throw Error((ckpt / "state.json").string() + ": not valid JSON");
     }
-    const auto& saved = state.at("options");
-    for (auto it = options.begin(); it != options.end(); ++it)
-      if (!saved.contains(it.key()) || saved.at(it.key()) != it.value())
-        throw Error("--resume: " + it.key() + " differs from the checkpointed run (" +
-                    (saved.contains(it.key()) ? saved.at(it.key()).dump() : "missing") + " there, " +
-                    it.value().dump() + " now)");
+    if (const JsonDifference d = first_difference(state.at("options"), options); d.found())
+      throw Error("--resume: " + d.path + " differs from the checkpointed run (" + d.was.dump() + " there, " +
+                  d.now.dump() + " now)");
     phase_index = state.at("phase_index");
     phase_step = state.at("phase_step");
     phase_seconds_before = state.at("phase_seconds");
@@ -473,7 +410,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
                         {"trained_beside", o.algo},
                         {"hyperparameters", to_json(guidance->config())},
                         {"parameters", guidance->parameter_count()},
-                        {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
+                        {"training", {{"device", choice.description}, {"batch", config.batch}, {"phases", phases_json(done)}}}};
     return m;
   };
   auto write_artifact = [&](const std::string& name, const nlohmann::json& manifest, const NamedTensors& weights) {
@@ -502,9 +439,10 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
                                {"schedule", o.guidance_dir.empty() ? o.schedule : "guidance-from-dir"},
                                {"guidance", trained_with},
                                {"hyperparameters", to_json(policy.config())},
-                               {"eta", o.algo == "dql" ? o.eta : 0.0},
+                               {"eta", resolved.table.values().value("eta", 0.0)},
+                               {"algorithm_hyperparameters", resolved.table.values()},
                                {"parameters", policy.parameter_count()},
-                               {"training", {{"device", choice.description}, {"batch", setup.batch}, {"phases", phases_json(done)}}}};
+                               {"training", {{"device", choice.description}, {"batch", config.batch}, {"phases", phases_json(done)}}}};
     if (policy.conditioned())
       manifest["labels"] = {{"mean", policy.label_mean}, {"std", policy.label_std}, {"target", policy.target_label},
                             {"source", guidance->has_v() ? "advantage" : "q"}};
@@ -571,7 +509,7 @@ TrainResult train_on(const datasets::Dataset& dataset, const DatasetRef& ref, co
     GraphedSteps train_steps(
         [&](int count) {
           std::vector<Batch> batches;
-          for (int k = 0; k < count; ++k) batches.push_back(data.sample(setup.batch));
+          for (int k = 0; k < count; ++k) batches.push_back(data.sample(config.batch));
           log.accumulate(update(batches));
         },
         per_replay, graphs);

@@ -15,12 +15,40 @@ namespace modiff::cli {
 // The longest run a flag may ask for: 10^9 steps (the paper's longest is 2 x 10^6).
 constexpr long long kMaxSteps = 1000000000;
 
+namespace {
+
+// The shorthand flags as the --set assignments they stand for, before the explicit --set ones (so that
+// those win).
+template <typename Args>
+std::vector<std::string> hyperparameter_shorthands(const Args& a) {
+  std::vector<std::string> set;
+  auto add = [&](const std::string& value, std::initializer_list<const char*> names) {
+    if (!value.empty())
+      for (const char* name : names) set.push_back(std::string(name) + "=" + value);
+  };
+  add(a.batch, {"batch"});
+  add(a.lr, {"policy.lr", "guidance.lr"});
+  add(a.normalize_obs ? "true" : "", {"normalize_obs"});
+  add(a.eta, {"eta"});
+  add(a.ema_rate, {"policy.ema_rate"});
+  add(a.diffusion_steps, {"policy.diffusion_steps"});
+  add(a.hidden, {"policy.hidden", "guidance.hidden"});
+  add(a.block_width, {"policy.block_width"});
+  set.insert(set.end(), a.options.set.begin(), a.options.set.end());
+  return set;
+}
+
+}  // namespace
+
 void add_train_command(CLI::App& app) {
   struct Args {
     agents::TrainOptions options;
     std::string dataset;
     int threads = 0, eval_episodes = 10;
     bool json = false;
+    // Shorthands of --set, each given or not (no default of their own: the algorithm's table has it).
+    std::string batch, lr, eta, ema_rate, diffusion_steps, hidden, block_width;
+    bool normalize_obs = false;
   };
   auto args = std::make_shared<Args>();
   auto& o = args->options;
@@ -33,7 +61,6 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--guidance-steps", o.guidance_steps, "guidance-first: guidance steps (default: --steps)")->check(integer_in(1, kMaxSteps));
   cmd->add_option("--guidance", o.guidance_dir, "Train the diffusion under this frozen guidance artifact (guidance-first)");
   cmd->add_option("--guidance-kind", o.guidance_kind, "iql or twin-q (default: iql for idql and cfg, twin-q for dql)")->check(one_of({"iql", "twin-q"}));
-  cmd->add_option("--batch", o.batch, "Batch size (default: idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
   cmd->add_option("--seed", o.seed, "Seed")->capture_default_str()->check(seed_value());
   cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--out", o.out, "Run directory (guidance/, diffusion/, metrics.csv)")->capture_default_str();
@@ -45,13 +72,17 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--stop-after", o.stop_after,
                   "Checkpoint and stop once this invocation has trained K steps (rounded up to --log-every); --resume continues")
       ->check(integer_in(1, kMaxSteps));
-  cmd->add_option("--lr", o.lr, "Override every learning rate")->check(finite_in(0, 1, true));
-  cmd->add_flag("--normalize-obs", o.normalize_obs, "Standardize observations with the dataset's statistics");
-  cmd->add_option("--eta", o.eta, "dql: weight of the Q-loss")->capture_default_str()->check(non_negative());
-  cmd->add_option("--ema-rate", o.ema_rate, "Override the policy's EMA rate (IDQL 0.001 per step; short runs want more)")->check(finite_in(0, 1, true));
-  cmd->add_option("--diffusion-steps", o.diffusion_steps, "Override the number of diffusion steps T (default 5)")->check(integer_in(1, 1000));
-  cmd->add_option("--hidden", o.hidden, "Hidden width of critics and denoiser (default: the reference sizes)")->check(integer_in(1, 65536));
-  cmd->add_option("--block-width", o.block_width, "Inner width of the LN-ResNet blocks (default 1024)")->check(integer_in(1, 65536));
+  cmd->add_option("--set", o.set,
+                  "Override a hyperparameter, NAME=VALUE (repeatable; `modiff hyperparameters --algo A` lists them)")
+      ->type_name("NAME=VALUE");
+  cmd->add_option("--batch", args->batch, "Batch size (--set batch=B; idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
+  cmd->add_option("--lr", args->lr, "Every learning rate (--set policy.lr=X --set guidance.lr=X)")->check(finite_in(0, 1, true));
+  cmd->add_flag("--normalize-obs", args->normalize_obs, "Standardize observations with the dataset's statistics (--set normalize_obs=true)");
+  cmd->add_option("--eta", args->eta, "dql: weight of the Q-loss (--set eta=X; 1.0)")->check(non_negative());
+  cmd->add_option("--ema-rate", args->ema_rate, "The policy's EMA rate (--set policy.ema_rate=X; short runs want more)")->check(finite_in(0, 1, true));
+  cmd->add_option("--diffusion-steps", args->diffusion_steps, "Diffusion steps T (--set policy.diffusion_steps=T; 5)")->check(integer_in(1, 1000));
+  cmd->add_option("--hidden", args->hidden, "Hidden width of critics and denoiser (--set policy.hidden=H --set guidance.hidden=H)")->check(integer_in(1, 65536));
+  cmd->add_option("--block-width", args->block_width, "Inner width of the LN-ResNet blocks (--set policy.block_width=W; 1024)")->check(integer_in(1, 65536));
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
   cmd->add_option("--eval-every", o.eval_every,
                   "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv")
@@ -63,6 +94,12 @@ void add_train_command(CLI::App& app) {
   cmd->callback([args] {
     limit_threads(args->threads);
     auto options = args->options;
+    options.set = hyperparameter_shorthands(*args);
+    try {  // a name or value the algorithm refuses is a bad command line
+      agents::hyperparameters(options.algo, options.guidance_kind, "", options.set);
+    } catch (const Error& e) {
+      throw CLI::ValidationError(e.what());
+    }
     if (args->json) options.quiet = true;
     if (options.eval_every > 0) {
       eval::EvalSettings settings;

@@ -16,6 +16,7 @@ void add_data_command(CLI::App& app);
 void add_suite_subcommand(CLI::App& data);  // `modiff data suite`
 void add_behavior_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_hyperparameters_command(CLI::App& app);
 void add_eval_command(CLI::App& app);  // eval and swap
 void add_sweep_commands(CLI::App& app);  // sweep, report, run
 void add_train_bench(CLI::App& bench);  // `modiff bench train`

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   modiff::cli::add_data_command(app);
   modiff::cli::add_behavior_command(app);
   modiff::cli::add_train_command(app);
+  modiff::cli::add_hyperparameters_command(app);
   modiff::cli::add_eval_command(app);
   modiff::cli::add_sweep_commands(app);
   if (argc > 1 && argv[1][0] != '-') {

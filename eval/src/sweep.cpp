@@ -15,6 +15,7 @@
 #include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
+#include "modiff/common/json_difference.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/paths.h"
 #include "modiff/common/remove_tree.h"
@@ -410,31 +411,6 @@ nlohmann::json cell_definition(const SweepConfig& c, const SweepData& data, cons
           {"eval", eval_definition(c.eval)}};
 }
 
-// The first key (as a dotted path) whose value differs between two definitions, or "".
-std::string first_difference(const nlohmann::json& was, const nlohmann::json& now, const std::string& prefix = "") {
-  if (was.is_object() && now.is_object()) {
-    for (auto it = now.begin(); it != now.end(); ++it) {
-      const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
-      if (!was.contains(it.key())) return key;
-      if (auto d = first_difference(was.at(it.key()), it.value(), key); !d.empty()) return d;
-    }
-    for (auto it = was.begin(); it != was.end(); ++it)
-      if (!now.contains(it.key())) return prefix.empty() ? it.key() : prefix + "." + it.key();
-    return "";
-  }
-  return was == now ? "" : (prefix.empty() ? std::string("(the whole definition)") : prefix);
-}
-
-nlohmann::json value_at(const nlohmann::json& j, const std::string& dotted) {
-  const nlohmann::json* p = &j;
-  std::stringstream ss(dotted);
-  for (std::string key; std::getline(ss, key, '.');) {
-    if (!p->is_object() || !p->contains(key)) return "(none)";
-    p = &p->at(key);
-  }
-  return *p;
-}
-
 constexpr const char* kDefinitionFile = "cell.json";
 constexpr const char* kCellLockFile = ".modiff-lock";
 
@@ -453,11 +429,12 @@ void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vect
     } catch (const std::exception&) {
       throw Error(file.string() + ": unreadable cell definition (remove the cell's folder to redo it)");
     }
-    const std::string key = first_difference(was, definitions[i]);
-    if (key.empty()) continue;
+    const JsonDifference difference = first_difference(was, definitions[i]);
+    const std::string& key = difference.path;
+    if (!difference.found()) continue;
     if (!run.redo_changed)
-      throw Error("sweep: cell " + cells[i].id + " was made with " + key + " = " + value_at(was, key).dump() +
-                  ", the config now gives " + value_at(definitions[i], key).dump() +
+      throw Error("sweep: cell " + cells[i].id + " was made with " + key + " = " + difference.was.dump() +
+                  ", the config now gives " + difference.now.dump() +
                   " (use another --out, or --redo-changed to redo the cells whose definition changed)");
     const auto lock = ExclusiveLock::try_acquire((cells_dir / cells[i].id / kCellLockFile).string());
     if (!lock) throw Error("sweep: cell " + cells[i].id + " changed but another process is running it");
@@ -465,6 +442,20 @@ void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vect
       if (e.path().filename() != kCellLockFile) remove_tree(e.path().string());
     if (!run.quiet) std::fprintf(stderr, "sweep: %s changed (%s): redoing it\n", cells[i].id.c_str(), key.c_str());
   }
+}
+
+// The [network] table as the hyperparameter overrides of every cell's run (its values of 0: not given).
+std::vector<std::string> network_overrides(const SweepConfig& c) {
+  std::vector<std::string> set;
+  auto add = [&](auto value, std::initializer_list<const char*> names) {
+    if (value > 0)
+      for (const char* name : names) set.push_back(std::string(name) + "=" + nlohmann::json(value).dump());
+  };
+  add(c.batch, {"batch"});
+  add(c.hidden, {"policy.hidden", "guidance.hidden"});
+  add(c.block_width, {"policy.block_width"});
+  add(c.ema_rate, {"policy.ema_rate"});
+  return set;
 }
 
 }  // namespace
@@ -527,10 +518,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
         o.device = c.device;
         o.out = run_dir.string();
         o.quiet = true;
-        o.batch = c.batch;
-        o.hidden = c.hidden;
-        o.block_width = c.block_width;
-        o.ema_rate = c.ema_rate;
+        o.set = network_overrides(c);
         o.log_every = c.log_every;
         o.checkpoint_every = std::max(c.log_every, c.steps / 5);
         o.resume = fs::exists(run_dir / "checkpoint" / "state.json");

@@ -13,6 +13,7 @@
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/error.h"
+#include "modiff/common/escape.h"
 #include "modiff/common/spawn.h"
 #include "modiff/eval/statistics.h"
 
@@ -38,45 +39,6 @@ std::string fmt(double v, int digits = 1) {
   char b[48];
   std::snprintf(b, sizeof b, "%.*f", digits, v);
   return b;
-}
-
-// Every string that comes from the data (dataset and cell names, values) is escaped for where it goes: a name
-// like `<img src=x onerror=...>` stays text in HTML, a `|` stays inside its Markdown cell, a comma inside its CSV
-// field.
-std::string html_escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-// Markdown: HTML's specials as entities (Markdown passes inline HTML through), its own punctuation
-// backslash-escaped, line breaks as spaces (they would end a table row).
-std::string markdown_escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\n' || c == '\r') out += ' ';
-    else if (c == '<' || c == '>' || c == '&' || c == '"' || c == '\'') out += html_escaped(std::string(1, c));
-    else if (std::string("\\`*_{}[]()#+!|~").find(c) != std::string::npos) out += std::string("\\") + c;
-    else out += c;
-  }
-  return out;
-}
-
-// RFC 4180: a field with a comma, quote or line break goes in quotes, its quotes doubled.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 // Markdown and HTML tables from one header and rows; also written as CSV.

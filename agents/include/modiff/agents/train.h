@@ -26,8 +26,7 @@ struct TrainOptions {
   long steps = 0;                   // diffusion steps (joint: steps of both)
   long guidance_steps = -1;         // guidance-first: guidance steps (default: steps)
   std::string guidance_dir;         // train the diffusion under this frozen module
-  std::string guidance_kind;        // iql | twin-q (default: the algorithm's)
-  int batch = 0;                    // 0: the algorithm's (idql, cfg 512; dql 256)
+  std::string guidance_kind;        // iql | twin-q; empty: the algorithm's own
   uint64_t seed = 0;
   std::string device = "auto";
   std::string out = "runs/train";
@@ -40,22 +39,29 @@ struct TrainOptions {
   // (counted over all phases, rounded up to the next --log-every row or phase
   // end); a later --resume continues bit for bit. For jobs with a time limit.
   long stop_after = 0;
-  double lr = 0;                    // > 0: overrides every learning rate
+  // Overrides of the algorithm's hyperparameters, "NAME=VALUE", applied in order over its reference
+  // values (`modiff hyperparameters --algo A` lists the names, values, ranges and sources).
+  std::vector<std::string> set;
   bool cuda_graphs = true;          // on CUDA, capture the training step once and replay it
-  bool normalize_obs = false;       // standardize observations with dataset statistics
-  double eta = 1.0;                 // dql: Q-loss weight
-  int diffusion_steps = 0;          // > 0: overrides T (5 in IDQL and Diffusion-QL)
-  double ema_rate = 0;              // > 0: overrides the policy's EMA rate (short runs)
   // Evaluation during training: every eval_every steps of the diffusion (or
   // joint) phase, and at its end, evaluate(diffusion_dir, guidance_dir) returns
   // the mean normalized score with the guidance and without it (guidance
   // necessity); both go into metrics.csv. The CLI wires it to the evaluator.
   long eval_every = 0;
   std::function<std::pair<double, double>(const std::string&, const std::string&)> evaluate;
-  // Smaller networks for tests and quick looks (0: the reference sizes).
-  int hidden = 0;                   // critics and denoiser hidden width
-  int block_width = 0;              // ln-resnet inner width
 };
+
+// One hyperparameter of an algorithm: its name (as `--set NAME=VALUE` takes it), value, the values it may
+// take and where the reference value comes from.
+struct HyperparameterRow {
+  std::string name, value, range, source;
+};
+// The hyperparameters a run of `algo` would use (guidance_kind empty: the algorithm's own guidance) on the
+// dataset named `dataset` (some reference values depend on it), after `overrides`; throws Error on an
+// unknown algorithm, kind or name, or a value outside its range.
+std::vector<HyperparameterRow> hyperparameters(const std::string& algo, const std::string& guidance_kind,
+                                               const std::string& dataset, const std::vector<std::string>& overrides);
+std::vector<std::string> algorithm_names();
 
 // The dataset as the artifacts record it.
 struct DatasetRef {

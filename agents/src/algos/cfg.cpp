@@ -7,9 +7,25 @@
 // in joint training each batch is labelled by the current guidance and
 // standardized within the batch, and the final statistics are taken once at
 // the end.
-#include "algorithm.h"
+#include "algos/algorithm.h"
 
 namespace modiff::agents {
+
+void describe_idql_policy(Hyperparameters& h, AlgorithmConfig& c);  // idql.cpp
+
+// IDQL's policy with a condition input and the three numbers of classifier-free guidance (modiff's decision,
+// docs/agents.md: the label is the guidance's value of the data action).
+struct CfgConfig : AlgorithmConfig {
+  void describe(Hyperparameters& h, const std::string&) override {
+    describe_idql_policy(h, *this);
+    policy.denoiser.cond_dim = 2;  // the condition [label, 1]; null is [0, 0]
+    h.number("policy.cond_dropout", policy.cond_dropout, 0.25, "[0, 1)", "modiff: the null condition's probability in training");
+    h.number("policy.guide_weight", policy.guide_weight, 1.5, "[0, 100]", "modiff: w in eps(null) + w (eps(c) - eps(null))");
+    h.number("policy.target_quantile", policy.target_quantile, 0.9, "[0, 1]", "modiff: the sampling label's quantile of the data's labels");
+    h.change_reference("policy.candidates", "16", "modiff: fewer candidates, the label already steers");
+  }
+};
+
 namespace {
 
 class Cfg : public Algorithm {
@@ -69,8 +85,10 @@ class Cfg : public Algorithm {
 
 }  // namespace
 
-std::unique_ptr<Algorithm> make_cfg(GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
-  return std::make_unique<Cfg>(g, p, d);
-}
+extern const AlgorithmEntry kCfg = {
+    "cfg", "iql", [] { return std::unique_ptr<AlgorithmConfig>(new CfgConfig); },
+    [](const AlgorithmConfig&, GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
+      return std::unique_ptr<Algorithm>(new Cfg(g, p, d));
+    }};
 
 }  // namespace modiff::agents

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "artifact_io.h"
+#include "io/artifact_io.h"
 #include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

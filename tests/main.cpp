@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <string>
 
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/common/remove_tree.h"
 
 int main(int argc, char** argv) {
-  modiff::agents::use_reproducible_cpu_arithmetic();  // as the modiff program does, before any tensor op
+  modiff::use_reproducible_cpu_arithmetic();  // as the modiff program does, before any tensor op
   // No test may write into the user's data home (~/.cache/modiff): the tests, and every modiff they start, get
   // a HOME of their own for the run, and MODIFF_HOME only where a case sets it to its own folder.
   const std::string home = (std::filesystem::temp_directory_path() / ("modiff_test_home_" + std::to_string(::getpid())))

@@ -10,21 +10,21 @@
 #include <stdexcept>
 
 #include "algos/algorithm.h"
-#include "artifact_io.h"
+#include "io/artifact_io.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
-#include "diffusion.h"
-#include "diffusion_policy.h"
-#include "cuda_support.h"
-#include "denoiser_ops.h"
-#include "iql_losses.h"
-#include "flat_params.h"
-#include "guidance.h"
-#include "linear_accumulate.h"
-#include "ln_resnet_block.h"
-#include "networks.h"
-#include "offline_data.h"
-#include "time_path.h"
+#include "nets/diffusion.h"
+#include "modules/diffusion_policy.h"
+#include "runtime/cuda_support.h"
+#include "ops/denoiser_ops.h"
+#include "ops/iql_losses.h"
+#include "ops/flat_params.h"
+#include "modules/guidance.h"
+#include "ops/linear_accumulate.h"
+#include "ops/ln_resnet_block.h"
+#include "nets/networks.h"
+#include "nets/offline_data.h"
+#include "ops/time_path.h"
 #include "skip.h"
 
 using namespace modiff::agents;
@@ -761,7 +761,7 @@ TEST_CASE("an artifact whose weights hold NaN is refused on load, naming the ten
   // reports it as absent; where LibTorch throws its own error, with a C++ backtrace, that becomes this one).
   torch::serialize::OutputArchive crafted;
   for (const auto& [name, t] : weights) crafted.write(name, name == weights.front().first ? c10::IValue(int64_t{7}) : c10::IValue(t));
-  modiff::agents::save_archive(crafted, (dir / "weights.pt").string());
+  modiff::save_archive(crafted, (dir / "weights.pt").string());
   CHECK_THROWS_AS(modiff::agents::load_guidance(dir.string(), torch::kCPU), modiff::Error);
   CHECK_THROWS_WITH(modiff::agents::load_guidance(dir.string(), torch::kCPU),
                     Catch::Contains("'" + weights.front().first + "'"));

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
-#include "modiff/agents/behavior_suite.h"
-#include "modiff/agents/gaussian_policy.h"
-#include "modiff/agents/sac.h"
+#include "modiff/behavior/behavior_suite.h"
+#include "modiff/behavior/gaussian_policy.h"
+#include "modiff/behavior/sac.h"
 #include "modiff/common/error.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/datasets/generate.h"
@@ -27,8 +27,8 @@ fs::path fresh_dir(const std::string& tag) {
 
 // A hopper SAC run small enough for a test: tiny networks, few steps, CPU.
 struct TinyRun {
-  agents::SacRunOptions opt;
-  agents::SacConfig cfg;
+  behavior::SacRunOptions opt;
+  behavior::SacConfig cfg;
   TinyRun(const fs::path& out, long steps, long snapshot_every, long learning_starts) {
     opt.env_id = "bullet-hopper-v0";
     opt.total_steps = steps;
@@ -50,23 +50,23 @@ TEST_CASE("sac: trains, snapshots, checkpoints and resumes", "[agents][sac]") {
   TinyRun run(dir, 300, 150, 100);
   auto& opt = run.opt;
   auto& cfg = run.cfg;
-  auto first = agents::train_sac(opt, cfg);
+  auto first = behavior::train_sac(opt, cfg);
   REQUIRE(first.snapshots.size() == 2);
   CHECK(first.snapshots[1].step == 300);
   CHECK(fs::exists(dir / first.snapshots[1].file));
   CHECK(fs::exists(dir / "checkpoint" / "state.json"));
   // A second run into the same directory must be an explicit resume.
-  CHECK_THROWS_WITH(agents::train_sac(opt, cfg), Catch::Contains("use --resume"));
+  CHECK_THROWS_WITH(behavior::train_sac(opt, cfg), Catch::Contains("use --resume"));
   opt.resume = true;
   opt.total_steps = 450;
-  auto resumed = agents::train_sac(opt, cfg);
+  auto resumed = behavior::train_sac(opt, cfg);
   REQUIRE(resumed.snapshots.size() == 3);
   CHECK(resumed.snapshots[2].step == 450);
   nlohmann::json state;
   std::ifstream(dir / "checkpoint" / "state.json") >> state;
   CHECK(state["step"] == 450);
   // A snapshot is a loadable behavior policy that acts in [-1, 1].
-  auto policy = agents::GaussianPolicy::load((dir / resumed.snapshots[2].file).string());
+  auto policy = behavior::GaussianPolicy::load((dir / resumed.snapshots[2].file).string());
   CHECK(policy.info().env_id == "bullet-hopper-v0");
   std::vector<float> obs(2 * 15, 0.1f);
   std::vector<double> a(2 * 3), b(2 * 3);
@@ -80,33 +80,33 @@ TEST_CASE("sac: trains, snapshots, checkpoints and resumes", "[agents][sac]") {
 }
 
 TEST_CASE("sac: bad runs are refused", "[agents][sac]") {
-  agents::SacRunOptions opt;
+  behavior::SacRunOptions opt;
   opt.env_id = "bullet-hopper-v0";
   opt.out_dir = fresh_dir("none").string();
   opt.resume = true;
-  CHECK_THROWS_WITH(agents::train_sac(opt), Catch::Contains("no checkpoint to resume from"));
+  CHECK_THROWS_WITH(behavior::train_sac(opt), Catch::Contains("no checkpoint to resume from"));
   opt.resume = false;
   opt.env_id = "bullet-humanoid-v0";
-  CHECK_THROWS_WITH(agents::train_sac(opt), Catch::Contains("unknown env"));
+  CHECK_THROWS_WITH(behavior::train_sac(opt), Catch::Contains("unknown env"));
 }
 
 TEST_CASE("policy files: a corrupt or mismatched file is rejected", "[agents]") {
   const fs::path dir = fresh_dir("policy");
   fs::create_directories(dir);
-  auto policy = agents::GaussianPolicy::random_init("bullet-walker2d-v0", 64, 3);
+  auto policy = behavior::GaussianPolicy::random_init("bullet-walker2d-v0", 64, 3);
   const std::string path = (dir / "actor.pt").string();
   policy.save(path);
-  CHECK(agents::GaussianPolicy::load(path).info().act_dim == 6);
+  CHECK(behavior::GaussianPolicy::load(path).info().act_dim == 6);
   std::ofstream(path, std::ios::binary | std::ios::trunc) << "garbage";
-  CHECK_THROWS_WITH(agents::GaussianPolicy::load(path), Catch::Contains("cannot load actor weights"));
-  CHECK_THROWS_WITH(agents::GaussianPolicy::load((dir / "absent.pt").string()), Catch::Contains("cannot open"));
+  CHECK_THROWS_WITH(behavior::GaussianPolicy::load(path), Catch::Contains("cannot load actor weights"));
+  CHECK_THROWS_WITH(behavior::GaussianPolicy::load((dir / "absent.pt").string()), Catch::Contains("cannot open"));
   modiff::remove_tree((dir).string());
 }
 
 TEST_CASE("dataset generation depends on the seed only, not the thread count or the number of envs",
           "[agents][datasets]") {
   const auto& spec = envs::find_env("bullet-hopper-v0");
-  auto policy = agents::GaussianPolicy::random_init(spec.id, 64, 11);
+  auto policy = behavior::GaussianPolicy::random_init(spec.id, 64, 11);
   auto build = [&](size_t threads, int num_envs, long transitions = 700) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
     datasets::GenerateOptions opt;
@@ -171,20 +171,20 @@ TEST_CASE("behavior export and the suite levels built from it", "[agents][datase
   const fs::path dir = fresh_dir("suite"), assets = dir / "assets";
   TinyRun run(dir / "run", 400, 100, 50);
   const auto& opt = run.opt;
-  agents::train_sac(run.opt, run.cfg);
+  behavior::train_sac(run.opt, run.cfg);
   auto exported = modiff("behavior export " + opt.out_dir + " --expert-step 400 --medium-step 300 --to " +
                          (assets / "behavior" / "bullet-hopper-v0").string());
   REQUIRE(exported.code == 0);
   CHECK(fs::exists(assets / "behavior" / "bullet-hopper-v0" / "replay" / "step_00000200.pt"));
   setenv("MODIFF_ASSETS", assets.c_str(), 1);
-  agents::SuiteBuildOptions build;
+  behavior::SuiteBuildOptions build;
   build.transitions = 500;
   build.num_envs = 4;
   const auto& spec = envs::find_env("bullet-hopper-v0");
   for (const auto& entry : datasets::suite()) {
     if (entry.env != &spec) continue;
     INFO(entry.name);
-    auto d = agents::build_suite_dataset(entry, build);
+    auto d = behavior::build_suite_dataset(entry, build);
     datasets::validate_dataset(d, entry.name, &spec);
     if (entry.level == "medium-expert") CHECK(d.size() == 1000);
     else if (entry.level == "medium-replay") CHECK(d.size() == 300);  // training steps until the medium snapshot

@@ -16,8 +16,8 @@
 
 #include "cli_runner.h"
 #include "tiny_training.h"
-#include "modiff/agents/behavior_suite.h"
-#include "modiff/agents/device.h"
+#include "modiff/behavior/behavior_suite.h"
+#include "modiff/torch/device.h"
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/remove_tree.h"
@@ -57,7 +57,7 @@ void check_fingerprint(const std::string& section, const std::string& key, const
 // machine's PyTorch 2.11 these cases skip, naming both versions. Dataset fingerprints use no LibTorch.
 // Empty when this build links the LibTorch the fingerprints were committed for; else why not.
 std::string other_libtorch() {
-  const std::string build = agents::torch_build_summary();
+  const std::string build = modiff::torch_build_summary();
   const std::string committed = "LibTorch " + read_json(kFingerprints).value("libtorch", std::string("?")) + ";";
   if (build.rfind(committed, 0) == 0) return "";
   return "the evaluation and training fingerprints are committed for " + committed.substr(0, committed.size() - 1) +
@@ -119,15 +119,15 @@ std::vector<double> evaluate_returns(const std::string& diffusion, const std::st
 TEST_CASE("fingerprints: small datasets of every robot's behavior policies", "[repro]") {
   for (const auto& entry : datasets::suite()) {
     if (entry.level == "medium-replay") continue;  // its size is its own (the replay up to the medium policy)
-    agents::SuiteBuildOptions opt;
+    behavior::SuiteBuildOptions opt;
     opt.transitions = 1500;
     opt.num_envs = 7;
     const auto one_thread = [&] {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
-      return agents::build_suite_dataset(entry, opt);
+      return behavior::build_suite_dataset(entry, opt);
     }();
     opt.num_envs = 64;
-    const auto wide = agents::build_suite_dataset(entry, opt);
+    const auto wide = behavior::build_suite_dataset(entry, opt);
     INFO(entry.name);
     CHECK(datasets::sha256_rows(one_thread) == datasets::sha256_rows(wide));
     check_fingerprint("dataset rows, 1500 transitions per policy, seed 0", entry.name, datasets::sha256_rows(wide));
@@ -178,7 +178,7 @@ TEST_CASE("fingerprints: CPU training runs give the same weights on 1 and 2 thre
 }
 
 TEST_CASE("CUDA: one seed and command train the same weights and evaluate the same returns", "[repro][cuda]") {
-  if (agents::resolve_device("auto").kind != agents::DeviceKind::Cuda) {
+  if (modiff::resolve_device("auto").kind != modiff::DeviceKind::Cuda) {
     MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
   }
   TempDir dir("cuda");

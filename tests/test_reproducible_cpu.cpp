@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "fixed_order_gemm.h"
-#include "torch_pch.h"
+#include "modiff/torch/fixed_order_gemm.h"
+#include <torch/torch.h>
 
-using namespace modiff::agents;
+using namespace modiff;
 
 namespace {
 

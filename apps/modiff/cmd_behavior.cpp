@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "modiff/agents/behavior_suite.h"
-#include "modiff/agents/sac.h"
+#include "modiff/behavior/behavior_suite.h"
+#include "modiff/behavior/sac.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/paths.h"
@@ -81,7 +81,7 @@ void add_export(CLI::App& behavior) {
           medium = &s;
     }
     if (!medium) throw Error(args->run + ": no snapshot before the expert's to serve as medium");
-    const fs::path to = args->to.empty() ? fs::path(agents::behavior_dir(env)) : fs::path(args->to);
+    const fs::path to = args->to.empty() ? fs::path(behavior::behavior_dir(env)) : fs::path(args->to);
     if (!args->force && fs::exists(to / "manifest.json"))
       throw Error(to.string() + " already holds exported behavior policies: use --force to replace them");
     const ExclusiveLock lock((to.string() + ".lock"), "behavior policies " + to.string());
@@ -109,7 +109,7 @@ void add_export(CLI::App& behavior) {
         std::snprintf(name, sizeof name, "replay/step_%08ld.pt", s.at("step").get<long>());
         replay.push_back(copy_policy(s, name));
       }
-    agents::SacConfig defaults;  // runs from before state.json recorded these used the defaults
+    behavior::SacConfig defaults;  // runs from before state.json recorded these used the defaults
     manifest["replay"] = {{"learning_starts", state.value("learning_starts", defaults.learning_starts)},
                           {"hidden", state.value("hidden", defaults.hidden)},
                           {"seed", state.at("seed")}, {"until_step", medium->at("step")}, {"snapshots", replay}};
@@ -128,8 +128,8 @@ void add_behavior_command(CLI::App& app) {
   auto* behavior = app.add_subcommand("behavior", "Behavior policies (Soft Actor-Critic) for dataset generation");
   behavior->require_subcommand(1);
   struct Args {
-    agents::SacRunOptions run;
-    agents::SacConfig config;
+    behavior::SacRunOptions run;
+    behavior::SacConfig config;
     bool json = false;
     int threads = 0;
   };
@@ -164,7 +164,7 @@ void add_behavior_command(CLI::App& app) {
     if (args->config.batch_size <= 0) throw Error("--batch must be positive");
     limit_threads(args->threads);
     args->run.quiet = args->json;
-    const auto result = agents::train_sac(args->run, args->config);
+    const auto result = behavior::train_sac(args->run, args->config);
     nlohmann::json snaps = nlohmann::json::array();
     for (const auto& s : result.snapshots)
       snaps.push_back({{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return},

@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "modiff/agents/behavior_suite.h"
+#include "modiff/behavior/behavior_suite.h"
 #include "modiff/bench/bench.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/common/error.h"
@@ -40,12 +40,12 @@ void add_data_bench(CLI::App& bench_cmd) {
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
     const auto& env = envs::find_env(args->env);
-    agents::SuiteBuildOptions opt;
+    behavior::SuiteBuildOptions opt;
     opt.transitions = args->transitions;
     opt.num_envs = args->num_envs;
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
-    auto d = agents::build_policy_dataset(env, "", opt);
+    auto d = behavior::build_policy_dataset(env, "", opt);
     const auto t1 = clock::now();
     const std::string path = (std::filesystem::temp_directory_path() / "modiff_bench_data.hdf5").string();
     datasets::write_d4rl_file(path, d);

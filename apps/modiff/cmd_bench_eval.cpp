@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/bench/bench.h"
@@ -43,8 +43,8 @@ void add_eval_bench(CLI::App& bench_cmd) {
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
-    const auto device = agents::resolve_device(args->device);
-    const bool cuda = device.kind == agents::DeviceKind::Cuda;
+    const auto device = modiff::resolve_device(args->device);
+    const bool cuda = device.kind == modiff::DeviceKind::Cuda;
     const int steps = args->steps > 0 ? args->steps : (cuda ? 1000 : 20);
     const auto& env = envs::find_env("bullet-halfcheetah-v0");
     const auto data = bench::synthetic_dataset(env, 4000, 1);

@@ -14,7 +14,7 @@
 
 #include "commands.h"
 #include "modiff/agents/artifact.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/agents/train.h"
 #include "modiff/bench/bench.h"
 #include "modiff/bench/synthetic_data.h"
@@ -100,8 +100,8 @@ void add_train_bench(CLI::App& bench_cmd) {
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
-    const auto device = agents::resolve_device(args->device);
-    const bool cuda = device.kind == agents::DeviceKind::Cuda;
+    const auto device = modiff::resolve_device(args->device);
+    const bool cuda = device.kind == modiff::DeviceKind::Cuda;
     const long steps = args->steps > 0 ? args->steps : (cuda ? 3000 : 100);
     const auto algos = split_list(args->algos), schedules = split_list(args->schedules);
     if (algos.empty() || schedules.empty()) throw Error("--algos and --schedules need at least one name each");

@@ -11,7 +11,7 @@
 #include "modiff/common/error.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/summary.h"
-#include "modiff/agents/behavior_suite.h"
+#include "modiff/behavior/behavior_suite.h"
 #include "modiff/agents/train.h"
 #include "modiff/datasets/d4rl_dataset.h"
 #include "modiff/datasets/data_home.h"
@@ -58,7 +58,7 @@ void add_info(CLI::App& data) {
   cmd->add_option("dataset", *target, "Dataset name or HDF5 file")->required();
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([target, json] {
-    const std::string path = agents::resolve_dataset(*target, *json);
+    const std::string path = behavior::resolve_dataset(*target, *json);
     const DatasetFacts f = dataset_facts(path);
     const FingerprintVerdict verdict = check_suite_fingerprint(f, read_suite_fingerprints());
     if (*json) {
@@ -157,13 +157,13 @@ void add_build(CLI::App& data) {
       throw Error(target + " already exists (use --force to rebuild it)");
     limit_threads(args->threads);
 
-    agents::SuiteBuildOptions opt;
+    behavior::SuiteBuildOptions opt;
     opt.transitions = args->transitions;
     opt.seed = args->seed;
     opt.num_envs = args->num_envs;
     datasets::Dataset dataset = (entry && args->policy.empty())
-                                    ? agents::build_suite_dataset(*entry, opt)
-                                    : agents::build_policy_dataset(*env, args->policy, opt);
+                                    ? behavior::build_suite_dataset(*entry, opt)
+                                    : behavior::build_policy_dataset(*env, args->policy, opt);
     const auto episodes = datasets::summarize_episodes(dataset);
     const Summary ret = summarize(episodes.returns);
     dataset.attributes.name = args->name;

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/agents/inference_policy.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"

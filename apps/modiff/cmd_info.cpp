@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/common/environment.h"
 
 namespace modiff::cli {
@@ -16,11 +16,11 @@ void add_info_command(CLI::App& app) {
   auto device = std::make_shared<std::string>("auto");
   cmd->add_option("--device", *device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->callback([device] {
-    auto choice = agents::resolve_device(*device);
+    auto choice = modiff::resolve_device(*device);
     std::cout << "modiff 0.1.0\n"
               << "physics: Bullet 3.24, double precision (BT_USE_DOUBLE_PRECISION)\n"
               << "cores: " << tbb::info::default_concurrency() << "\n"
-              << agents::torch_build_summary() << "\n"
+              << modiff::torch_build_summary() << "\n"
               << "device: " << choice.description << "\n"
               << "environment:\n";
     for (const auto& v : environment_variables()) {

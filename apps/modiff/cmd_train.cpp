@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/error.h"
 #include "modiff/eval/evaluation.h"

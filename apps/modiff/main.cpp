@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "modiff/agents/device.h"
+#include "modiff/torch/device.h"
 #include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 
@@ -19,7 +19,7 @@ std::string first_line(const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  modiff::agents::use_reproducible_cpu_arithmetic();  // before any tensor op
+  modiff::use_reproducible_cpu_arithmetic();  // before any tensor op
   CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("modiff 0.1.0"));

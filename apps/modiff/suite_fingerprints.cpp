@@ -8,7 +8,7 @@
 
 #include "commands.h"
 #include "json_output.h"
-#include "modiff/agents/behavior_suite.h"
+#include "modiff/behavior/behavior_suite.h"
 #include "modiff/bench/bench.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
@@ -40,7 +40,7 @@ DatasetFacts dataset_facts(const std::string& path) {
   return f;
 }
 
-std::string suite_fingerprints_path() { return agents::assets_dir() + "/datasets/suite-fingerprints.json"; }
+std::string suite_fingerprints_path() { return behavior::assets_dir() + "/datasets/suite-fingerprints.json"; }
 
 nlohmann::json read_suite_fingerprints() {
   const std::string path = suite_fingerprints_path();

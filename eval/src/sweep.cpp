@@ -11,7 +11,7 @@
 #include <set>
 #include <sstream>
 
-#include "modiff/agents/behavior_suite.h"
+#include "modiff/behavior/behavior_suite.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
@@ -338,20 +338,20 @@ namespace {
 // The dataset file a sweep uses: a smaller copy of a suite dataset in OUT/data/ when dataset_transitions is set.
 // Ranks and shards of one sweep may build it at the same time: the second waits for the first.
 std::string sweep_dataset(const SweepConfig& c, const std::string& name, const fs::path& out, bool quiet) {
-  if (c.dataset_transitions <= 0 || fs::is_regular_file(name)) return agents::resolve_dataset(name, quiet);
+  if (c.dataset_transitions <= 0 || fs::is_regular_file(name)) return behavior::resolve_dataset(name, quiet);
   for (const auto& entry : datasets::suite()) {
     if (entry.name != name) continue;
     const fs::path file = out / "data" / (name + "-" + std::to_string(c.dataset_transitions) + ".hdf5");
     const ExclusiveLock lock(file.string() + ".lock", "dataset " + file.string(), LockWait::Wait);
     if (!fs::exists(file)) {
       if (!quiet) std::fprintf(stderr, "sweep: building %s (%ld transitions)\n", name.c_str(), c.dataset_transitions);
-      agents::SuiteBuildOptions opt;
+      behavior::SuiteBuildOptions opt;
       opt.transitions = c.dataset_transitions;
-      datasets::write_d4rl_file(file.string(), agents::build_suite_dataset(entry, opt));
+      datasets::write_d4rl_file(file.string(), behavior::build_suite_dataset(entry, opt));
     }
     return file.string();
   }
-  return agents::resolve_dataset(name, quiet);
+  return behavior::resolve_dataset(name, quiet);
 }
 
 nlohmann::json evaluation_summary(const Evaluation& e) {
@@ -412,7 +412,6 @@ nlohmann::json cell_definition(const SweepConfig& c, const SweepData& data, cons
 }
 
 constexpr const char* kDefinitionFile = "cell.json";
-constexpr const char* kCellLockFile = ".modiff-lock";
 
 // Before any cell runs: every cell already started under OUT must have been started with the definition the
 // config gives it now. A mismatch stops the sweep naming the key, or, with redo_changed, the cell is emptied
@@ -436,10 +435,10 @@ void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vect
       throw Error("sweep: cell " + cells[i].id + " was made with " + key + " = " + difference.was.dump() +
                   ", the config now gives " + difference.now.dump() +
                   " (use another --out, or --redo-changed to redo the cells whose definition changed)");
-    const auto lock = ExclusiveLock::try_acquire((cells_dir / cells[i].id / kCellLockFile).string());
+    const auto lock = ExclusiveLock::try_acquire((cells_dir / cells[i].id / kFolderLockFile).string());
     if (!lock) throw Error("sweep: cell " + cells[i].id + " changed but another process is running it");
     for (const auto& e : fs::directory_iterator(cells_dir / cells[i].id))
-      if (e.path().filename() != kCellLockFile) remove_tree(e.path().string());
+      if (e.path().filename() != kFolderLockFile) remove_tree(e.path().string());
     if (!run.quiet) std::fprintf(stderr, "sweep: %s changed (%s): redoing it\n", cells[i].id.c_str(), key.c_str());
   }
 }
@@ -491,7 +490,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
     }
     fs::create_directories(dir);
     // Another process of this sweep (a second `modiff sweep` on the folder) may be running the cell: leave it.
-    const auto lock = ExclusiveLock::try_acquire((dir / kCellLockFile).string());
+    const auto lock = ExclusiveLock::try_acquire((dir / kFolderLockFile).string());
     if (!lock) {
       ++progress.busy;
       continue;

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "algos/hyperparameters.h"
-#include "diffusion_policy.h"
-#include "guidance.h"
-#include "offline_data.h"
+#include "modules/diffusion_policy.h"
+#include "modules/guidance.h"
+#include "nets/offline_data.h"
 
 namespace modiff::agents {
 

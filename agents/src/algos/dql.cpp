@@ -7,7 +7,7 @@
 // same policy loss goes through the frozen (target) critics: no critic
 // gradients, optimizer state or target copies.
 #include "algos/algorithm.h"
-#include "cuda_support.h"
+#include "runtime/cuda_support.h"
 
 #include <tuple>
 

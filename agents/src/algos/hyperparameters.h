@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "networks.h"
+#include "nets/networks.h"
 
 namespace modiff::agents {
 

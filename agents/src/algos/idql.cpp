@@ -3,7 +3,7 @@
 // it from the data and only used at inference to pick among candidates. Each
 // joint step: actor update, then V, then Q.
 #include "algos/algorithm.h"
-#include "cuda_support.h"
+#include "runtime/cuda_support.h"
 
 namespace modiff::agents {
 

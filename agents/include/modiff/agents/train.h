@@ -17,9 +17,6 @@
 
 namespace modiff::agents {
 
-// The lock file every run folder holds while a run writes it (common/file_lock.h).
-inline constexpr const char* kRunLockFile = ".modiff-lock";
-
 struct TrainOptions {
   std::string algo = "idql";        // idql | dql | cfg
   std::string schedule = "joint";   // joint | guidance-first
@@ -91,9 +88,5 @@ struct TrainResult {
 TrainResult train(const std::string& dataset, const TrainOptions& options);
 // Trains on an in-memory dataset.
 TrainResult train_on(const datasets::Dataset& data, const DatasetRef& ref, const TrainOptions& options);
-
-// The dataset file for a name or path; bullet-D4RL suite names are built into
-// the data home on first use (progress on stderr unless quiet).
-std::string resolve_dataset(const std::string& name_or_file, bool quiet);
 
 }  // namespace modiff::agents

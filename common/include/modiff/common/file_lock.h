@@ -9,6 +9,9 @@
 
 namespace modiff {
 
+// The lock file a folder holds while a process writes it (a run folder, a behavior run, a sweep cell).
+inline constexpr const char* kFolderLockFile = ".modiff-lock";
+
 enum class LockWait { Fail, Wait };
 
 class ExclusiveLock {

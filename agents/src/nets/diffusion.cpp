@@ -1,0 +1,127 @@
+#include "nets/diffusion.h"
+
+#include "ops/denoiser_ops.h"
+
+#include <cmath>
+
+#include "runtime/cuda_support.h"
+#include "ops/time_path.h"
+
+#include "modiff/common/error.h"
+
+namespace modiff::agents {
+
+NoiseSchedule NoiseSchedule::make(const std::string& kind, int steps, torch::Device device) {
+  if (steps < 1 || steps > 1000) throw Error("diffusion steps must be within 1..1000, got " + std::to_string(steps));
+  std::vector<double> betas(steps);
+  const double T = steps;
+  if (kind == "vp") {
+    // The variance-preserving SDE discretized (Song et al.), as IDQL and Diffusion-QL use it.
+    const double b_min = 0.1, b_max = 10.0;
+    for (int i = 0; i < steps; ++i) {
+      const double t = i + 1;
+      betas[i] = 1 - std::exp(-b_min / T - 0.5 * (b_max - b_min) * (2 * t - 1) / (T * T));
+    }
+  } else if (kind == "cosine") {
+    // Nichol & Dhariwal: alphabar(t) = cos^2(((t / T) + s) / (1 + s) * pi / 2), s = 0.008.
+    auto alphabar = [&](double t) { return std::pow(std::cos((t / T + 0.008) / 1.008 * M_PI / 2), 2); };
+    for (int i = 0; i < steps; ++i) betas[i] = std::min(1 - alphabar(i + 1) / alphabar(i), 0.999);
+  } else if (kind == "linear") {
+    // Ho et al.'s 1e-4 .. 2e-2 over 1000 steps, rescaled to T steps so that the total noise is alike.
+    const double scale = 1000.0 / T;
+    for (int i = 0; i < steps; ++i)
+      betas[i] = std::min(scale * (1e-4 + (2e-2 - 1e-4) * (steps == 1 ? 0.0 : i / (T - 1))), 0.999);
+  } else {
+    throw Error("unknown noise schedule '" + kind + "' (vp, cosine, linear)");
+  }
+  NoiseSchedule s;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  s.betas = torch::tensor(betas, opts).to(torch::kFloat32).to(device);
+  s.alphas = 1 - s.betas;
+  s.alphas_cumprod = torch::cumprod(s.alphas, 0);
+  return s;
+}
+
+Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
+    : config_(config),
+      act_dim_(act_dim), schedule_(NoiseSchedule::make(config.schedule, config.steps, device)) {
+  if (config.sampler != "eps-clip" && config.sampler != "posterior")
+    throw Error("unknown sampler '" + config.sampler + "' (eps-clip, posterior)");
+  if (config.loss != "sum" && config.loss != "mean") throw Error("unknown diffusion loss '" + config.loss + "' (sum, mean)");
+  auto cpu = [](const torch::Tensor& t) {
+    auto c = t.to(torch::kCPU).to(torch::kFloat64).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  beta_ = cpu(schedule_.betas);
+  alpha_ = cpu(schedule_.alphas);
+  alphabar_ = cpu(schedule_.alphas_cumprod);
+  // [sqrt(alphabar_t), sqrt(1 - alphabar_t)] per step, in double then float: the loss gathers one row
+  // per sample instead of gathering alphabar and taking two roots on the device.
+  std::vector<double> rows;
+  for (size_t i = 0; i < alphabar_.size(); ++i) rows.insert(rows.end(), {std::sqrt(alphabar_[i]), std::sqrt(1 - alphabar_[i])});
+  noising_ = torch::tensor(rows, torch::TensorOptions().dtype(torch::kFloat64))
+                 .view({static_cast<long>(alphabar_.size()), 2})
+                 .to(torch::kFloat32)
+                 .to(device);
+}
+
+torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
+  const long batch = x0.size(0);
+  auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
+  // The time features' path (a handful of small kernels) depends on the network's parameters alone: it
+  // makes the first layer's part for every step value on a parallel branch (CUDA) while the actions are
+  // noised and the data's part is multiplied; then each row takes its step's part (time_path.h).
+  torch::Tensor noise, data_part;
+  StepTable table;
+  const TimePathParams time_path = model.time_path();
+  run_concurrently(x0.device(), {[&] {
+                                   auto rows = noising_.index_select(0, t);  // [batch, 2]
+                                   noise = torch::randn_like(x0);
+                                   auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
+                                   data_part = model.first_layer_data(x_t, obs, cond);
+                                 },
+                                 [&] { table = time_path_table(config_.steps, time_path, x0.options()); }});
+  auto eps = model.forward_from_first_layer(add_step_rows(data_part, t, table, time_path));
+  // "sum": squared error summed over action dimensions, then the batch mean.
+  return squared_error_loss(eps, noise, config_.loss == "sum");
+}
+
+torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,
+                           c10::optional<at::Generator> generator, const torch::Tensor& given_noise) {
+  const long batch = obs.size(0);
+  int draws = 0;
+  auto noise = [&] {
+    if (given_noise.defined()) return given_noise[draws++];
+    return torch::randn({batch, act_dim_}, generator, obs.options());
+  };
+  // Classifier-free guidance: one pass over [conditional; unconditional] rows (the null condition is
+  // all zeros), eps = eps(null) + w (eps(cond) - eps(null)).
+  const bool guided = cond.defined() && guide_weight != 1.0;
+  const DenoiserChain eps_of = guided ? model.chain(torch::cat({obs, obs}), torch::cat({cond, torch::zeros_like(cond)}),
+                                                    config_.steps)
+                                      : model.chain(obs, cond, config_.steps);
+  auto x = noise();
+  for (int i = config_.steps - 1; i >= 0; --i) {
+    torch::Tensor eps;
+    if (guided) {
+      auto parts = eps_of(torch::cat({x, x}), i).chunk(2, 0);
+      eps = parts[1] + guide_weight * (parts[0] - parts[1]);
+    } else {
+      eps = eps_of(x, i);
+    }
+    const double beta = beta_[i], alpha = alpha_[i], abar = alphabar_[i];
+    if (config_.sampler == "eps-clip") {
+      x = torch::add(x, eps, -beta / std::sqrt(1 - abar)) * (1 / std::sqrt(alpha));
+      if (i > 0) x = torch::add(x, noise(), std::sqrt(beta));
+      x = torch::clamp(x, -1.0, 1.0);
+    } else {
+      auto x0 = torch::clamp(torch::add(x * std::sqrt(1 / abar), eps, -std::sqrt(1 / abar - 1)), -1.0, 1.0);
+      const double abar_prev = i > 0 ? alphabar_[i - 1] : 1.0;
+      x = torch::add(x0 * (beta * std::sqrt(abar_prev) / (1 - abar)), x, (1 - abar_prev) * std::sqrt(alpha) / (1 - abar));
+      if (i > 0) x = torch::add(x, noise(), std::sqrt(beta * (1 - abar_prev) / (1 - abar)));
+    }
+  }
+  return torch::clamp(x, -1.0, 1.0);
+}
+
+}  // namespace modiff::agents

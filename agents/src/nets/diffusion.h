@@ -1,0 +1,53 @@
+#pragma once
+// DDPM over actions: noise schedules (VP as in IDQL and Diffusion-QL, cosine,
+// linear), the noise-prediction loss, and the two reference samplers, each
+// keeping actions in [-1, 1].
+#include <torch/torch.h>
+
+#include <string>
+
+#include "nets/networks.h"
+
+namespace modiff::agents {
+
+struct DiffusionConfig {
+  std::string schedule = "vp";     // vp | cosine | linear
+  int steps = 5;                   // T
+  std::string sampler = "eps-clip";  // eps-clip (IDQL: clip x each step) | posterior (Diffusion-QL: clip x0)
+  std::string loss = "sum";        // sum over action dims then batch mean (IDQL) | mean over elements (Diffusion-QL)
+};
+
+// beta_t, alpha_t = 1 - beta_t, alphabar_t for t = 1..T, stored at index t - 1.
+struct NoiseSchedule {
+  torch::Tensor betas, alphas, alphas_cumprod;
+  static NoiseSchedule make(const std::string& kind, int steps, torch::Device device);
+};
+
+class Ddpm {
+ public:
+  Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device);
+
+  // Noise-prediction loss for clean actions x0 under observation obs (and condition cond, may be undefined).
+  torch::Tensor loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond);
+
+  // Draws actions for each row of obs, from Gaussian noise through all T steps. Differentiable
+  // when grad mode is on (Diffusion-QL's Q-loss backpropagates through the chain).
+  // With cond and guide_weight: classifier-free guidance, eps = eps(null) + w (eps(cond) - eps(null)),
+  // both evaluated in one batched pass.
+  // Noise comes from `noise` ([T, B, act_dim]: the initial draw, then one per
+  // step) when given, else from `generator`, else from LibTorch's default one.
+  torch::Tensor sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond = {},
+                       double guide_weight = 1.0, c10::optional<at::Generator> generator = c10::nullopt,
+                       const torch::Tensor& noise = {});
+
+  const DiffusionConfig& config() const { return config_; }
+
+ private:
+  DiffusionConfig config_;
+  long act_dim_;
+  NoiseSchedule schedule_;
+  torch::Tensor noising_;  // [T, 2] on the device: sqrt(alphabar_t), sqrt(1 - alphabar_t)
+  std::vector<double> beta_, alpha_, alphabar_;  // host copies: the sampler's per-step constants
+};
+
+}  // namespace modiff::agents

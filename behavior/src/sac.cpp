@@ -1,0 +1,357 @@
+// Soft Actor-Critic (CleanRL's sac_continuous_action.py, read top to bottom):
+// collect with the current actor on the vector env, store in a replay buffer,
+// update twin critics every step, the actor and temperature every
+// `policy_frequency` steps, Polyak-average the target critics.
+#include "modiff/behavior/sac.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "modiff/torch/torch_support.h"
+#include "modiff/behavior/gaussian_policy.h"
+#include "modiff/common/atomic_file.h"
+#include "modiff/common/error.h"
+#include "modiff/common/file_lock.h"
+#include "modiff/common/rng.h"
+#include "modiff/envs/vector_env.h"
+#include "gaussian_policy_impl.h"
+#include "modiff/torch/torch_support.h"
+
+namespace modiff::behavior {
+
+namespace fs = std::filesystem;
+
+// Lets the trainer wrap its actor in a GaussianPolicy for saving snapshots.
+struct SacTrainer {
+  static GaussianPolicy wrap(Actor actor, const std::string& env_id, int obs_dim, int act_dim, int hidden) {
+    auto impl = std::make_unique<GaussianPolicy::Impl>();
+    impl->info = {env_id, obs_dim, act_dim, hidden};
+    impl->actor = actor;
+    return GaussianPolicy(std::move(impl));
+  }
+};
+
+namespace {
+
+struct ReplayBuffer {
+  torch::Tensor obs, next_obs, actions, rewards, dones;
+  long capacity = 0, size = 0, pos = 0;
+
+  ReplayBuffer(long cap, int obs_dim, int act_dim, torch::Device device) : capacity(cap) {
+    auto f = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    obs = torch::zeros({cap, obs_dim}, f);
+    next_obs = torch::zeros({cap, obs_dim}, f);
+    actions = torch::zeros({cap, act_dim}, f);
+    rewards = torch::zeros({cap, 1}, f);
+    dones = torch::zeros({cap, 1}, f);
+  }
+
+  // Appends n rows given as host arrays (row-major).
+  void add(long n, const float* o, const float* no, const float* a, const float* r, const float* d) {
+    const long obs_dim = obs.size(1), act_dim = actions.size(1);
+    for (long i = 0; i < n; ++i) {
+      if (obs.is_cuda()) {
+        auto put = [&](torch::Tensor& dst, const float* src, long width) {
+          dst[pos].copy_(torch::from_blob(const_cast<float*>(src + i * width), {width}, torch::kFloat32));
+        };
+        put(obs, o, obs_dim);
+        put(next_obs, no, obs_dim);
+        put(actions, a, act_dim);
+        put(rewards, r, 1);
+        put(dones, d, 1);
+      } else {  // plain copies: a torch op per row costs more than the data
+        std::memcpy(obs.data_ptr<float>() + pos * obs_dim, o + i * obs_dim, sizeof(float) * obs_dim);
+        std::memcpy(next_obs.data_ptr<float>() + pos * obs_dim, no + i * obs_dim, sizeof(float) * obs_dim);
+        std::memcpy(actions.data_ptr<float>() + pos * act_dim, a + i * act_dim, sizeof(float) * act_dim);
+        rewards.data_ptr<float>()[pos] = r[i];
+        dones.data_ptr<float>()[pos] = d[i];
+      }
+      pos = (pos + 1) % capacity;
+      size = std::min(size + 1, capacity);
+    }
+  }
+};
+
+double evaluate(GaussianPolicy& policy, const envs::EnvSpec& spec, int episodes, uint64_t seed) {
+  envs::VectorEnv venv(spec, episodes, seed);
+  venv.reset();
+  policy.reseed(seed);
+  std::vector<uint8_t> active(episodes, 1);
+  std::vector<double> actions(static_cast<size_t>(episodes) * spec.act_dim), returns;
+  int remaining = episodes;
+  while (remaining > 0) {
+    policy.act(venv.observations().data(), episodes, actions.data(), false);
+    venv.step(actions.data(), active.data());
+    for (int i = 0; i < episodes; ++i)
+      if (active[i] && (venv.terminated()[i] || venv.truncated()[i])) {
+        returns.push_back(venv.episode_returns()[i]);
+        active[i] = 0;
+        --remaining;
+      }
+  }
+  double sum = 0;
+  for (double r : returns) sum += r;
+  return sum / returns.size();
+}
+
+}  // namespace
+
+namespace {
+
+// The run folder, locked for this process; a new run (not --resume) needs it empty.
+ExclusiveLock claim_run_folder(const fs::path& out, bool resume) {
+  std::error_code made;
+  fs::create_directories(out, made);
+  if (made) throw Error("cannot create run folder " + out.string() + ": " + made.message());
+  ExclusiveLock lock((out / kFolderLockFile).string(), "behavior run folder " + out.string());
+  const bool empty = std::all_of(fs::directory_iterator(out), fs::directory_iterator(),
+                                 [](const fs::directory_entry& e) { return e.path().filename() == kFolderLockFile; });
+  if (!resume && !empty) throw Error(out.string() + " is not empty: use --resume to continue its run, or another --out");
+  return lock;
+}
+
+}  // namespace
+
+SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
+  const auto& spec = envs::find_env(opt.env_id);
+  if (opt.total_steps <= 0) throw Error("--steps must be positive");
+  if (opt.num_envs <= 0) throw Error("--num-envs must be positive");
+  const DeviceChoice choice = resolve_device(opt.device);
+  const torch::Device device = torch_device(choice);
+  const int obs_dim = spec.obs_dim, act_dim = spec.act_dim, n = opt.num_envs;
+  const fs::path out(opt.out_dir), ckpt = out / "checkpoint";
+  if (opt.resume && !fs::exists(ckpt / "state.json")) throw Error(opt.out_dir + ": no checkpoint to resume from");
+  const ExclusiveLock lock = claim_run_folder(out, opt.resume);
+  if (opt.resume && !fs::exists(ckpt / "state.json"))
+    throw Error(opt.out_dir + ": no checkpoint to resume from");
+  fs::create_directories(out / "snapshots");
+
+  torch::manual_seed(opt.seed);
+  Actor actor(obs_dim, act_dim, cfg.hidden);
+  SoftQ qf1(obs_dim, act_dim, cfg.hidden), qf2(obs_dim, act_dim, cfg.hidden);
+  SoftQ qf1_target(obs_dim, act_dim, cfg.hidden), qf2_target(obs_dim, act_dim, cfg.hidden);
+  actor->to(device);
+  qf1->to(device);
+  qf2->to(device);
+  qf1_target->to(device);
+  qf2_target->to(device);
+  polyak_update(*qf1_target, *qf1, 1.0);
+  polyak_update(*qf2_target, *qf2, 1.0);
+  std::vector<torch::Tensor> q_params = qf1->parameters();
+  for (auto& p : qf2->parameters()) q_params.push_back(p);
+  torch::optim::Adam q_optimizer(q_params, torch::optim::AdamOptions(cfg.q_lr));
+  torch::optim::Adam actor_optimizer(actor->parameters(), torch::optim::AdamOptions(cfg.policy_lr));
+  const double target_entropy = -static_cast<double>(act_dim);
+  auto log_alpha = torch::full({1}, std::log(cfg.alpha), torch::TensorOptions().device(device).requires_grad(true));
+  torch::optim::Adam alpha_optimizer({log_alpha}, torch::optim::AdamOptions(cfg.q_lr));
+  ReplayBuffer buffer(std::min(cfg.buffer_size, opt.total_steps), obs_dim, act_dim, device);
+
+  // Everything a checkpoint holds besides the replay buffer, by file name.
+  const std::vector<std::pair<std::string, torch::nn::Module*>> modules = {
+      {"actor", actor.get()}, {"qf1", qf1.get()}, {"qf2", qf2.get()},
+      {"qf1_target", qf1_target.get()}, {"qf2_target", qf2_target.get()}};
+  const std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers = {
+      {"q_optimizer", &q_optimizer}, {"actor_optimizer", &actor_optimizer}, {"alpha_optimizer", &alpha_optimizer}};
+
+  long step = 0;
+  std::vector<SnapshotRecord> snapshots;
+  if (opt.resume) {
+    nlohmann::json state;
+    std::ifstream(ckpt / "state.json") >> state;
+    step = state.at("step").get<long>();
+    for (const auto& s : state.at("snapshots"))
+      snapshots.push_back({s.at("step"), s.at("file"), s.at("mean_return"), s.at("normalized_return")});
+    for (const auto& [name, module] : modules) {
+      torch::serialize::InputArchive archive;
+      archive.load_from((ckpt / (name + ".pt")).string(), device);
+      module->load(archive);
+    }
+    for (const auto& [name, optimizer] : optimizers) {
+      torch::serialize::InputArchive archive;
+      archive.load_from((ckpt / (name + ".pt")).string(), device);
+      optimizer->load(archive);
+    }
+    std::vector<torch::Tensor> tensors;
+    torch::load(tensors, (ckpt / "buffer.pt").string());
+    {
+      torch::NoGradGuard no_grad;
+      log_alpha.copy_(tensors.at(0));
+    }
+    buffer.obs = tensors.at(1).to(device);
+    buffer.next_obs = tensors.at(2).to(device);
+    buffer.actions = tensors.at(3).to(device);
+    buffer.rewards = tensors.at(4).to(device);
+    buffer.dones = tensors.at(5).to(device);
+    buffer.capacity = buffer.obs.size(0);  // the buffer keeps the size it was created with
+    buffer.size = state.at("buffer_size").get<long>();
+    buffer.pos = state.at("buffer_pos").get<long>();
+    if (buffer.size > buffer.capacity || buffer.pos >= buffer.capacity || buffer.obs.size(1) != obs_dim ||
+        buffer.actions.size(1) != act_dim)
+      throw Error(ckpt.string() + ": replay buffer does not match its state.json or the env");
+    // A run resumed with more steps gets the larger buffer it would have had.
+    const long wanted = std::min(cfg.buffer_size, opt.total_steps);
+    if (wanted > buffer.capacity) {
+      ReplayBuffer grown(wanted, obs_dim, act_dim, device);
+      using torch::indexing::Slice;
+      grown.obs.index_put_({Slice(0, buffer.capacity)}, buffer.obs);
+      grown.next_obs.index_put_({Slice(0, buffer.capacity)}, buffer.next_obs);
+      grown.actions.index_put_({Slice(0, buffer.capacity)}, buffer.actions);
+      grown.rewards.index_put_({Slice(0, buffer.capacity)}, buffer.rewards);
+      grown.dones.index_put_({Slice(0, buffer.capacity)}, buffer.dones);
+      grown.size = buffer.size;
+      grown.pos = buffer.size < buffer.capacity ? buffer.pos : buffer.capacity;
+      buffer = std::move(grown);
+    }
+    torch::manual_seed(opt.seed + static_cast<uint64_t>(step));
+  }
+
+  // The envs restart at every (re)start: Bullet worlds are not checkpointed.
+  envs::VectorEnv venv(spec, n, opt.seed + static_cast<uint64_t>(step) * 7919);
+  venv.reset();
+  Rng random_actions(derive_seed(opt.seed + static_cast<uint64_t>(step), 17));
+  std::vector<double> actions(static_cast<size_t>(n) * act_dim);
+  std::vector<double> recent_returns;
+
+  auto save_checkpoint = [&] {
+    nlohmann::json snaps = nlohmann::json::array();
+    for (const auto& s : snapshots)
+      snaps.push_back({{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return},
+                       {"normalized_return", s.normalized_return}});
+    write_directory_atomically(ckpt.string(), [&](const std::string& dir) {
+      const fs::path tmp(dir);
+      for (const auto& [name, module] : modules) {
+        torch::serialize::OutputArchive archive;
+        module->save(archive);
+        save_archive(archive, (tmp / (name + ".pt")).string());
+      }
+      for (const auto& [name, optimizer] : optimizers) {
+        torch::serialize::OutputArchive archive;
+        optimizer->save(archive);
+        save_archive(archive, (tmp / (name + ".pt")).string());
+      }
+      std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
+                                            buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
+      torch::serialize::OutputArchive buffer_archive;  // the layout torch::save gives a tensor list
+      for (size_t i = 0; i < tensors.size(); ++i) buffer_archive.write(std::to_string(i), tensors[i]);
+      save_archive(buffer_archive, (tmp / "buffer.pt").string());
+      nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
+                              {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
+                              {"buffer_pos", buffer.pos}, {"snapshots", snaps}};
+      std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
+    });
+    write_text_atomically((out / "snapshots.json").string(), snaps.dump(2) + "\n");
+  };
+
+  const auto start = std::chrono::steady_clock::now();
+  const long start_step = step;
+  long next_snapshot = (step / opt.snapshot_every + 1) * opt.snapshot_every;
+  auto obs_tensor = [&](const std::vector<float>& v) {
+    return torch::from_blob(const_cast<float*>(v.data()), {n, obs_dim}, torch::kFloat32).clone();
+  };
+  std::vector<float> venv_obs_before;
+  while (step < opt.total_steps) {
+    venv_obs_before = venv.observations();
+    torch::Tensor obs = obs_tensor(venv_obs_before);
+    if (step < cfg.learning_starts) {
+      for (auto& a : actions) a = random_actions.uniform(-1, 1);
+    } else {
+      torch::NoGradGuard no_grad;
+      auto a = actor->sample(obs.to(device)).first.to(torch::kCPU).to(torch::kFloat64).contiguous();
+      std::memcpy(actions.data(), a.data_ptr<double>(), sizeof(double) * actions.size());
+    }
+    venv.step(actions.data());
+    // For finished episodes the buffer gets the real last observation; only
+    // true terminations cut the bootstrap (time limits do not).
+    std::vector<float> next = venv.observations();
+    std::vector<float> done(n, 0.f), reward(n);
+    for (int i = 0; i < n; ++i) {
+      reward[i] = static_cast<float>(venv.rewards()[i]);
+      done[i] = venv.terminated()[i] ? 1.f : 0.f;
+      if (venv.terminated()[i] || venv.truncated()[i]) {
+        std::copy_n(venv.final_observations().begin() + i * obs_dim, obs_dim, next.begin() + i * obs_dim);
+        recent_returns.push_back(venv.episode_returns()[i]);
+      }
+    }
+    std::vector<float> act_f(actions.begin(), actions.end());
+    buffer.add(n, venv_obs_before.data(), next.data(), act_f.data(), reward.data(), done.data());
+    const long before = step;
+    step += n;
+
+    if (step > cfg.learning_starts) {
+      for (long update = before; update < step; ++update) {
+        auto idx = torch::randint(buffer.size, {cfg.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
+        auto b_obs = buffer.obs.index_select(0, idx), b_next = buffer.next_obs.index_select(0, idx);
+        auto b_act = buffer.actions.index_select(0, idx), b_rew = buffer.rewards.index_select(0, idx);
+        auto b_done = buffer.dones.index_select(0, idx);
+        auto alpha = log_alpha.exp().detach();
+        torch::Tensor target;
+        {
+          torch::NoGradGuard no_grad;
+          auto [next_a, next_logp] = actor->sample(b_next);
+          auto q_next = torch::min(qf1_target->forward(b_next, next_a), qf2_target->forward(b_next, next_a)) -
+                        alpha * next_logp;
+          target = b_rew + (1 - b_done) * cfg.gamma * q_next;
+        }
+        auto q_loss = torch::mse_loss(qf1->forward(b_obs, b_act), target) +
+                      torch::mse_loss(qf2->forward(b_obs, b_act), target);
+        q_optimizer.zero_grad();
+        q_loss.backward();
+        q_optimizer.step();
+        if (update % cfg.policy_frequency == 0) {
+          for (int k = 0; k < cfg.policy_frequency; ++k) {
+            auto [pi, logp] = actor->sample(b_obs);
+            auto min_q = torch::min(qf1->forward(b_obs, pi), qf2->forward(b_obs, pi));
+            auto actor_loss = (log_alpha.exp().detach() * logp - min_q).mean();
+            actor_optimizer.zero_grad();
+            actor_loss.backward();
+            actor_optimizer.step();
+            if (cfg.autotune_alpha) {
+              auto alpha_loss = (-log_alpha.exp() * (logp.detach() + target_entropy)).mean();
+              alpha_optimizer.zero_grad();
+              alpha_loss.backward();
+              alpha_optimizer.step();
+            }
+          }
+        }
+        polyak_update(*qf1_target, *qf1, cfg.tau);
+        polyak_update(*qf2_target, *qf2, cfg.tau);
+        if (!std::isfinite(q_loss.item<double>()))
+          throw Error("SAC: critic loss became non-finite at step " + std::to_string(update) +
+                      "; the last good checkpoint is in " + ckpt.string());
+      }
+    }
+
+    if (step >= next_snapshot || step >= opt.total_steps) {
+      const long snap_step = step;
+      char name[64];
+      std::snprintf(name, sizeof name, "snapshots/step_%08ld.pt", snap_step);
+      GaussianPolicy policy = SacTrainer::wrap(actor, spec.id, obs_dim, act_dim, cfg.hidden);
+      actor->to(torch::kCPU);
+      const double ret = evaluate(policy, spec, opt.eval_episodes, opt.seed + 100003 + snap_step);
+      policy.save((out / name).string());
+      actor->to(device);
+      snapshots.push_back({snap_step, name, ret, envs::normalized_score(spec, ret)});
+      save_checkpoint();
+      next_snapshot += opt.snapshot_every;
+      if (!opt.quiet) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        double recent = 0;
+        const size_t k = std::min<size_t>(recent_returns.size(), 20);
+        for (size_t i = recent_returns.size() - k; i < recent_returns.size(); ++i) recent += recent_returns[i] / k;
+        std::fprintf(stderr, "step %8ld  eval return %9.1f (normalized %6.1f)  train return %9.1f  %6.0f steps/s\n",
+                     snap_step, ret, envs::normalized_score(spec, ret), recent, (step - start_step) / secs);
+      }
+    }
+  }
+  SacRunResult result;
+  result.snapshots = snapshots;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.env_steps_per_s = (step - start_step) / std::max(secs, 1e-9);
+  return result;
+}
+
+}  // namespace modiff::behavior

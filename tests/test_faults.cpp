@@ -19,7 +19,7 @@
 #include "modiff/common/paths.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/spawn.h"
-#include "modiff/eval/sweep.h"
+#include "modiff/sweeps/sweep.h"
 #include "h5py_python.h"
 #include "skip.h"
 
@@ -104,7 +104,7 @@ TEST_CASE("names that become paths stay under their root", "[security][faults]")
   };
   for (const auto& [text, expected] : sweeps) {
     INFO(text);
-    CHECK_THROWS_WITH(modiff::eval::parse_sweep_config(text, "s.toml"), Catch::Contains(expected));
+    CHECK_THROWS_WITH(modiff::sweeps::parse_sweep_config(text, "s.toml"), Catch::Contains(expected));
   }
 
   // A launcher's job id names the ranks' mark files: one holding '../' stays inside OUT/ranks. Rank 1 of 2 runs
@@ -224,7 +224,7 @@ TEST_CASE("two writers of one thing: the second stops with one line naming the h
     // A sweep cell another process is running is left to it (counted as busy), the others run.
     const std::string text = tiny_sweep(small_dataset(), 20, "[swaps]\nseeds = false\n");
     const std::string config = write(s / "s.toml", text);
-    const auto cells = modiff::eval::plan_cells(modiff::eval::parse_sweep_config(text, "s.toml"));
+    const auto cells = modiff::sweeps::plan_cells(modiff::sweeps::parse_sweep_config(text, "s.toml"));
     REQUIRE(cells.size() == 2);
     const modiff::ExclusiveLock held(s / ("sweep/cells/" + cells[0].id + "/.modiff-lock"), "cell");
     const auto r = cli("sweep " + config + " --out " + s / "sweep" + " --json");
@@ -245,7 +245,7 @@ TEST_CASE("a sweep rerun under a changed config stops naming the key, or redoes 
   fs::copy_file(small_dataset(), data);
   const std::string out = s / "sweep";
   REQUIRE(cli("sweep " + write(s / "a.toml", tiny_sweep(data, 20)) + " --out " + out).code == 0);
-  const auto cells = modiff::eval::plan_cells(modiff::eval::parse_sweep_config(tiny_sweep(data, 20), "a.toml"));
+  const auto cells = modiff::sweeps::plan_cells(modiff::sweeps::parse_sweep_config(tiny_sweep(data, 20), "a.toml"));
   const std::string done = out + "/cells/" + cells[0].id + "/DONE";
   const std::string before = modiff_test::slurp(done);
   // Another number of steps: refused before any cell runs, nothing changed.
@@ -285,7 +285,7 @@ TEST_CASE("a sweep rerun under a changed config stops naming the key, or redoes 
   };
   for (const auto& [text, expected] : configs) {
     INFO(text);
-    CHECK_THROWS_WITH(modiff::eval::parse_sweep_config(text, "s.toml"), Catch::Contains(expected));
+    CHECK_THROWS_WITH(modiff::sweeps::parse_sweep_config(text, "s.toml"), Catch::Contains(expected));
   }
   // A dataset that does not exist stops the sweep before its first cell.
   const auto missing = cli("sweep " + write(s / "m.toml", tiny_sweep(s / "absent.hdf5", 20)) + " --out " + s / "m");

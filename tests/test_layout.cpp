@@ -38,7 +38,8 @@ TEST_CASE("layout: every stage includes only the stages to its left", "[layout]"
   // The stages in data order; "torch" is common/torch (what every LibTorch stage shares).
   const std::vector<std::pair<std::string, std::string>> stages = {
       {"common", "common"},     {"torch", "common/torch"}, {"envs", "envs"},       {"datasets", "datasets"},
-      {"behavior", "behavior"}, {"agents", "agents"},      {"eval", "eval"},       {"reports", "reports"}};
+      {"behavior", "behavior"}, {"agents", "agents"},      {"eval", "eval"},       {"sweeps", "sweeps"},
+      {"reports", "reports"}};
   std::map<std::string, size_t> rank;
   for (size_t i = 0; i < stages.size(); ++i) rank[stages[i].first] = i;
   const std::regex public_header("^modiff/([a-z]+)/");

@@ -18,7 +18,8 @@
 #include "skip.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/spawn.h"
-#include "modiff/eval/sweep.h"
+#include "modiff/sweeps/cell_record.h"
+#include "modiff/sweeps/sweep.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -47,27 +48,27 @@ std::map<std::string, double> scores(const fs::path& sweep) {
 }  // namespace
 
 TEST_CASE("sweep files: the grid, errors, and the shipped configs", "[sweep]") {
-  const auto c = eval::parse_sweep_config(tiny_sweep_toml("x.hdf5"), "tiny.toml");
-  const auto cells = eval::plan_cells(c);
+  const auto c = sweeps::parse_sweep_config(tiny_sweep_toml("x.hdf5"), "tiny.toml");
+  const auto cells = sweeps::plan_cells(c);
   // 2 algos x 2 schedules x 2 seeds trainings; 2 x 2 x 2 seed swaps; 2 schedules x 2 seeds IDQL-to-DQL swaps.
   CHECK(cells.size() == 8 + 8 + 4);
   std::set<std::string> ids;
   for (const auto& cell : cells) ids.insert(cell.id);
   CHECK(ids.size() == cells.size());
-  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"]\nstep = 3\n", "bad.toml"),
+  CHECK_THROWS_WITH(sweeps::parse_sweep_config("datasets = [\"a\"]\nstep = 3\n", "bad.toml"),
                     Catch::Contains("bad.toml: unknown key 'step'"));
-  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"]\nalgos = [\"sac\"]\n", "bad.toml"),
+  CHECK_THROWS_WITH(sweeps::parse_sweep_config("datasets = [\"a\"]\nalgos = [\"sac\"]\n", "bad.toml"),
                     Catch::Contains("unknown algorithm 'sac'"));
-  CHECK_THROWS_WITH(eval::parse_sweep_config("datasets = [\"a\"\n", "broken.toml"), Catch::Contains("broken.toml"));
+  CHECK_THROWS_WITH(sweeps::parse_sweep_config("datasets = [\"a\"\n", "broken.toml"), Catch::Contains("broken.toml"));
   // configs/quickstart.toml is the built-in default; configs/paper.toml is the paper's grid.
   const std::string root = fs::path(MODIFF_TEST_DATA_DIR).parent_path().parent_path().string();
-  const auto shipped = eval::parse_sweep_config(modiff_test::slurp(root + "/configs/quickstart.toml"), "quickstart");
-  const auto builtin = eval::parse_sweep_config(eval::default_sweep_toml(), "built-in");
-  CHECK(eval::plan_cells(shipped).size() == eval::plan_cells(builtin).size());
+  const auto shipped = sweeps::parse_sweep_config(modiff_test::slurp(root + "/configs/quickstart.toml"), "quickstart");
+  const auto builtin = sweeps::parse_sweep_config(sweeps::default_sweep_toml(), "built-in");
+  CHECK(sweeps::plan_cells(shipped).size() == sweeps::plan_cells(builtin).size());
   CHECK(shipped.steps == builtin.steps);
-  const auto paper = eval::parse_sweep_config(modiff_test::slurp(root + "/configs/paper.toml"), "paper");
+  const auto paper = sweeps::parse_sweep_config(modiff_test::slurp(root + "/configs/paper.toml"), "paper");
   CHECK(paper.datasets.size() == 12);
-  CHECK(eval::plan_cells(paper).size() == 4 * 3 * 2 * 2 * 5 + 12 * 2 * 2 * 20 + 12 * 2 * 5);
+  CHECK(sweeps::plan_cells(paper).size() == 4 * 3 * 2 * 2 * 5 + 12 * 2 * 2 * 20 + 12 * 2 * 5);
 }
 
 TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun", "[sweep][cli]") {
@@ -105,7 +106,7 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun"
   {
     // Shard 1 of 2 owns the cells at even places of the plan: it finished every training among them and nothing
     // outside them.
-    const auto plan = eval::plan_cells(eval::parse_sweep_config(tiny_sweep_toml(data), "tiny.toml"));
+    const auto plan = sweeps::plan_cells(sweeps::parse_sweep_config(tiny_sweep_toml(data), "tiny.toml"));
     const auto done = scores(sharded);
     for (size_t i = 0; i < plan.size(); ++i) {
       INFO(plan[i].id);
@@ -311,7 +312,7 @@ TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports, and the report'
   INFO(r.err);
   REQUIRE(r.code == 0);
   // Three trainings and their six seed swaps, every one finished.
-  const auto plan = eval::plan_cells(eval::parse_sweep_config(modiff_test::slurp(config), "run.toml"));
+  const auto plan = sweeps::plan_cells(sweeps::parse_sweep_config(modiff_test::slurp(config), "run.toml"));
   REQUIRE(plan.size() == 9);
   std::map<std::pair<uint64_t, uint64_t>, double> score;  // (policy seed, guidance seed) -> the cell's score
   std::vector<double> own, unguided, swapped;
@@ -358,4 +359,44 @@ TEST_CASE("cli: modiff run CONFIG trains, evaluates and reports, and the report'
   const auto again = modiff_test::modiff("run " + config + " --out " + out);
   CHECK(again.code == 0);
   CHECK(again.out.find("0 cells ran, 9 already finished") != std::string::npos);
+}
+
+TEST_CASE("a cell record reads back as written, and a record that lacks a key is refused naming the file", "[sweep]") {
+  const fs::path dir = fs::temp_directory_path() / ("modiff_cell_record_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  sweeps::CellRecord train;
+  train.id = "train-hopper-medium-idql-joint-s3";
+  train.kind = "train";
+  train.dataset = "bullet-hopper-medium-v0";
+  train.algo = "idql";
+  train.schedule = "joint";
+  train.seed = 3;
+  train.defines = {{"kind", "train"}};
+  train.guided = {{41.5, 43.0}, {{"mean", 42.25}}};
+  train.score = 42.25;
+  train.unguided = sweeps::EvaluationSummary{{30.0, 31.0}, {{"mean", 30.5}}};
+  train.score_unguided = 30.5;
+  train.run = "cells/x/run";
+  const std::string file = (dir / "DONE").string();
+  std::ofstream(file) << nlohmann::json(train).dump(1);
+  const auto back = sweeps::read_cell_record(file);
+  CHECK(back.id == train.id);
+  CHECK(back.seed == 3);
+  CHECK(back.guided.per_seed == train.guided.per_seed);
+  CHECK(back.unguided->aggregate == train.unguided->aggregate);
+  CHECK(*back.score_unguided == 30.5);
+  CHECK(back.run == train.run);
+  // A swap record has no unguided part; a train record without one is incomplete.
+  auto swap = nlohmann::json(train);
+  swap["kind"] = "swap";
+  swap.erase("unguided");
+  swap.erase("score_unguided");
+  std::ofstream(file) << swap.dump();
+  CHECK_FALSE(sweeps::read_cell_record(file).unguided.has_value());
+  swap["kind"] = "train";
+  std::ofstream(file) << swap.dump();
+  CHECK_THROWS_WITH(sweeps::read_cell_record(file), Catch::Contains(file + ": not a cell record"));
+  std::ofstream(file) << "{\"id\": ";
+  CHECK_THROWS_WITH(sweeps::read_cell_record(file), Catch::Contains(file + ": not valid JSON"));
+  modiff::remove_tree(dir.string());
 }

@@ -14,20 +14,20 @@
 #include "commands.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/error.h"
-#include "modiff/eval/sweep.h"
+#include "modiff/sweeps/sweep.h"
 #include "modiff/reports/report.h"
 
 namespace modiff::cli {
 
 namespace {
 
-eval::SweepConfig load_config(const std::string& path) {
-  if (path.empty()) return eval::parse_sweep_config(eval::default_sweep_toml(), "the built-in quickstart");
+sweeps::SweepConfig load_config(const std::string& path) {
+  if (path.empty()) return sweeps::parse_sweep_config(sweeps::default_sweep_toml(), "the built-in quickstart");
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open sweep file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return eval::parse_sweep_config(ss.str(), path);
+  return sweeps::parse_sweep_config(ss.str(), path);
 }
 
 // "K/N" with 1 <= K <= N -> (K - 1, N); false for anything else.
@@ -130,7 +130,7 @@ void wait_for_ranks(const std::filesystem::path& marks, const Rank& rank, double
   }
 }
 
-void print_progress(const eval::SweepProgress& p, const std::string& out) {
+void print_progress(const sweeps::SweepProgress& p, const std::string& out) {
   std::printf("sweep %s: %d cells ran, %d already finished, %d waiting for other shards, %d run by another process, "
               "%d in the grid\n",
               out.c_str(), p.finished, p.skipped, p.waiting, p.busy, p.total);
@@ -168,7 +168,7 @@ void add_sweep_commands(CLI::App& app) {
     namespace fs = std::filesystem;
     const fs::path marks = fs::path(args->out) / "ranks";
     auto mark = [&](const char* kind) { return (marks / (rank.job + "-" + std::to_string(rank.rank) + kind)).string(); };
-    eval::SweepRunOptions run;
+    sweeps::SweepRunOptions run;
     run.quiet = args->json;
     run.redo_changed = args->redo_changed;
     if (ranks) {
@@ -183,7 +183,7 @@ void add_sweep_commands(CLI::App& app) {
     }
     run.shard = k;
     run.shards = n;
-    auto p = eval::run_sweep(config, args->out, run);
+    auto p = sweeps::run_sweep(config, args->out, run);
     if (ranks) {
       // Merge: every rank marks its shard done; rank 0 waits for all, then runs the swap cells that
       // waited for other ranks' trainings.
@@ -193,9 +193,9 @@ void add_sweep_commands(CLI::App& app) {
         return;
       }
       wait_for_ranks(marks, rank, args->rank_timeout);
-      eval::SweepRunOptions rest_run;
+      sweeps::SweepRunOptions rest_run;
       rest_run.quiet = args->json;
-      const auto rest = eval::run_sweep(config, args->out, rest_run);
+      const auto rest = sweeps::run_sweep(config, args->out, rest_run);
       p.finished += rest.finished;
       p.waiting = rest.waiting;
       p.busy = rest.busy;
@@ -238,7 +238,7 @@ void add_sweep_commands(CLI::App& app) {
     const auto config = load_config(*run_config);
     std::printf("modiff run: %s sweep into %s\n", config.name.c_str(), run_out->c_str());
     std::fflush(stdout);
-    const auto p = eval::run_sweep(config, *run_out);
+    const auto p = sweeps::run_sweep(config, *run_out);
     print_progress(p, *run_out);
     const auto r = reports::write_report({*run_out}, (std::filesystem::path(*run_out) / "report").string());
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());

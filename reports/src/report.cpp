@@ -16,6 +16,7 @@
 #include "modiff/common/escape.h"
 #include "modiff/common/spawn.h"
 #include "modiff/eval/statistics.h"
+#include "modiff/sweeps/cell_record.h"
 
 namespace modiff::reports {
 
@@ -23,10 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Cell {
-  nlohmann::json record;
-  fs::path dir;
-};
+using sweeps::CellRecord;
+using Cell = sweeps::FinishedCell;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
@@ -109,10 +108,7 @@ std::string svg_body(const fs::path& svg) {
   return start == std::string::npos ? s : s.substr(start);
 }
 
-std::string config_name(const nlohmann::json& r) {
-  return r.at("dataset").get<std::string>() + " / " + r.at("algo").get<std::string>() + " / " +
-         r.at("schedule").get<std::string>();
-}
+std::string config_name(const CellRecord& r) { return r.dataset + " / " + r.algo + " / " + r.schedule; }
 
 // The same sweep named twice, however spelled, would count its runs twice.
 void check_distinct(const std::vector<std::string>& runs) {
@@ -167,25 +163,6 @@ struct ReportDocument {
   }
 };
 
-// The finished sweep cells of the given sweep folders (their DONE records).
-std::vector<Cell> read_finished_cells(const std::vector<std::string>& runs) {
-  std::vector<Cell> cells;
-  for (const auto& run : runs) {
-    const fs::path dir = fs::path(run) / "cells";
-    if (!fs::is_directory(dir)) throw Error(run + ": not a sweep directory (no cells/)");
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      const fs::path done = entry.path() / "DONE";
-      if (!fs::exists(done)) continue;
-      try {
-        cells.push_back({nlohmann::json::parse(slurp(done)), entry.path()});
-      } catch (const std::exception&) {
-        throw Error(done.string() + ": not valid JSON");
-      }
-    }
-  }
-  return cells;
-}
-
 // The train cells grouped by configuration (dataset / algorithm / schedule), with their scores.
 struct Configurations {
   std::map<std::string, std::vector<double>> own, none;  // scores with the policy's own guidance, without
@@ -195,10 +172,10 @@ struct Configurations {
 Configurations group_by_configuration(const std::vector<Cell>& cells) {
   Configurations g;
   for (const auto& c : cells) {
-    if (c.record.at("kind") != "train") continue;
+    if (!c.record.is_train()) continue;
     const std::string k = config_name(c.record);
-    g.own[k].push_back(c.record.at("score"));
-    g.none[k].push_back(c.record.at("score_unguided"));
+    g.own[k].push_back(c.record.score);
+    g.none[k].push_back(*c.record.score_unguided);
     g.train_cells[k].push_back(&c);
   }
   return g;
@@ -252,7 +229,7 @@ void learning_curves_section(ReportDocument& doc, const Configurations& g) {
     for (const auto& [k, list] : g.train_cells) {
       std::map<long, std::pair<double, int>> guided, unguided;
       for (const Cell* c : list) {
-        std::ifstream csv(c->dir / "run" / "metrics.csv");
+        std::ifstream csv(fs::path(c->dir) / "run" / "metrics.csv");
         std::string line;
         std::getline(csv, line);
         while (std::getline(csv, line)) {
@@ -299,19 +276,19 @@ void swaps_section(ReportDocument& doc, const std::vector<Cell>& cells, const Co
       std::map<std::pair<uint64_t, uint64_t>, double> m;
       std::vector<uint64_t> seeds;
       for (const Cell* c : list) {
-        const uint64_t s = c->record.at("seed");
+        const uint64_t s = c->record.seed;
         seeds.push_back(s);
-        m[{s, s}] = c->record.at("score");
+        m[{s, s}] = c->record.score;
       }
       std::sort(seeds.begin(), seeds.end());
       std::vector<double> swapped;
       for (const auto& c : cells) {
         const auto& r = c.record;
-        if (r.at("kind") != "swap" || config_name(r) != k || r.at("id").get<std::string>().rfind("swap-", 0) != 0) continue;
-        const std::string gid = r.at("guidance_cell");
+        if (r.kind != "swap" || config_name(r) != k || r.id.rfind("swap-", 0) != 0) continue;
+        const std::string& gid = r.guidance_cell;
         const uint64_t g = std::stoull(gid.substr(gid.rfind("-s") + 2));
-        m[{r.at("seed").get<uint64_t>(), g}] = r.at("score");
-        swapped.push_back(r.at("score"));
+        m[{r.seed, g}] = r.score;
+        swapped.push_back(r.score);
       }
       if (swapped.empty()) continue;
       const auto a = eval::aggregate(g.own.at(k)), b = eval::aggregate(swapped);
@@ -341,11 +318,9 @@ void swaps_section(ReportDocument& doc, const std::vector<Cell>& cells, const Co
     std::map<std::string, std::string> cross_own;
     for (const auto& c : cells) {
       const auto& r = c.record;
-      const std::string id = r.at("id");
-      if (id.rfind("cross-", 0) != 0) continue;
-      const std::string key = r.at("dataset").get<std::string>() + " / " + r.at("guidance_algo").get<std::string>() +
-                              " guides " + r.at("algo").get<std::string>() + " / " + r.at("schedule").get<std::string>();
-      cross_scores[key].push_back(r.at("score"));
+      if (r.id.rfind("cross-", 0) != 0) continue;
+      const std::string key = r.dataset + " / " + r.guidance_algo + " guides " + r.algo + " / " + r.schedule;
+      cross_scores[key].push_back(r.score);
       cross_own[key] = config_name(r);
     }
     for (const auto& [k, v] : cross_scores) {
@@ -371,7 +346,7 @@ void timing_section(ReportDocument& doc, const Configurations& g) {
       double secs = 0, sps = 0, mem = 0;
       std::string kind;
       for (const Cell* c : list) {
-        const auto m = nlohmann::json::parse(slurp(c->dir / "run" / "diffusion" / "manifest.json"));
+        const auto m = nlohmann::json::parse(slurp(fs::path(c->dir) / "run" / "diffusion" / "manifest.json"));
         for (const auto& p : m.at("training").at("phases"))
           if (p.at("name") != "guidance") {
             secs += p.at("seconds").get<double>() / list.size();
@@ -419,7 +394,7 @@ void write_documents(ReportDocument& doc) {
 ReportResult write_report(const std::vector<std::string>& runs, const std::string& out_dir, int reps) {
   if (runs.empty()) throw Error("report: name at least one sweep directory");
   check_distinct(runs);
-  const std::vector<Cell> cells = read_finished_cells(runs);
+  const std::vector<Cell> cells = sweeps::read_finished_cells(runs);
   if (cells.empty()) throw Error("report: no finished cells in the given sweep directories");
   const ExclusiveLock lock = lock_report_folder(out_dir);  // after the inputs are read: a bad input makes no folder
   ReportDocument doc;

@@ -1,4 +1,5 @@
-#include "modiff/eval/sweep.h"
+#include "modiff/sweeps/sweep.h"
+#include "modiff/sweeps/cell_record.h"
 
 #include <toml++/toml.h>
 
@@ -23,7 +24,7 @@
 #include "modiff/datasets/sha256.h"
 #include "modiff/eval/evaluate.h"
 
-namespace modiff::eval {
+namespace modiff::sweeps {
 
 namespace fs = std::filesystem;
 
@@ -121,7 +122,7 @@ std::vector<uint64_t> seed_values(const toml::table& t, const char* key, const s
   if (!node) return fallback;
   if (const auto s = node->value<std::string>()) {
     try {
-      return parse_seed_list(*s);
+      return eval::parse_seed_list(*s);
     } catch (const Error& e) {
       bad(where, std::string(key) + ": " + e.what());
     }
@@ -354,11 +355,7 @@ std::string sweep_dataset(const SweepConfig& c, const std::string& name, const f
   return behavior::resolve_dataset(name, quiet);
 }
 
-nlohmann::json evaluation_summary(const Evaluation& e) {
-  nlohmann::json per_seed = nlohmann::json::array();
-  for (double s : e.per_seed) per_seed.push_back(s);
-  return {{"per_seed", per_seed}, {"aggregate", e.json.at("aggregate")}};
-}
+EvaluationSummary evaluation_summary(const eval::Evaluation& e) { return {e.per_seed, e.json.at("aggregate")}; }
 
 double mean_of(const std::vector<double>& v) {
   double s = 0;
@@ -381,7 +378,7 @@ SweepData resolve_sweep_data(const SweepConfig& c, const fs::path& out, bool qui
   return d;
 }
 
-nlohmann::json eval_definition(const EvalSettings& e) {
+nlohmann::json eval_definition(const eval::EvalSettings& e) {
   return {{"seeds", e.seeds}, {"episodes", e.episodes}, {"candidates", e.candidates}, {"select", e.select},
           {"bootstrap_reps", e.bootstrap_reps}};
 }
@@ -457,6 +454,56 @@ std::vector<std::string> network_overrides(const SweepConfig& c) {
   return set;
 }
 
+// A train cell: trains (or resumes) its run unless its diffusion artifact exists, then evaluates the policy
+// with its own guidance and without any.
+void run_train_cell(const SweepConfig& c, const SweepCell& cell, const std::string& dataset_file, const fs::path& dir,
+                    const std::string& progress_note, bool quiet, CellRecord& record) {
+  const fs::path run_dir = dir / "run";
+  if (!fs::exists(run_dir / "diffusion" / "manifest.json")) {
+    agents::TrainOptions o;
+    o.algo = cell.algo;
+    o.schedule = cell.schedule;
+    o.steps = c.steps;
+    if (cell.schedule == "guidance-first") o.guidance_steps = c.guidance_steps;
+    o.seed = cell.seed;
+    o.device = c.device;
+    o.out = run_dir.string();
+    o.quiet = true;
+    o.set = network_overrides(c);
+    o.log_every = c.log_every;
+    o.checkpoint_every = std::max(c.log_every, c.steps / 5);
+    o.resume = fs::exists(run_dir / "checkpoint" / "state.json");
+    o.force = !o.resume;  // a start that never reached its first checkpoint is redone
+    if (c.eval_every > 0) {
+      o.eval_every = c.eval_every;
+      o.evaluate = eval::training_curve_evaluator(c.eval, c.eval_every_episodes);
+    }
+    if (!quiet) std::fprintf(stderr, "sweep: %s training %s%s\n", progress_note.c_str(), cell.id.c_str(), o.resume ? " (resumed)" : "");
+    agents::train(dataset_file, o);
+  }
+  const auto guided = eval::evaluate_pairing((run_dir / "diffusion").string(), (run_dir / "guidance").string(), c.eval);
+  write_text_atomically((dir / "guided.json").string(), guided.json.dump(1) + "\n");
+  const auto unguided = eval::evaluate_pairing((run_dir / "diffusion").string(), "none", c.eval);
+  write_text_atomically((dir / "unguided.json").string(), unguided.json.dump(1) + "\n");
+  record.guided = evaluation_summary(guided);
+  record.unguided = evaluation_summary(unguided);
+  record.score = mean_of(guided.per_seed);
+  record.score_unguided = mean_of(unguided.per_seed);
+  record.run = run_dir.string();
+}
+
+// A swap cell: one train cell's policy guided by another's guidance module.
+void run_swap_cell(const SweepConfig& c, const SweepCell& cell, const fs::path& cells_dir, const fs::path& dir,
+                   const std::string& progress_note, bool quiet, CellRecord& record) {
+  const fs::path policy = cells_dir / cell.policy_cell / "run" / "diffusion";
+  const fs::path guidance = cells_dir / cell.guidance_cell / "run" / "guidance";
+  if (!quiet) std::fprintf(stderr, "sweep: %s evaluating %s\n", progress_note.c_str(), cell.id.c_str());
+  const auto e = eval::evaluate_pairing(policy.string(), guidance.string(), c.eval);
+  write_text_atomically((dir / "eval.json").string(), e.json.dump(1) + "\n");
+  record.guided = evaluation_summary(e);
+  record.score = mean_of(e.per_seed);
+}
+
 }  // namespace
 
 SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const SweepRunOptions& run) {
@@ -501,57 +548,27 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
     }
     if (!fs::exists(dir / kDefinitionFile))
       write_text_atomically((dir / kDefinitionFile).string(), definitions[i].dump(1) + "\n");
-    nlohmann::json record = {{"id", cell.id},         {"kind", cell.kind},       {"dataset", cell.dataset},
-                             {"algo", cell.algo},     {"schedule", cell.schedule}, {"seed", cell.seed},
-                             {"policy_cell", cell.policy_cell}, {"guidance_cell", cell.guidance_cell},
-                             {"guidance_algo", cell.guidance_algo}, {"defines", definitions[i]}};
-    if (cell.kind == "train") {
-      const fs::path run_dir = dir / "run";
-      if (!fs::exists(run_dir / "diffusion" / "manifest.json")) {
-        agents::TrainOptions o;
-        o.algo = cell.algo;
-        o.schedule = cell.schedule;
-        o.steps = c.steps;
-        if (cell.schedule == "guidance-first") o.guidance_steps = c.guidance_steps;
-        o.seed = cell.seed;
-        o.device = c.device;
-        o.out = run_dir.string();
-        o.quiet = true;
-        o.set = network_overrides(c);
-        o.log_every = c.log_every;
-        o.checkpoint_every = std::max(c.log_every, c.steps / 5);
-        o.resume = fs::exists(run_dir / "checkpoint" / "state.json");
-        o.force = !o.resume;  // a start that never reached its first checkpoint is redone
-        if (c.eval_every > 0) {
-          o.eval_every = c.eval_every;
-          o.evaluate = training_curve_evaluator(c.eval, c.eval_every_episodes);
-        }
-        if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] training %s%s\n", i + 1, cells.size(), cell.id.c_str(), o.resume ? " (resumed)" : "");
-        agents::train(data.file.at(cell.dataset), o);
-      }
-      const auto guided = evaluate_pairing((run_dir / "diffusion").string(), (run_dir / "guidance").string(), c.eval);
-      write_text_atomically((dir / "guided.json").string(), guided.json.dump(1) + "\n");
-      const auto unguided = evaluate_pairing((run_dir / "diffusion").string(), "none", c.eval);
-      write_text_atomically((dir / "unguided.json").string(), unguided.json.dump(1) + "\n");
-      record["guided"] = evaluation_summary(guided);
-      record["unguided"] = evaluation_summary(unguided);
-      record["score"] = mean_of(guided.per_seed);
-      record["score_unguided"] = mean_of(unguided.per_seed);
-      record["run"] = run_dir.string();
-    } else {
-      const fs::path policy = cells_dir / cell.policy_cell / "run" / "diffusion";
-      const fs::path guidance = cells_dir / cell.guidance_cell / "run" / "guidance";
-      if (!quiet) std::fprintf(stderr, "sweep: [%zu/%zu] evaluating %s\n", i + 1, cells.size(), cell.id.c_str());
-      const auto e = evaluate_pairing(policy.string(), guidance.string(), c.eval);
-      write_text_atomically((dir / "eval.json").string(), e.json.dump(1) + "\n");
-      record["guided"] = evaluation_summary(e);
-      record["score"] = mean_of(e.per_seed);
-    }
-    write_text_atomically(done_file(cell.id).string(), record.dump(1) + "\n");
+    CellRecord record;
+    record.id = cell.id;
+    record.kind = cell.kind;
+    record.dataset = cell.dataset;
+    record.algo = cell.algo;
+    record.schedule = cell.schedule;
+    record.seed = cell.seed;
+    record.policy_cell = cell.policy_cell;
+    record.guidance_cell = cell.guidance_cell;
+    record.guidance_algo = cell.guidance_algo;
+    record.defines = definitions[i];
+    const std::string note = "[" + std::to_string(i + 1) + "/" + std::to_string(cells.size()) + "]";
+    if (cell.kind == "train")
+      run_train_cell(c, cell, data.file.at(cell.dataset), dir, note, quiet, record);
+    else
+      run_swap_cell(c, cell, cells_dir, dir, note, quiet, record);
+    write_text_atomically(done_file(cell.id).string(), nlohmann::json(record).dump(1) + "\n");
     ++progress.finished;
     if (run.after_cell) run.after_cell();
   }
   return progress;
 }
 
-}  // namespace modiff::eval
+}  // namespace modiff::sweeps

@@ -14,7 +14,7 @@
 
 #include "modiff/eval/evaluation.h"
 
-namespace modiff::eval {
+namespace modiff::sweeps {
 
 // Limits a sweep file is checked against before anything runs.
 inline constexpr long kMaxSweepSteps = 1000000000;  // steps of one phase, as `train --steps`
@@ -35,7 +35,7 @@ struct SweepConfig {
   long log_every = 1000;
   long eval_every = 0;                 // evaluation during training (with and without guidance)
   int eval_every_episodes = 5;
-  EvalSettings eval;                   // final evaluation of every cell
+  eval::EvalSettings eval;                   // final evaluation of every cell
   bool seed_swaps = true;              // every policy seed with every other seed's guidance (same algo, schedule)
   std::vector<std::pair<std::string, std::string>> cross_algorithm;  // (guidance algo, policy algo)
 };
@@ -77,4 +77,4 @@ struct SweepRunOptions {
 // second process on the same folder leaves it alone (counted as busy).
 SweepProgress run_sweep(const SweepConfig& config, const std::string& out_dir, const SweepRunOptions& run = {});
 
-}  // namespace modiff::eval
+}  // namespace modiff::sweeps

@@ -120,12 +120,8 @@ void add_train_command(CLI::App& app) {
       return;
     }
     if (args->json) {
-      nlohmann::json phases = nlohmann::json::array();
-      for (const auto& p : r.phases)
-        phases.push_back({{"name", p.name}, {"steps", p.steps}, {"seconds", p.seconds}, {"steps_per_s", p.steps_per_s},
-                          {"peak_memory_bytes", p.peak_memory_bytes}, {"memory_kind", p.memory_kind}});
       std::cout << nlohmann::json{{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir},
-                                  {"metrics", r.metrics_csv}, {"phases", phases}, {"stopped", false}, {"warnings", r.warnings}}
+                                  {"metrics", r.metrics_csv}, {"phases", r.phases}, {"stopped", false}, {"warnings", r.warnings}}
                        .dump(2)
                 << "\n";
       return;

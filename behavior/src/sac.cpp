@@ -116,6 +116,181 @@ ExclusiveLock claim_run_folder(const fs::path& out, bool resume) {
 
 }  // namespace
 
+namespace {
+
+// The networks, optimizers and entropy temperature of one SAC run, and its update rule.
+struct SacLearner {
+  SacLearner(int obs_dim, int act_dim, const SacConfig& config, torch::Device device) : cfg(config) {
+    // Made in this order from the run's seed: the initial weights depend on it.
+    actor = Actor(obs_dim, act_dim, cfg.hidden);
+    qf1 = SoftQ(obs_dim, act_dim, cfg.hidden);
+    qf2 = SoftQ(obs_dim, act_dim, cfg.hidden);
+    qf1_target = SoftQ(obs_dim, act_dim, cfg.hidden);
+    qf2_target = SoftQ(obs_dim, act_dim, cfg.hidden);
+    for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(actor.get()), static_cast<torch::nn::Module*>(qf1.get()),
+                                 static_cast<torch::nn::Module*>(qf2.get()), static_cast<torch::nn::Module*>(qf1_target.get()),
+                                 static_cast<torch::nn::Module*>(qf2_target.get())})
+      m->to(device);
+    polyak_update(*qf1_target, *qf1, 1.0);
+    polyak_update(*qf2_target, *qf2, 1.0);
+    std::vector<torch::Tensor> q_params = qf1->parameters();
+    for (auto& p : qf2->parameters()) q_params.push_back(p);
+    q_optimizer = std::make_unique<torch::optim::Adam>(q_params, torch::optim::AdamOptions(cfg.q_lr));
+    actor_optimizer = std::make_unique<torch::optim::Adam>(actor->parameters(), torch::optim::AdamOptions(cfg.policy_lr));
+    target_entropy = -static_cast<double>(act_dim);
+    log_alpha = torch::full({1}, std::log(cfg.alpha), torch::TensorOptions().device(device).requires_grad(true));
+    alpha_optimizer = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{log_alpha},
+                                                           torch::optim::AdamOptions(cfg.q_lr));
+  }
+
+  // One update from a batch of the buffer (CleanRL's order): the twin critics; every policy_frequency
+  // updates the actor (and the temperature) that many times; then the targets. Returns the critic loss.
+  torch::Tensor update(const ReplayBuffer& buffer, long update_index, torch::Device device) {
+    auto idx = torch::randint(buffer.size, {cfg.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    auto b_obs = buffer.obs.index_select(0, idx), b_next = buffer.next_obs.index_select(0, idx);
+    auto b_act = buffer.actions.index_select(0, idx), b_rew = buffer.rewards.index_select(0, idx);
+    auto b_done = buffer.dones.index_select(0, idx);
+    auto alpha = log_alpha.exp().detach();
+    torch::Tensor target;
+    {
+      torch::NoGradGuard no_grad;
+      auto [next_a, next_logp] = actor->sample(b_next);
+      auto q_next =
+          torch::min(qf1_target->forward(b_next, next_a), qf2_target->forward(b_next, next_a)) - alpha * next_logp;
+      target = b_rew + (1 - b_done) * cfg.gamma * q_next;
+    }
+    auto q_loss = torch::mse_loss(qf1->forward(b_obs, b_act), target) + torch::mse_loss(qf2->forward(b_obs, b_act), target);
+    q_optimizer->zero_grad();
+    q_loss.backward();
+    q_optimizer->step();
+    if (update_index % cfg.policy_frequency == 0)
+      for (int k = 0; k < cfg.policy_frequency; ++k) update_actor(b_obs);
+    polyak_update(*qf1_target, *qf1, cfg.tau);
+    polyak_update(*qf2_target, *qf2, cfg.tau);
+    return q_loss;
+  }
+
+  void update_actor(const torch::Tensor& b_obs) {
+    auto [pi, logp] = actor->sample(b_obs);
+    auto min_q = torch::min(qf1->forward(b_obs, pi), qf2->forward(b_obs, pi));
+    auto actor_loss = (log_alpha.exp().detach() * logp - min_q).mean();
+    actor_optimizer->zero_grad();
+    actor_loss.backward();
+    actor_optimizer->step();
+    if (!cfg.autotune_alpha) return;
+    auto alpha_loss = (-log_alpha.exp() * (logp.detach() + target_entropy)).mean();
+    alpha_optimizer->zero_grad();
+    alpha_loss.backward();
+    alpha_optimizer->step();
+  }
+
+  // What a checkpoint holds besides the replay buffer, by file name.
+  std::vector<std::pair<std::string, torch::nn::Module*>> modules() {
+    return {{"actor", actor.get()}, {"qf1", qf1.get()}, {"qf2", qf2.get()},
+            {"qf1_target", qf1_target.get()}, {"qf2_target", qf2_target.get()}};
+  }
+  std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers() {
+    return {{"q_optimizer", q_optimizer.get()}, {"actor_optimizer", actor_optimizer.get()},
+            {"alpha_optimizer", alpha_optimizer.get()}};
+  }
+
+  const SacConfig& cfg;
+  Actor actor{nullptr};
+  SoftQ qf1{nullptr}, qf2{nullptr}, qf1_target{nullptr}, qf2_target{nullptr};
+  std::unique_ptr<torch::optim::Adam> q_optimizer, actor_optimizer, alpha_optimizer;
+  torch::Tensor log_alpha;
+  double target_entropy = 0;
+};
+
+// The buffer a run resumed with more steps would have had from the start: the same rows, more room.
+ReplayBuffer grown_buffer(ReplayBuffer buffer, long wanted, torch::Device device) {
+  if (wanted <= buffer.capacity) return buffer;
+  ReplayBuffer grown(wanted, static_cast<int>(buffer.obs.size(1)), static_cast<int>(buffer.actions.size(1)), device);
+  using torch::indexing::Slice;
+  grown.obs.index_put_({Slice(0, buffer.capacity)}, buffer.obs);
+  grown.next_obs.index_put_({Slice(0, buffer.capacity)}, buffer.next_obs);
+  grown.actions.index_put_({Slice(0, buffer.capacity)}, buffer.actions);
+  grown.rewards.index_put_({Slice(0, buffer.capacity)}, buffer.rewards);
+  grown.dones.index_put_({Slice(0, buffer.capacity)}, buffer.dones);
+  grown.size = buffer.size;
+  grown.pos = buffer.size < buffer.capacity ? buffer.pos : buffer.capacity;
+  return grown;
+}
+
+// The checkpoint (OUT/checkpoint/, atomically): every module and optimizer, the temperature and the replay
+// buffer (buffer.pt), and state.json; snapshots.json beside it.
+void save_sac_checkpoint(const fs::path& out, SacLearner& learner, const ReplayBuffer& buffer,
+                         const nlohmann::json& state) {
+  write_directory_atomically((out / "checkpoint").string(), [&](const std::string& dir) {
+    const fs::path tmp(dir);
+    for (const auto& [name, module] : learner.modules()) {
+      torch::serialize::OutputArchive archive;
+      module->save(archive);
+      save_archive(archive, (tmp / (name + ".pt")).string());
+    }
+    for (const auto& [name, optimizer] : learner.optimizers()) {
+      torch::serialize::OutputArchive archive;
+      optimizer->save(archive);
+      save_archive(archive, (tmp / (name + ".pt")).string());
+    }
+    std::vector<torch::Tensor> tensors = {learner.log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
+                                          buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
+    torch::serialize::OutputArchive buffer_archive;  // the layout torch::save gives a tensor list
+    for (size_t i = 0; i < tensors.size(); ++i) buffer_archive.write(std::to_string(i), tensors[i]);
+    save_archive(buffer_archive, (tmp / "buffer.pt").string());
+    write_text_atomically((tmp / "state.json").string(), state.dump(2) + "\n");
+  });
+  write_text_atomically((out / "snapshots.json").string(), state.at("snapshots").dump(2) + "\n");
+}
+
+// Restores the modules, optimizers, temperature and buffer of a checkpoint; returns its state.json.
+nlohmann::json restore_sac_checkpoint(const fs::path& ckpt, SacLearner& learner, ReplayBuffer& buffer, int obs_dim,
+                                      int act_dim, torch::Device device) {
+  nlohmann::json state;
+  std::ifstream(ckpt / "state.json") >> state;
+  for (const auto& [name, module] : learner.modules()) {
+    torch::serialize::InputArchive archive;
+    archive.load_from((ckpt / (name + ".pt")).string(), device);
+    module->load(archive);
+  }
+  for (const auto& [name, optimizer] : learner.optimizers()) {
+    torch::serialize::InputArchive archive;
+    archive.load_from((ckpt / (name + ".pt")).string(), device);
+    optimizer->load(archive);
+  }
+  std::vector<torch::Tensor> tensors;
+  torch::load(tensors, (ckpt / "buffer.pt").string());
+  {
+    torch::NoGradGuard no_grad;
+    learner.log_alpha.copy_(tensors.at(0));
+  }
+  buffer.obs = tensors.at(1).to(device);
+  buffer.next_obs = tensors.at(2).to(device);
+  buffer.actions = tensors.at(3).to(device);
+  buffer.rewards = tensors.at(4).to(device);
+  buffer.dones = tensors.at(5).to(device);
+  buffer.capacity = buffer.obs.size(0);  // the buffer keeps the size it was created with
+  buffer.size = state.at("buffer_size").get<long>();
+  buffer.pos = state.at("buffer_pos").get<long>();
+  if (buffer.size > buffer.capacity || buffer.pos >= buffer.capacity || buffer.obs.size(1) != obs_dim ||
+      buffer.actions.size(1) != act_dim)
+    throw Error(ckpt.string() + ": replay buffer does not match its state.json or the env");
+  return state;
+}
+
+}  // namespace
+
+void to_json(nlohmann::json& j, const SnapshotRecord& s) {
+  j = {{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return}, {"normalized_return", s.normalized_return}};
+}
+
+void from_json(const nlohmann::json& j, SnapshotRecord& s) {
+  j.at("step").get_to(s.step);
+  j.at("file").get_to(s.file);
+  j.at("mean_return").get_to(s.mean_return);
+  j.at("normalized_return").get_to(s.normalized_return);
+}
+
 SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   const auto& spec = envs::find_env(opt.env_id);
   if (opt.total_steps <= 0) throw Error("--steps must be positive");
@@ -131,83 +306,23 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   fs::create_directories(out / "snapshots");
 
   torch::manual_seed(opt.seed);
-  Actor actor(obs_dim, act_dim, cfg.hidden);
-  SoftQ qf1(obs_dim, act_dim, cfg.hidden), qf2(obs_dim, act_dim, cfg.hidden);
-  SoftQ qf1_target(obs_dim, act_dim, cfg.hidden), qf2_target(obs_dim, act_dim, cfg.hidden);
-  actor->to(device);
-  qf1->to(device);
-  qf2->to(device);
-  qf1_target->to(device);
-  qf2_target->to(device);
-  polyak_update(*qf1_target, *qf1, 1.0);
-  polyak_update(*qf2_target, *qf2, 1.0);
-  std::vector<torch::Tensor> q_params = qf1->parameters();
-  for (auto& p : qf2->parameters()) q_params.push_back(p);
-  torch::optim::Adam q_optimizer(q_params, torch::optim::AdamOptions(cfg.q_lr));
-  torch::optim::Adam actor_optimizer(actor->parameters(), torch::optim::AdamOptions(cfg.policy_lr));
-  const double target_entropy = -static_cast<double>(act_dim);
-  auto log_alpha = torch::full({1}, std::log(cfg.alpha), torch::TensorOptions().device(device).requires_grad(true));
-  torch::optim::Adam alpha_optimizer({log_alpha}, torch::optim::AdamOptions(cfg.q_lr));
+  SacLearner learner(obs_dim, act_dim, cfg, device);
   ReplayBuffer buffer(std::min(cfg.buffer_size, opt.total_steps), obs_dim, act_dim, device);
-
-  // Everything a checkpoint holds besides the replay buffer, by file name.
-  const std::vector<std::pair<std::string, torch::nn::Module*>> modules = {
-      {"actor", actor.get()}, {"qf1", qf1.get()}, {"qf2", qf2.get()},
-      {"qf1_target", qf1_target.get()}, {"qf2_target", qf2_target.get()}};
-  const std::vector<std::pair<std::string, torch::optim::Optimizer*>> optimizers = {
-      {"q_optimizer", &q_optimizer}, {"actor_optimizer", &actor_optimizer}, {"alpha_optimizer", &alpha_optimizer}};
-
   long step = 0;
   std::vector<SnapshotRecord> snapshots;
   if (opt.resume) {
-    nlohmann::json state;
-    std::ifstream(ckpt / "state.json") >> state;
+    const nlohmann::json state = restore_sac_checkpoint(ckpt, learner, buffer, obs_dim, act_dim, device);
     step = state.at("step").get<long>();
-    for (const auto& s : state.at("snapshots"))
-      snapshots.push_back({s.at("step"), s.at("file"), s.at("mean_return"), s.at("normalized_return")});
-    for (const auto& [name, module] : modules) {
-      torch::serialize::InputArchive archive;
-      archive.load_from((ckpt / (name + ".pt")).string(), device);
-      module->load(archive);
-    }
-    for (const auto& [name, optimizer] : optimizers) {
-      torch::serialize::InputArchive archive;
-      archive.load_from((ckpt / (name + ".pt")).string(), device);
-      optimizer->load(archive);
-    }
-    std::vector<torch::Tensor> tensors;
-    torch::load(tensors, (ckpt / "buffer.pt").string());
-    {
-      torch::NoGradGuard no_grad;
-      log_alpha.copy_(tensors.at(0));
-    }
-    buffer.obs = tensors.at(1).to(device);
-    buffer.next_obs = tensors.at(2).to(device);
-    buffer.actions = tensors.at(3).to(device);
-    buffer.rewards = tensors.at(4).to(device);
-    buffer.dones = tensors.at(5).to(device);
-    buffer.capacity = buffer.obs.size(0);  // the buffer keeps the size it was created with
-    buffer.size = state.at("buffer_size").get<long>();
-    buffer.pos = state.at("buffer_pos").get<long>();
-    if (buffer.size > buffer.capacity || buffer.pos >= buffer.capacity || buffer.obs.size(1) != obs_dim ||
-        buffer.actions.size(1) != act_dim)
-      throw Error(ckpt.string() + ": replay buffer does not match its state.json or the env");
-    // A run resumed with more steps gets the larger buffer it would have had.
-    const long wanted = std::min(cfg.buffer_size, opt.total_steps);
-    if (wanted > buffer.capacity) {
-      ReplayBuffer grown(wanted, obs_dim, act_dim, device);
-      using torch::indexing::Slice;
-      grown.obs.index_put_({Slice(0, buffer.capacity)}, buffer.obs);
-      grown.next_obs.index_put_({Slice(0, buffer.capacity)}, buffer.next_obs);
-      grown.actions.index_put_({Slice(0, buffer.capacity)}, buffer.actions);
-      grown.rewards.index_put_({Slice(0, buffer.capacity)}, buffer.rewards);
-      grown.dones.index_put_({Slice(0, buffer.capacity)}, buffer.dones);
-      grown.size = buffer.size;
-      grown.pos = buffer.size < buffer.capacity ? buffer.pos : buffer.capacity;
-      buffer = std::move(grown);
-    }
+    state.at("snapshots").get_to(snapshots);
+    buffer = grown_buffer(std::move(buffer), std::min(cfg.buffer_size, opt.total_steps), device);
     torch::manual_seed(opt.seed + static_cast<uint64_t>(step));
   }
+  auto save_checkpoint = [&] {
+    save_sac_checkpoint(out, learner, buffer,
+                        {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
+                         {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
+                         {"buffer_pos", buffer.pos}, {"snapshots", snapshots}});
+  };
 
   // The envs restart at every (re)start: Bullet worlds are not checkpointed.
   envs::VectorEnv venv(spec, n, opt.seed + static_cast<uint64_t>(step) * 7919);
@@ -215,52 +330,18 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   Rng random_actions(derive_seed(opt.seed + static_cast<uint64_t>(step), 17));
   std::vector<double> actions(static_cast<size_t>(n) * act_dim);
   std::vector<double> recent_returns;
-
-  auto save_checkpoint = [&] {
-    nlohmann::json snaps = nlohmann::json::array();
-    for (const auto& s : snapshots)
-      snaps.push_back({{"step", s.step}, {"file", s.file}, {"mean_return", s.mean_return},
-                       {"normalized_return", s.normalized_return}});
-    write_directory_atomically(ckpt.string(), [&](const std::string& dir) {
-      const fs::path tmp(dir);
-      for (const auto& [name, module] : modules) {
-        torch::serialize::OutputArchive archive;
-        module->save(archive);
-        save_archive(archive, (tmp / (name + ".pt")).string());
-      }
-      for (const auto& [name, optimizer] : optimizers) {
-        torch::serialize::OutputArchive archive;
-        optimizer->save(archive);
-        save_archive(archive, (tmp / (name + ".pt")).string());
-      }
-      std::vector<torch::Tensor> tensors = {log_alpha.detach().cpu(), buffer.obs.cpu(), buffer.next_obs.cpu(),
-                                            buffer.actions.cpu(), buffer.rewards.cpu(), buffer.dones.cpu()};
-      torch::serialize::OutputArchive buffer_archive;  // the layout torch::save gives a tensor list
-      for (size_t i = 0; i < tensors.size(); ++i) buffer_archive.write(std::to_string(i), tensors[i]);
-      save_archive(buffer_archive, (tmp / "buffer.pt").string());
-      nlohmann::json state = {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
-                              {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
-                              {"buffer_pos", buffer.pos}, {"snapshots", snaps}};
-      std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
-    });
-    write_text_atomically((out / "snapshots.json").string(), snaps.dump(2) + "\n");
-  };
-
   const auto start = std::chrono::steady_clock::now();
   const long start_step = step;
   long next_snapshot = (step / opt.snapshot_every + 1) * opt.snapshot_every;
-  auto obs_tensor = [&](const std::vector<float>& v) {
-    return torch::from_blob(const_cast<float*>(v.data()), {n, obs_dim}, torch::kFloat32).clone();
-  };
   std::vector<float> venv_obs_before;
   while (step < opt.total_steps) {
     venv_obs_before = venv.observations();
-    torch::Tensor obs = obs_tensor(venv_obs_before);
     if (step < cfg.learning_starts) {
       for (auto& a : actions) a = random_actions.uniform(-1, 1);
     } else {
       torch::NoGradGuard no_grad;
-      auto a = actor->sample(obs.to(device)).first.to(torch::kCPU).to(torch::kFloat64).contiguous();
+      const auto obs = torch::from_blob(venv_obs_before.data(), {n, obs_dim}, torch::kFloat32).clone();
+      auto a = learner.actor->sample(obs.to(device)).first.to(torch::kCPU).to(torch::kFloat64).contiguous();
       std::memcpy(actions.data(), a.data_ptr<double>(), sizeof(double) * actions.size());
     }
     venv.step(actions.data());
@@ -280,71 +361,30 @@ SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
     buffer.add(n, venv_obs_before.data(), next.data(), act_f.data(), reward.data(), done.data());
     const long before = step;
     step += n;
-
-    if (step > cfg.learning_starts) {
-      for (long update = before; update < step; ++update) {
-        auto idx = torch::randint(buffer.size, {cfg.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
-        auto b_obs = buffer.obs.index_select(0, idx), b_next = buffer.next_obs.index_select(0, idx);
-        auto b_act = buffer.actions.index_select(0, idx), b_rew = buffer.rewards.index_select(0, idx);
-        auto b_done = buffer.dones.index_select(0, idx);
-        auto alpha = log_alpha.exp().detach();
-        torch::Tensor target;
-        {
-          torch::NoGradGuard no_grad;
-          auto [next_a, next_logp] = actor->sample(b_next);
-          auto q_next = torch::min(qf1_target->forward(b_next, next_a), qf2_target->forward(b_next, next_a)) -
-                        alpha * next_logp;
-          target = b_rew + (1 - b_done) * cfg.gamma * q_next;
-        }
-        auto q_loss = torch::mse_loss(qf1->forward(b_obs, b_act), target) +
-                      torch::mse_loss(qf2->forward(b_obs, b_act), target);
-        q_optimizer.zero_grad();
-        q_loss.backward();
-        q_optimizer.step();
-        if (update % cfg.policy_frequency == 0) {
-          for (int k = 0; k < cfg.policy_frequency; ++k) {
-            auto [pi, logp] = actor->sample(b_obs);
-            auto min_q = torch::min(qf1->forward(b_obs, pi), qf2->forward(b_obs, pi));
-            auto actor_loss = (log_alpha.exp().detach() * logp - min_q).mean();
-            actor_optimizer.zero_grad();
-            actor_loss.backward();
-            actor_optimizer.step();
-            if (cfg.autotune_alpha) {
-              auto alpha_loss = (-log_alpha.exp() * (logp.detach() + target_entropy)).mean();
-              alpha_optimizer.zero_grad();
-              alpha_loss.backward();
-              alpha_optimizer.step();
-            }
-          }
-        }
-        polyak_update(*qf1_target, *qf1, cfg.tau);
-        polyak_update(*qf2_target, *qf2, cfg.tau);
-        if (!std::isfinite(q_loss.item<double>()))
+    if (step > cfg.learning_starts)
+      for (long update = before; update < step; ++update)
+        if (!std::isfinite(learner.update(buffer, update, device).item<double>()))
           throw Error("SAC: critic loss became non-finite at step " + std::to_string(update) +
                       "; the last good checkpoint is in " + ckpt.string());
-      }
-    }
-
-    if (step >= next_snapshot || step >= opt.total_steps) {
-      const long snap_step = step;
-      char name[64];
-      std::snprintf(name, sizeof name, "snapshots/step_%08ld.pt", snap_step);
-      GaussianPolicy policy = SacTrainer::wrap(actor, spec.id, obs_dim, act_dim, cfg.hidden);
-      actor->to(torch::kCPU);
-      const double ret = evaluate(policy, spec, opt.eval_episodes, opt.seed + 100003 + snap_step);
-      policy.save((out / name).string());
-      actor->to(device);
-      snapshots.push_back({snap_step, name, ret, envs::normalized_score(spec, ret)});
-      save_checkpoint();
-      next_snapshot += opt.snapshot_every;
-      if (!opt.quiet) {
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        double recent = 0;
-        const size_t k = std::min<size_t>(recent_returns.size(), 20);
-        for (size_t i = recent_returns.size() - k; i < recent_returns.size(); ++i) recent += recent_returns[i] / k;
-        std::fprintf(stderr, "step %8ld  eval return %9.1f (normalized %6.1f)  train return %9.1f  %6.0f steps/s\n",
-                     snap_step, ret, envs::normalized_score(spec, ret), recent, (step - start_step) / secs);
-      }
+    if (step < next_snapshot && step < opt.total_steps) continue;
+    // A snapshot: the actor as a behavior policy file, evaluated, and a checkpoint.
+    char name[64];
+    std::snprintf(name, sizeof name, "snapshots/step_%08ld.pt", step);
+    GaussianPolicy policy = SacTrainer::wrap(learner.actor, spec.id, obs_dim, act_dim, cfg.hidden);
+    learner.actor->to(torch::kCPU);
+    const double ret = evaluate(policy, spec, opt.eval_episodes, opt.seed + 100003 + step);
+    policy.save((out / name).string());
+    learner.actor->to(device);
+    snapshots.push_back({step, name, ret, envs::normalized_score(spec, ret)});
+    save_checkpoint();
+    next_snapshot += opt.snapshot_every;
+    if (!opt.quiet) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double recent = 0;
+      const size_t k = std::min<size_t>(recent_returns.size(), 20);
+      for (size_t i = recent_returns.size() - k; i < recent_returns.size(); ++i) recent += recent_returns[i] / k;
+      std::fprintf(stderr, "step %8ld  eval return %9.1f (normalized %6.1f)  train return %9.1f  %6.0f steps/s\n", step,
+                   ret, envs::normalized_score(spec, ret), recent, (step - start_step) / secs);
     }
   }
   SacRunResult result;

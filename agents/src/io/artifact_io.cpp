@@ -54,8 +54,8 @@ void load_tensors_into(const std::string& path, const NamedTensors& tensors) {
   }
 }
 
-nlohmann::json to_json(const GuidanceConfig& c) {
-  return {{"kind", c.kind},         {"hidden", c.hidden},
+void to_json(nlohmann::json& j, const GuidanceConfig& c) {
+  j = {{"kind", c.kind},         {"hidden", c.hidden},
           {"layers", c.layers},     {"activation", activation_name(c.activation)},
           {"discount", c.discount}, {"tau", c.tau},
           {"expectile", c.expectile}, {"lr", c.lr},
@@ -76,8 +76,7 @@ int size_in(const nlohmann::json& j, const char* key, int lo, int hi) {
 
 }  // namespace
 
-GuidanceConfig guidance_config_from_json(const nlohmann::json& j) {
-  GuidanceConfig c;
+void from_json(const nlohmann::json& j, GuidanceConfig& c) {
   c.kind = j.at("kind");
   c.hidden = size_in(j, "hidden", 1, 65536);
   c.layers = size_in(j, "layers", 1, 64);
@@ -90,12 +89,11 @@ GuidanceConfig guidance_config_from_json(const nlohmann::json& j) {
   c.max_grad_norm = j.at("max_grad_norm");
   c.scale_rewards = j.at("scale_rewards");
   c.normalize_obs = j.at("normalize_obs");
-  return c;
 }
 
-nlohmann::json to_json(const DiffusionPolicyConfig& c) {
+void to_json(nlohmann::json& j, const DiffusionPolicyConfig& c) {
   const auto& d = c.denoiser;
-  return {{"denoiser",
+  j = {{"denoiser",
            {{"kind", d.kind}, {"hidden", d.hidden}, {"blocks", d.blocks}, {"block_width", d.block_width},
             {"dropout", d.dropout}, {"time_dim", d.time_dim}, {"activation", activation_name(d.activation)},
             {"cond_dim", d.cond_dim}}},
@@ -118,8 +116,7 @@ nlohmann::json to_json(const DiffusionPolicyConfig& c) {
           {"select", c.select}};
 }
 
-DiffusionPolicyConfig policy_config_from_json(const nlohmann::json& j) {
-  DiffusionPolicyConfig c;
+void from_json(const nlohmann::json& j, DiffusionPolicyConfig& c) {
   const auto& d = j.at("denoiser");
   c.denoiser.kind = d.at("kind");
   c.denoiser.hidden = size_in(d, "hidden", 1, 65536);
@@ -152,10 +149,9 @@ DiffusionPolicyConfig policy_config_from_json(const nlohmann::json& j) {
   c.target_quantile = j.at("target_quantile");
   c.candidates = size_in(j, "candidates", 1, 4096);
   c.select = j.at("select");
-  return c;
 }
 
-nlohmann::json to_json(const Normalizer& n) { return {{"mean", n.mean}, {"std", n.std}}; }
+void to_json(nlohmann::json& j, const Normalizer& n) { j = {{"mean", n.mean}, {"std", n.std}}; }
 
 Normalizer normalizer_from_json(const nlohmann::json& j, int dim, torch::Device device) {
   auto mean = j.at("mean").get<std::vector<float>>();
@@ -198,7 +194,7 @@ std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Dev
   const ArtifactInfo info = read_artifact(dir, "guidance");
   auto module = with_manifest_context(dir, [&] {
     const auto j = read_manifest_json(info);
-    const auto config = guidance_config_from_json(j.at("hyperparameters"));
+    const auto config = j.at("hyperparameters").get<GuidanceConfig>();
     if (config.kind != info.algorithm) throw Error(dir + "/manifest.json: algorithm and hyperparameters.kind disagree");
     return std::make_unique<GuidanceModule>(config, info.obs_dim, info.act_dim,
                                             normalizer_from_json(j.at("observation_normalization"), info.obs_dim, device),
@@ -213,7 +209,7 @@ std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::De
   const ArtifactInfo info = read_artifact(dir, "diffusion");
   auto model = with_manifest_context(dir, [&] {
     const auto j = read_manifest_json(info);
-    auto m = std::make_unique<DiffusionModel>(policy_config_from_json(j.at("hyperparameters")), info.obs_dim,
+    auto m = std::make_unique<DiffusionModel>(j.at("hyperparameters").get<DiffusionPolicyConfig>(), info.obs_dim,
                                               info.act_dim,
                                               normalizer_from_json(j.at("observation_normalization"), info.obs_dim, device),
                                               device, /*trainable=*/false);

@@ -24,11 +24,14 @@ void save_tensors(const std::string& path, const NamedTensors& tensors);
 // Reads `path` and copies each named tensor into the given one (same shape), in place.
 void load_tensors_into(const std::string& path, const NamedTensors& tensors);
 
-nlohmann::json to_json(const GuidanceConfig& c);
-GuidanceConfig guidance_config_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const DiffusionPolicyConfig& c);
-DiffusionPolicyConfig policy_config_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const Normalizer& n);
+// The configs as manifests hold them, through nlohmann-json's mapping (nlohmann::json(config),
+// j.get<GuidanceConfig>()). Reading checks every size before it sizes a network.
+void to_json(nlohmann::json& j, const GuidanceConfig& c);
+void from_json(const nlohmann::json& j, GuidanceConfig& c);
+void to_json(nlohmann::json& j, const DiffusionPolicyConfig& c);
+void from_json(const nlohmann::json& j, DiffusionPolicyConfig& c);
+void to_json(nlohmann::json& j, const Normalizer& n);
+// A normalizer needs its dims and device besides the JSON: read with its checks here.
 Normalizer normalizer_from_json(const nlohmann::json& j, int dim, torch::Device device);
 
 // A frozen guidance module and an inference-only diffusion policy from their directories.

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "modiff/datasets/d4rl_dataset.h"
 
 namespace modiff::agents {
@@ -73,6 +75,10 @@ struct PhaseRecord {
   long peak_memory_bytes = 0;
   std::string memory_kind;  // cuda-allocator-peak | cpu-peak-rss
 };
+
+// As manifests, checkpoints and `modiff train --json` write a phase.
+void to_json(nlohmann::json& j, const PhaseRecord& p);
+void from_json(const nlohmann::json& j, PhaseRecord& p);
 
 struct TrainResult {
   std::string guidance_dir, diffusion_dir, metrics_csv;

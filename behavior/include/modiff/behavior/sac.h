@@ -2,6 +2,8 @@
 // Soft Actor-Critic, online on the vector env: the behavior policies that
 // generate the bullet-D4RL datasets. Hyperparameters follow CleanRL's
 // sac_continuous_action.py. This header stays free of LibTorch.
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -42,6 +44,10 @@ struct SnapshotRecord {
   double mean_return = 0;
   double normalized_return = 0;
 };
+
+// As snapshots.json and the checkpoint's state.json hold a snapshot.
+void to_json(nlohmann::json& j, const SnapshotRecord& s);
+void from_json(const nlohmann::json& j, SnapshotRecord& s);
 
 struct SacRunResult {
   std::vector<SnapshotRecord> snapshots;

@@ -1,0 +1,87 @@
+#pragma once
+// One run of `modiff train` (train_on): the modules it trains, the schedule's phases, and what a checkpoint
+// carries. trainer.cpp runs the phases, checkpoint.cpp saves and restores, manifests.cpp writes the
+// artifacts. LibTorch inside; train.h is the public face.
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "algos/algorithm.h"
+#include "io/artifact_io.h"
+#include "modiff/agents/artifact.h"
+#include "modiff/agents/train.h"
+#include "modiff/torch/device.h"
+#include "train/run_folder.h"
+
+namespace modiff::agents {
+
+struct PhasePlan {
+  std::string name;  // joint | guidance | diffusion
+  long steps;
+};
+
+class TrainingRun {
+ public:
+  // Checks the options and a frozen guidance, locks (and, without --resume, empties) the run folder, builds
+  // the data and the modules, and restores the checkpoint with --resume.
+  TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& options);
+  // The remaining phases, then the artifacts (or a checkpoint, when --stop-after stops it).
+  TrainResult run();
+
+ private:
+  // trainer.cpp
+  void prepare_guidance(const datasets::Dataset& dataset);
+  void check_resumable() const;
+  bool run_phase(const PhasePlan& phase);  // false: stopped by --stop-after (checkpoint written)
+  void end_phase(const PhasePlan& phase, double seconds);
+  std::string evaluate_now();
+  bool stop_here(const std::string& phase_name, long step);
+  TrainResult write_results();
+  // checkpoint.cpp
+  NamedTensors all_tensors();
+  void write_metrics() const;
+  void save_checkpoint(double phase_seconds);
+  void restore_checkpoint();
+  // manifests.cpp
+  nlohmann::json guidance_manifest() const;
+  nlohmann::json diffusion_manifest() const;
+  void write_artifact(const std::string& name, const nlohmann::json& manifest, const NamedTensors& weights) const;
+
+  const TrainOptions& o_;
+  const DatasetRef ref_;
+  const std::vector<PhasePlan> plan_;
+  const ResolvedConfig resolved_;
+  const AlgorithmConfig& config_;
+  const DeviceChoice choice_;
+  const torch::Device device_;
+  const std::filesystem::path out_, ckpt_;
+  const long log_every_, ckpt_every_, eval_every_;
+  const bool progress_;  // a progress line on a terminal
+
+  ArtifactInfo guidance_info_;  // a frozen --guidance DIR's
+  TrainResult result_;
+  std::unique_ptr<GuidanceModule> guidance_;
+  std::optional<RunFolder> folder_;
+  bool had_checkpoint_ = false;
+  std::unique_ptr<OfflineData> data_;
+  std::unique_ptr<DiffusionModel> policy_;
+  std::unique_ptr<Algorithm> algorithm_;
+  nlohmann::json options_;  // what a resumed run must share with this one
+
+  // What a checkpoint carries besides tensors.
+  size_t phase_index_ = 0;
+  long phase_step_ = 0;
+  double phase_seconds_before_ = 0;
+  std::vector<PhaseRecord> done_;
+  std::vector<std::string> rows_;  // metrics.csv
+
+  double eval_seconds_ = 0;  // of the current phase: not training time
+  long trained_now_ = 0;     // steps of this invocation, for stop_after
+};
+
+}  // namespace modiff::agents

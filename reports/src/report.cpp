@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "modiff/agents/train.h"
 #include "modiff/common/atomic_file.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/error.h"
@@ -347,12 +348,12 @@ void timing_section(ReportDocument& doc, const Configurations& g) {
       std::string kind;
       for (const Cell* c : list) {
         const auto m = nlohmann::json::parse(slurp(fs::path(c->dir) / "run" / "diffusion" / "manifest.json"));
-        for (const auto& p : m.at("training").at("phases"))
-          if (p.at("name") != "guidance") {
-            secs += p.at("seconds").get<double>() / list.size();
-            sps += p.at("steps_per_s").get<double>() / list.size();
-            mem += p.at("peak_memory_bytes").get<double>() / 1048576.0 / list.size();
-            kind = p.at("memory_kind");
+        for (const auto& p : m.at("training").at("phases").get<std::vector<agents::PhaseRecord>>())
+          if (p.name != "guidance") {
+            secs += p.seconds / list.size();
+            sps += p.steps_per_s / list.size();
+            mem += p.peak_memory_bytes / 1048576.0 / list.size();
+            kind = p.memory_kind;
           }
       }
       t.rows.push_back({k, std::to_string(list.size()), fmt(secs, 2), fmt(sps), fmt(mem), kind});

@@ -71,6 +71,25 @@ namespace {
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) { throw Error(where + ": " + what); }
 
+// The hyperparameter overrides of a cell's run: the [network] table (its values of 0: not given), then
+// [hyperparameters] for every algorithm, then for this one.
+std::vector<std::string> cell_overrides(const SweepConfig& c, const std::string& algo) {
+  std::vector<std::string> set;
+  auto add = [&](auto value, std::initializer_list<const char*> names) {
+    if (value > 0)
+      for (const char* name : names) set.push_back(std::string(name) + "=" + nlohmann::json(value).dump());
+  };
+  add(c.batch, {"batch"});
+  add(c.hidden, {"policy.hidden", "guidance.hidden"});
+  add(c.block_width, {"policy.block_width"});
+  add(c.ema_rate, {"policy.ema_rate"});
+  for (const char* scope : {"", algo.c_str()}) {
+    const auto it = c.hyperparameters.find(scope);
+    if (it != c.hyperparameters.end()) set.insert(set.end(), it->second.begin(), it->second.end());
+  }
+  return set;
+}
+
 void check_keys(const toml::table& t, const std::set<std::string>& allowed, const std::string& where,
                 const std::string& table) {
   for (const auto& [k, v] : t) {
@@ -203,6 +222,44 @@ void check_grid_size(const SweepConfig& c, const std::string& where) {
                    std::to_string(kMaxSweepCells) + " are allowed");
 }
 
+// A TOML value as the text `--set NAME=VALUE` takes.
+std::string override_text(const toml::node& value, const std::string& where, const std::string& key) {
+  if (auto v = value.as_integer()) return std::to_string(v->get());
+  if (auto v = value.as_floating_point()) return nlohmann::json(v->get()).dump();
+  if (auto v = value.as_boolean()) return v->get() ? "true" : "false";
+  if (auto v = value.as_string()) return v->get();
+  bad(where, key + " must be a number, true/false or a string");
+}
+
+// [hyperparameters] (every algorithm) and [hyperparameters.A] (algorithm A): checked against each algorithm's
+// table here, so that a name or value it refuses stops the sweep before any cell runs.
+void read_hyperparameters(const toml::table& root, SweepConfig& c, const std::string& where) {
+  const auto* table = root["hyperparameters"].as_table();
+  if (!table) {
+    if (root.get("hyperparameters")) bad(where, "hyperparameters must be a table");
+    return;
+  }
+  for (const auto& [key, value] : *table) {
+    const std::string name(key.str());
+    if (const auto* per_algo = value.as_table()) {
+      if (std::find(c.algos.begin(), c.algos.end(), name) == c.algos.end())
+        bad(where, "[hyperparameters." + name + "]: '" + name + "' is not one of the sweep's algos");
+      for (const auto& [k, v] : *per_algo)
+        c.hyperparameters[name].push_back(std::string(k.str()) + "=" +
+                                          override_text(v, where, "hyperparameters." + name + "." + std::string(k.str())));
+    } else {
+      c.hyperparameters[""].push_back(name + "=" + override_text(value, where, "hyperparameters." + name));
+    }
+  }
+  for (const auto& algo : c.algos) {
+    try {
+      agents::hyperparameters(algo, "", "", cell_overrides(c, algo));
+    } catch (const Error& e) {
+      bad(where, "hyperparameters for " + algo + ": " + e.what());
+    }
+  }
+}
+
 void read_network(const toml::table& root, SweepConfig& c, const std::string& where) {
   const auto* net = root["network"].as_table();
   if (!net) {
@@ -280,7 +337,7 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& where
   }
   check_keys(root,
              {"name", "datasets", "dataset_transitions", "algos", "schedules", "seeds", "steps", "guidance_steps",
-              "device", "log_every", "network", "eval", "swaps"},
+              "device", "log_every", "network", "hyperparameters", "eval", "swaps"},
              where, "");
   SweepConfig c;
   c.name = number<std::string>(root, "name", where, c.name);
@@ -304,6 +361,7 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& where
     bad(where, "device must be auto, cpu or cuda, not '" + c.device + "'");
   c.log_every = integer(root, "log_every", where, c.log_every, 1, kMaxSweepSteps);
   read_network(root, c, where);
+  read_hyperparameters(root, c, where);
   read_eval(root, c, where);
   read_swaps(root, c, where);
   check_grid_size(c, where);
@@ -386,7 +444,7 @@ nlohmann::json eval_definition(const eval::EvalSettings& e) {
 // Everything that fixes a training cell's results (not the device or the shard it ran on).
 nlohmann::json train_definition(const SweepConfig& c, const SweepData& data, const std::string& dataset,
                                 const std::string& algo, const std::string& schedule, uint64_t seed) {
-  return {{"dataset", {{"name", dataset}, {"sha256", data.sha256.at(dataset)}}},
+  nlohmann::json d = {{"dataset", {{"name", dataset}, {"sha256", data.sha256.at(dataset)}}},
           {"algo", algo},
           {"schedule", schedule},
           {"seed", seed},
@@ -396,6 +454,9 @@ nlohmann::json train_definition(const SweepConfig& c, const SweepData& data, con
           {"network", {{"hidden", c.hidden}, {"block_width", c.block_width}, {"batch", c.batch}, {"ema_rate", c.ema_rate}}},
           {"eval_during_training", {{"every", c.eval_every}, {"episodes", c.eval_every_episodes}}},
           {"eval", eval_definition(c.eval)}};
+  // Only where the config has [hyperparameters]: cells made before it existed keep their definitions.
+  if (!c.hyperparameters.empty()) d["hyperparameters"] = cell_overrides(c, algo);
+  return d;
 }
 
 nlohmann::json cell_definition(const SweepConfig& c, const SweepData& data, const SweepCell& cell) {
@@ -440,19 +501,6 @@ void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vect
   }
 }
 
-// The [network] table as the hyperparameter overrides of every cell's run (its values of 0: not given).
-std::vector<std::string> network_overrides(const SweepConfig& c) {
-  std::vector<std::string> set;
-  auto add = [&](auto value, std::initializer_list<const char*> names) {
-    if (value > 0)
-      for (const char* name : names) set.push_back(std::string(name) + "=" + nlohmann::json(value).dump());
-  };
-  add(c.batch, {"batch"});
-  add(c.hidden, {"policy.hidden", "guidance.hidden"});
-  add(c.block_width, {"policy.block_width"});
-  add(c.ema_rate, {"policy.ema_rate"});
-  return set;
-}
 
 // A train cell: trains (or resumes) its run unless its diffusion artifact exists, then evaluates the policy
 // with its own guidance and without any.
@@ -469,7 +517,7 @@ void run_train_cell(const SweepConfig& c, const SweepCell& cell, const std::stri
     o.device = c.device;
     o.out = run_dir.string();
     o.quiet = true;
-    o.set = network_overrides(c);
+    o.set = cell_overrides(c, cell.algo);
     o.log_every = c.log_every;
     o.checkpoint_every = std::max(c.log_every, c.steps / 5);
     o.resume = fs::exists(run_dir / "checkpoint" / "state.json");

@@ -400,3 +400,52 @@ TEST_CASE("a cell record reads back as written, and a record that lacks a key is
   CHECK_THROWS_WITH(sweeps::read_cell_record(file), Catch::Contains(file + ": not valid JSON"));
   modiff::remove_tree(dir.string());
 }
+
+TEST_CASE("a sweep's hyperparameters table reaches every cell's run, checked before any cell runs", "[sweep]") {
+  const std::string base = "datasets = [\"d.hdf5\"]\nalgos = [\"idql\", \"dql\"]\n";
+  const auto c = sweeps::parse_sweep_config(
+      base + "[hyperparameters]\nbatch = 64\n\"policy.lr\" = 0.0005\n[hyperparameters.dql]\neta = 0.5\n"
+             "\"policy.select\" = \"argmax\"\n",
+      "h.toml");
+  CHECK(c.hyperparameters.at("") == std::vector<std::string>{"batch=64", "policy.lr=0.0005"});
+  CHECK(c.hyperparameters.at("dql") == std::vector<std::string>{"eta=0.5", "policy.select=argmax"});
+  // A name one of the grid's algorithms does not have, a value outside its range, a table for an algorithm
+  // outside the grid, a value of no usable type: one error naming it, before anything runs.
+  const std::pair<std::string, std::string> bad[] = {
+      {"[hyperparameters]\neta = 0.5\n", "hyperparameters for idql: idql with iql guidance has no hyperparameter 'eta'"},
+      {"[hyperparameters.dql]\n\"policy.ema_rate\" = 2.0\n", "hyperparameters for dql: policy.ema_rate=2.0: must be in (0, 1]"},
+      {"[hyperparameters.cfg]\nbatch = 8\n", "[hyperparameters.cfg]: 'cfg' is not one of the sweep's algos"},
+      {"[hyperparameters]\nbatch = [1, 2]\n", "hyperparameters.batch must be a number, true/false or a string"},
+      {"hyperparameters = 3\n", "hyperparameters must be a table"},
+  };
+  for (const auto& [text, expected] : bad) {
+    INFO(text);
+    CHECK_THROWS_WITH(sweeps::parse_sweep_config(base + text, "h.toml"), Catch::Contains("h.toml: " + expected));
+  }
+
+  // Through a real (one-cell) sweep: the run's manifest holds the values, the cell's definition names them.
+  const fs::path dir = fs::temp_directory_path() / ("modiff_sweep_hp_" + std::to_string(::getpid()));
+  remove_tree(dir.string());
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 1000 --num-envs 2 --out " + data).code == 0);
+  const std::string config = (dir / "h.toml").string();
+  std::ofstream(config) << "datasets = [\"" + data +
+                               "\"]\nalgos = [\"dql\"]\nschedules = [\"joint\"]\nseeds = [0]\nsteps = 10\n"
+                               "device = \"cpu\"\nlog_every = 5\n[network]\nhidden = 16\nbatch = 32\n"
+                               "[hyperparameters.dql]\neta = 0.25\n\"policy.candidates\" = 3\n"
+                               "[eval]\nseeds = \"0\"\nepisodes = 1\nbootstrap_reps = 100\n"
+                               "[swaps]\nseeds = false\n";
+  const auto r = modiff_test::modiff("sweep " + config + " --out " + (dir / "out").string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const fs::path cell = dir / "out" / "cells" / "train-hopper-dql-joint-s0";
+  INFO(cell.string());
+  const auto manifest = nlohmann::json::parse(modiff_test::slurp((cell / "run" / "diffusion" / "manifest.json").string()));
+  CHECK(manifest.at("eta") == 0.25);
+  CHECK(manifest.at("hyperparameters").at("candidates") == 3);
+  CHECK(manifest.at("training").at("batch") == 32);
+  const auto definition = nlohmann::json::parse(modiff_test::slurp((cell / "cell.json").string()));
+  CHECK(definition.at("train").at("hyperparameters").dump().find("eta=0.25") != std::string::npos);
+  remove_tree(dir.string());
+}

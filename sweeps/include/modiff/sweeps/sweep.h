@@ -8,6 +8,7 @@
 // redoes nothing else, so a sweep killed at any moment finishes on rerun.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,9 @@ struct SweepConfig {
   long guidance_steps = -1;
   int batch = 0, hidden = 0, block_width = 0;
   double ema_rate = 0;
+  // [hyperparameters]: NAME = VALUE overrides of every cell's run ("" key: every algorithm; [hyperparameters.A]:
+  // algorithm A's), applied after [network] as `modiff train --set` would (modiff hyperparameters lists names).
+  std::map<std::string, std::vector<std::string>> hyperparameters;
   std::string device = "auto";
   long log_every = 1000;
   long eval_every = 0;                 // evaluation during training (with and without guidance)

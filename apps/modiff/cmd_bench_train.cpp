@@ -94,7 +94,7 @@ void add_train_bench(CLI::App& bench_cmd) {
   auto* cmd = bench_cmd.add_subcommand("train", "Training steps/s and peak memory, every algorithm x schedule");
   cmd->add_option("--steps", args->steps, "Steps per phase (default: 3000 on CUDA, 100 on CPU)")->check(integer_in(1, 1000000000));
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
-  cmd->add_option("--algos", args->algos, "Comma-separated algorithms")->capture_default_str()->check(list_of({"idql", "dql", "cfg"}));
+  cmd->add_option("--algos", args->algos, "Comma-separated algorithms")->capture_default_str()->check(list_of(agents::algorithm_names()));
   cmd->add_option("--schedules", args->schedules, "Comma-separated schedules")->capture_default_str()->check(list_of({"joint", "guidance-first"}));
   cmd->add_flag("!--no-cuda-graphs", args->graphs, "Run eagerly on CUDA");
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");

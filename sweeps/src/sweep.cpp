@@ -195,7 +195,6 @@ void check_ascii(const std::string& text, const std::string& where) {
   }
 }
 
-const std::set<std::string> kAlgorithms = {"idql", "dql", "cfg"};
 const std::set<std::string> kSchedules = {"joint", "guidance-first"};
 
 // Every dataset becomes part of cell ids (and folder names): each must give a distinct, plain name.
@@ -346,8 +345,10 @@ SweepConfig parse_sweep_config(const std::string& text, const std::string& where
   c.dataset_transitions = integer(root, "dataset_transitions", where, 0, 1000, 100000000);
   c.algos = strings(root, "algos", where, c.algos);
   check_list(c.algos, "algos", where);
+  const std::vector<std::string> algorithms = agents::algorithm_names();  // the registry (algos/algorithm.cpp)
   for (const auto& a : c.algos)
-    if (!kAlgorithms.count(a)) bad(where, "algos: unknown algorithm '" + a + "' (idql, dql or cfg)");
+    if (std::find(algorithms.begin(), algorithms.end(), a) == algorithms.end())
+      bad(where, "algos: unknown algorithm '" + a + "' (idql, dql or cfg)");
   c.schedules = strings(root, "schedules", where, c.schedules);
   check_list(c.schedules, "schedules", where);
   for (const auto& s : c.schedules)

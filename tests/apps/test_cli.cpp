@@ -146,12 +146,12 @@ TEST_CASE("cli: modiff hyperparameters shows per-dataset values and overrides", 
   const Result walker = modiff("hyperparameters --algo dql --dataset bullet-walker2d-medium-v0 --json");
   REQUIRE(walker.code == 0);
   const auto j = nlohmann::json::parse(walker.out);
-  CHECK(j.at("policy.max_grad_norm").at("value") == "1");  // Diffusion-QL's walker2d-medium limit
-  CHECK(j.at("guidance.max_grad_norm").at("value") == "1");
+  CHECK(j.at("policy.max_grad_norm").at("value") == "1.0");  // Diffusion-QL's walker2d-medium limit
+  CHECK(j.at("guidance.max_grad_norm").at("value") == "1.0");
   const Result hopper = modiff("hyperparameters --algo dql --dataset bullet-hopper-medium-replay-v0 --set eta=0.5 --json");
   REQUIRE(hopper.code == 0);
   const auto h = nlohmann::json::parse(hopper.out);
-  CHECK(h.at("policy.max_grad_norm").at("value") == "4");
+  CHECK(h.at("policy.max_grad_norm").at("value") == "4.0");
   CHECK(h.at("eta").at("value") == "0.5");
   // A twin-q guidance beside IDQL takes Diffusion-QL's critic numbers.
   const Result mixed = modiff("hyperparameters --algo idql --guidance-kind twin-q --json");

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <sstream>
 
 #include "modiff/common/error.h"
 
@@ -23,11 +22,8 @@ void parse_range(const std::string& range, double& lo, double& hi, bool& lo_open
   hi = std::strtod(range.substr(comma + 1, range.size() - comma - 2).c_str(), nullptr);
 }
 
-std::string number_text(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
+// The shortest text that reads back as the same double (nlohmann's), so a printed value is the value used.
+std::string number_text(double v) { return nlohmann::json(v).dump(); }
 
 }  // namespace
 

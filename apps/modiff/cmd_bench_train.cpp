@@ -45,30 +45,26 @@ double steady_steps_per_s(const std::string& metrics_csv, const std::string& pha
   return n > 0 ? 1000.0 * n / ms_sum : fallback;
 }
 
+// One phase of one algorithm x schedule, as `--json` prints it.
 struct Cell {
   std::string algo, schedule, phase;
-  int batch;
-  double steps_per_s, seconds;
-  long peak_bytes;
+  int batch = 0;
+  double steps_per_s = 0, seconds = 0;
+  long peak_memory_bytes = 0;
   std::string memory_kind;
 };
-
-std::vector<Cell> cells_from_json(const nlohmann::json& results) {
-  std::vector<Cell> cells;
-  for (const auto& r : results)
-    cells.push_back({r.at("algo"), r.at("schedule"), r.at("phase"), r.at("batch"), r.at("steps_per_s"),
-                     r.at("seconds"), r.at("peak_memory_bytes"), r.at("memory_kind")});
-  return cells;
-}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Cell, algo, schedule, phase, batch, steps_per_s, seconds, peak_memory_bytes,
+                                   memory_kind)
 
 // One algorithm x schedule in a child process of this binary, so that its peak memory is its own: in one
 // process a cell's allocator peak also held what earlier cells left (cuBLAS keeps a workspace for every
 // stream a run used, and the joint runs use more streams), which blurred guidance-first against joint.
 std::vector<Cell> run_in_child(const std::string& algo, const std::string& schedule, long steps,
-                               const std::string& device, bool graphs) {
+                               const std::string& device, bool graphs, const std::string& implementation) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<std::string> argv = {self, "bench", "train", "--json", "--algos", algo, "--schedules", schedule,
-                                   "--steps", std::to_string(steps), "--device", device};
+                                   "--steps", std::to_string(steps), "--device", device,
+                                   "--implementation", implementation};
   if (!graphs) argv.push_back("--no-cuda-graphs");
   SpawnOptions options;
   options.capture_stdout = true;
@@ -76,7 +72,7 @@ std::vector<Cell> run_in_child(const std::string& algo, const std::string& sched
   if (child.exit_code != 0) throw Error("bench train: the " + algo + " " + schedule + " run failed (its error is above)");
   const std::string& out = child.out;
   try {
-    return cells_from_json(nlohmann::json::parse(out).at("results"));
+    return nlohmann::json::parse(out).at("results").get<std::vector<Cell>>();
   } catch (const std::exception& e) {
     throw Error("bench train: unreadable result of the " + algo + " " + schedule + " run (" + e.what() + ")");
   }
@@ -88,6 +84,7 @@ void add_train_bench(CLI::App& bench_cmd) {
   struct Args {
     long steps = 0;
     std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
+    std::string implementation = "fast";
     bool json = false, graphs = true;
   };
   auto args = std::make_shared<Args>();
@@ -97,6 +94,9 @@ void add_train_bench(CLI::App& bench_cmd) {
   cmd->add_option("--algos", args->algos, "Comma-separated algorithms")->capture_default_str()->check(list_of(agents::algorithm_names()));
   cmd->add_option("--schedules", args->schedules, "Comma-separated schedules")->capture_default_str()->check(list_of({"joint", "guidance-first"}));
   cmd->add_flag("!--no-cuda-graphs", args->graphs, "Run eagerly on CUDA");
+  cmd->add_option("--implementation", args->implementation, "fast or reference (plain LibTorch modules, eager)")
+      ->capture_default_str()
+      ->check(one_of({"fast", "reference"}));
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] {
@@ -111,7 +111,7 @@ void add_train_bench(CLI::App& bench_cmd) {
         for (const auto& schedule : schedules) {
           if (!args->json)
             std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
-          for (auto& c : run_in_child(algo, schedule, steps, args->device, args->graphs)) cells.push_back(c);
+          for (auto& c : run_in_child(algo, schedule, steps, args->device, args->graphs, args->implementation)) cells.push_back(c);
         }
       }
     } else {
@@ -130,6 +130,7 @@ void add_train_bench(CLI::App& bench_cmd) {
       o.log_every = std::max(1L, steps / 10);
       o.checkpoint_every = steps * 10;
       o.cuda_graphs = args->graphs;
+      o.implementation = args->implementation;
       if (!args->json) std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
       const auto r = agents::train_on(data, ref, o);
       const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
@@ -142,15 +143,17 @@ void add_train_bench(CLI::App& bench_cmd) {
 
     const std::string machine = bench::machine_description() + "; " + device.description;
     std::ostringstream md;
+    const bool graphed = cuda && args->graphs && args->implementation == "fast";
     md << "Machine: " << machine << ". Hopper-shaped synthetic data (100k rows), " << steps
-       << " steps per phase; steps/s in steady state (after warm-up" << (cuda && args->graphs ? " and CUDA-graph capture" : "")
+       << " steps per phase" << (args->implementation == "fast" ? "" : ", the " + args->implementation + " implementation")
+       << "; steps/s in steady state (after warm-up" << (graphed ? " and CUDA-graph capture" : "")
        << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS")
        << " during the phase; each algorithm x schedule in a process of its own.\n\n";
     md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
     char buf[256];
     for (const auto& c : cells) {
       std::snprintf(buf, sizeof buf, "| %s | %s | %s | %d | %.1f | %.3f | %.0f |\n", c.algo.c_str(), c.schedule.c_str(),
-                    c.phase.c_str(), c.batch, c.steps_per_s, 1000.0 / c.steps_per_s, c.peak_bytes / 1048576.0);
+                    c.phase.c_str(), c.batch, c.steps_per_s, 1000.0 / c.steps_per_s, c.peak_memory_bytes / 1048576.0);
       md << buf;
     }
     // Guidance-first against joint: the diffusion phase against the joint phase, same steps.
@@ -160,7 +163,7 @@ void add_train_bench(CLI::App& bench_cmd) {
       for (const auto& g : cells) {
         if (g.algo != j.algo || g.phase != "diffusion") continue;
         std::snprintf(buf, sizeof buf, "| %s | %+.1f%% | %+.1f%% |\n", j.algo.c_str(),
-                      100.0 * (j.steps_per_s / g.steps_per_s - 1), 100.0 * (double(g.peak_bytes) / j.peak_bytes - 1));
+                      100.0 * (j.steps_per_s / g.steps_per_s - 1), 100.0 * (double(g.peak_memory_bytes) / j.peak_memory_bytes - 1));
         cmp << buf;
       }
     }
@@ -184,12 +187,7 @@ void add_train_bench(CLI::App& bench_cmd) {
            << "| implementation | official steps/s | modiff steps/s | ratio |\n|---|---|---|---|\n" << ref_rows.str();
     }
     if (args->json) {
-      nlohmann::json rows = nlohmann::json::array();
-      for (const auto& c : cells)
-        rows.push_back({{"algo", c.algo}, {"schedule", c.schedule}, {"phase", c.phase}, {"batch", c.batch},
-                        {"steps_per_s", c.steps_per_s}, {"seconds", c.seconds}, {"peak_memory_bytes", c.peak_bytes},
-                        {"memory_kind", c.memory_kind}});
-      std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", rows}}.dump(2) << "\n";
+      std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", cells}}.dump(2) << "\n";
     } else {
       std::cout << md.str();
     }

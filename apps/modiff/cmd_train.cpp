@@ -84,6 +84,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--hidden", args->hidden, "Hidden width of critics and denoiser (--set policy.hidden=H --set guidance.hidden=H)")->check(integer_in(1, 65536));
   cmd->add_option("--block-width", args->block_width, "Inner width of the LN-ResNet blocks (--set policy.block_width=W; 1024)")->check(integer_in(1, 65536));
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
+  cmd->add_option("--implementation", o.implementation,
+                  "fast, or reference: plain LibTorch modules a reader can follow, every step eager (docs/architecture.md)")
+      ->capture_default_str()
+      ->check(one_of({"fast", "reference"}));
   cmd->add_option("--eval-every", o.eval_every,
                   "Evaluate the policy with and without its guidance every K steps (rounded to --log-every) into metrics.csv")
       ->check(integer_in(1, kMaxSteps));

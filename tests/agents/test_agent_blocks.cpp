@@ -179,45 +179,56 @@ TEST_CASE("cosine decay and gradient clipping", "[blocks]") {
   CHECK(torch::equal(before, flat.values));
 }
 
-TEST_CASE("both samplers keep actions in [-1, 1] and the denoisers have the reference shapes", "[blocks]") {
+TEST_CASE("both samplers keep actions in [-1, 1] and the denoisers have the "
+          "reference shapes",
+          "[blocks]") {
   torch::manual_seed(2);
-  for (const char* kind : {"ln-resnet", "mlp"}) {
-    DenoiserConfig c;
-    c.kind = kind;
-    if (c.kind == "mlp") c.time_dim = 16;
-    auto net = make_denoiser(c, 15, 3);
-    for (const char* sampler : {"eps-clip", "posterior"}) {
-      DiffusionConfig d;
-      d.sampler = sampler;
-      Ddpm ddpm(d, 3, torch::kCPU);
-      auto x = ddpm.sample(*net, torch::randn({64, 15}));
-      CHECK(x.sizes() == torch::IntArrayRef({64, 3}));
-      CHECK(x.abs().max().item<double>() <= 1.0);
-      CHECK(ddpm.loss(*net, torch::rand({64, 3}) * 2 - 1, torch::randn({64, 15}), {}).item<double>() > 0);
+  for (const char *kind : {"ln-resnet", "mlp"}) {
+    for (Implementation implementation :
+         {Implementation::Reference, Implementation::Fast}) {
+      CAPTURE(kind, implementation_name(implementation));
+      DenoiserConfig c;
+      c.kind = kind;
+      if (c.kind == "mlp")
+        c.time_dim = 16;
+      auto net = make_denoiser(c, 15, 3, implementation, torch::kCPU);
+      CHECK((net->fast() != nullptr) ==
+            (implementation == Implementation::Fast));
+      for (const char *sampler : {"eps-clip", "posterior"}) {
+        DiffusionConfig d;
+        d.sampler = sampler;
+        Ddpm ddpm(d, 3, torch::kCPU);
+        auto x = ddpm.sample(*net, torch::randn({64, 15}));
+        CHECK(x.sizes() == torch::IntArrayRef({64, 3}));
+        CHECK(x.abs().max().item<double>() <= 1.0);
+        CHECK(ddpm.loss(*net, torch::rand({64, 3}) * 2 - 1,
+                        torch::randn({64, 15}), {})
+                  .item<double>() > 0);
+      }
+      long count = 0;
+      for (const auto &p : net->parameters())
+        count += p.numel();
+      // IDQL's LN-ResNet (256 wide, 3 blocks of 1024) is about 1.7M parameters;
+      // Diffusion-QL's MLP about 140k.
+      if (c.kind == "ln-resnet")
+        CHECK((count > 1500000 && count < 1900000));
+      else
+        CHECK((count > 130000 && count < 150000));
     }
-    long count = 0;
-    for (const auto& p : net->parameters()) count += p.numel();
-    // IDQL's LN-ResNet (256 wide, 3 blocks of 1024) is about 1.7M parameters; Diffusion-QL's MLP about 140k.
-    if (c.kind == "ln-resnet") CHECK((count > 1500000 && count < 1900000));
-    else CHECK((count > 130000 && count < 150000));
   }
 }
 
 namespace {
 
-// A denoiser given as a function of (x_t, step): what a perfectly trained network would predict, or a fixed
-// guess. Sampling goes through forward only (the default chain).
+// A denoiser given as a function of (x_t, step): what a perfectly trained
+// network would predict, or a fixed guess. Sampling goes through forward only
+// (a reference denoiser's chain).
 struct FunctionDenoiser : Denoiser {
-  std::function<torch::Tensor(const torch::Tensor& x, int step)> eps;
+  std::function<torch::Tensor(const torch::Tensor &x, int step)> eps;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor&,
                         const torch::Tensor&) override {
     return eps(x, static_cast<int>(t[0][0].item<double>()));
   }
-  TimePathParams time_path() const override { throw std::logic_error("not for training"); }
-  torch::Tensor first_layer_data(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) override {
-    throw std::logic_error("not for training");
-  }
-  torch::Tensor forward_from_first_layer(const torch::Tensor&) override { throw std::logic_error("not for training"); }
 };
 
 // VP's beta_t for t = 1..T (IDQL's and Diffusion-QL's formula), in double.
@@ -227,7 +238,7 @@ std::vector<double> vp_betas(int T) {
   return b;
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE("samplers: each step against its closed form, and an exact denoiser returns the data point", "[blocks]") {
   const int T = 5;
@@ -305,7 +316,7 @@ TEST_CASE("samplers: each step against its closed form, and an exact denoiser re
 }
 
 TEST_CASE("flat parameters: views, frozen copies and blending", "[blocks]") {
-  TwinQ q(3, 2, 8, 2, Activation::Mish), target(3, 2, 8, 2, Activation::Mish);
+  TwinQ q(3, 2, 8, 2, Activation::Mish, Implementation::Fast), target(3, 2, 8, 2, Activation::Mish, Implementation::Fast);
   FlatParams p = flatten_parameters(*q, true), t = flatten_parameters(*target, false);
   long n = 0;
   for (const auto& param : q->parameters()) n += param.numel();
@@ -392,9 +403,8 @@ TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[bloc
   if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: covered by the CPU case");
   check_linear_accumulate(torch::kCUDA);
   // Weight gradients on side streams, joined before they are read.
-  set_gradients_beside(true);
+  GradientsBesideScope beside(true);
   check_linear_accumulate(torch::kCUDA);
-  set_gradients_beside(false);
 }
 
 namespace {
@@ -408,7 +418,7 @@ std::shared_ptr<Denoiser> small_denoiser(const char* kind, int cond_dim) {
   c.time_dim = 16;
   c.dropout = 0;
   c.cond_dim = cond_dim;
-  return make_denoiser(c, 7, 3);
+  return make_denoiser(c, 7, 3, Implementation::Fast, torch::kCPU);
 }
 
 }  // namespace
@@ -423,7 +433,7 @@ TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks
       auto obs = torch::randn({5, 7}), x = torch::randn({5, 3});
       auto cond = cond_dim > 0 ? torch::randn({5, cond_dim}) : torch::Tensor();
       const int steps = 4;
-      auto chain = net->chain(obs, cond, steps);
+      auto chain = net->fast()->chain(obs, cond, steps);
       torch::Tensor via_chain = torch::zeros({5, 3}), direct = torch::zeros({5, 3});
       for (int i = steps - 1; i >= 0; --i) via_chain = via_chain + chain(x, i) * (i + 1);
       zero_grads(flat);
@@ -438,11 +448,62 @@ TEST_CASE("a denoiser's chain computes its forward pass and gradients", "[blocks
   }
 }
 
+TEST_CASE("the reference and fast denoisers hold the same parameters and compute the same function and loss", "[blocks]") {
+  for (const char* kind : {"ln-resnet", "mlp"}) {
+    for (int cond_dim : {0, 2}) {
+      CAPTURE(kind, cond_dim);
+      DenoiserConfig c;
+      c.kind = kind;
+      c.hidden = 32;
+      c.block_width = 64;
+      c.time_dim = 16;
+      c.dropout = 0.1;  // the same masks: both draw them in the same order
+      c.cond_dim = cond_dim;
+      torch::manual_seed(11);
+      auto reference = make_denoiser(c, 7, 3, Implementation::Reference, torch::kCPU);
+      torch::manual_seed(11);
+      auto fast = make_denoiser(c, 7, 3, Implementation::Fast, torch::kCPU);
+      REQUIRE(reference->fast() == nullptr);
+      REQUIRE(fast->fast() != nullptr);
+      const auto ref_params = reference->named_parameters(), fast_params = fast->named_parameters();
+      REQUIRE(ref_params.size() == fast_params.size());
+      for (const auto& p : ref_params) CHECK(torch::equal(p.value(), fast_params[p.key()]));
+      FlatParams ref_flat = flatten_parameters(*reference, true), fast_flat = flatten_parameters(*fast, true);
+      auto obs = torch::randn({16, 7}), x0 = torch::rand({16, 3}) * 2 - 1;
+      auto cond = cond_dim > 0 ? torch::randn({16, cond_dim}) : torch::Tensor();
+      for (const char* loss : {"sum", "mean"}) {
+        DiffusionConfig d;
+        d.loss = loss;
+        Ddpm ddpm(d, 3, torch::kCPU);
+        torch::manual_seed(12);
+        zero_grads(ref_flat);
+        auto ref_loss = ddpm.loss(*reference, x0, obs, cond);
+        ref_loss.backward();
+        torch::manual_seed(12);
+        zero_grads(fast_flat);
+        auto fast_loss = ddpm.loss(*fast, x0, obs, cond);
+        fast_loss.backward();
+        CHECK(fast_loss.item<double>() == Approx(ref_loss.item<double>()).epsilon(1e-5));
+        CHECK(torch::allclose(fast_flat.grads, ref_flat.grads, 1e-4, 1e-6));
+        CHECK(ref_flat.grads.abs().sum().item<double>() > 0);
+      }
+      // Sampling: the reference's forward at every step against the fast chain, the same noise.
+      reference->eval();
+      fast->eval();
+      Ddpm ddpm(DiffusionConfig{}, 3, torch::kCPU);
+      torch::NoGradGuard no_grad;
+      const auto noise = torch::randn({DiffusionConfig{}.steps, 16, 3});
+      CHECK(torch::allclose(ddpm.sample(*reference, obs, cond, 1.0, c10::nullopt, noise),
+                            ddpm.sample(*fast, obs, cond, 1.0, c10::nullopt, noise), 1e-5, 1e-6));
+    }
+  }
+}
+
 TEST_CASE("Diffusion-QL's BC gradients kept apart add up to the joint backward pass", "[blocks]") {
   auto config = resolve_config("dql", "", "", {}).config->policy;
   config.denoiser.hidden = 32;
   config.denoiser.time_dim = 8;
-  DiffusionModel policy(config, 7, 3, Normalizer::identity(7, torch::kCPU), torch::kCPU, true);
+  DiffusionModel policy(config, 7, 3, Normalizer::identity(7, torch::kCPU), torch::kCPU, true, Implementation::Fast);
   REQUIRE(policy.separable_bc_gradients());
   auto obs = torch::randn({6, 7}), act = torch::rand({6, 3}) * 2 - 1;
   auto gradients = [&] {
@@ -479,9 +540,10 @@ TEST_CASE("a denoiser's training forward pass in parts is its forward pass with 
       auto t = torch::randint(steps, {9}, torch::kLong);
       auto weights = torch::randn({9, 3});
       zero_grads(flat);
-      auto two_parts = net->forward_from_first_layer(
-          add_step_rows(net->first_layer_data(x, obs, cond), t, time_path_table(steps, net->time_path(), obs.options()),
-                        net->time_path()));
+      FastDenoiser& fast = *net->fast();
+      auto two_parts = fast.forward_from_first_layer(add_step_rows(
+          fast.first_layer_data(x, obs, cond), t, time_path_table(steps, fast.time_path(), obs.options(), Kernels{}),
+          fast.time_path()));
       (two_parts * weights).sum().backward();
       const auto two_part_grads = flat.grads.clone();
       zero_grads(flat);
@@ -522,15 +584,14 @@ TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CU
   at::globalContext().setAllowTF32CuBLAS(false);  // compare fp32 with fp32
   torch::manual_seed(8);
   const long rows = 37, width = 64, inner = 128;  // 37: a last block of rows only partly filled
-  auto probe = random_block(width, inner, Activation::Silu);
-  if (!fused_ln_resnet_block_takes(torch::zeros({rows, width}, torch::kCUDA), probe)) {
+  if (!fused_ln_resnet_block_supports(width)) {
     // A CUDA LibTorch without nvcc at build time: no fused kernels, nothing to compare.
     at::globalContext().setAllowTF32CuBLAS(tf32);
     return;
   }
-  CHECK_FALSE(fused_ln_resnet_block_takes(torch::zeros({rows, 48}, torch::kCUDA), probe));  // width not taken
+  CHECK_FALSE(fused_ln_resnet_block_supports(48));  // width not taken
   for (bool beside : {false, true}) {
-    set_gradients_beside(beside);
+    GradientsBesideScope scope(beside);
     for (Activation activation : {Activation::Silu, Activation::Mish, Activation::Relu}) {
       for (double dropout : {0.0, 0.25}) {
         CAPTURE(beside, activation_name(activation), dropout);
@@ -559,7 +620,6 @@ TEST_CASE("the fused LN-ResNet block gives LibTorch's values and gradients on CU
       }
     }
   }
-  set_gradients_beside(false);
   at::globalContext().setAllowTF32CuBLAS(tf32);
 }
 
@@ -613,7 +673,7 @@ IqlLossCase iql_loss_case(torch::Device device) {
 TEST_CASE("IQL's losses: values, statistics and the gradients their backward passes leave", "[blocks]") {
   auto c = iql_loss_case(torch::kCPU);
   const double e = 0.7;
-  const auto value = iql_value_loss_backward(c.q_target, c.v, e);
+  const auto value = iql_value_loss_backward(c.q_target, c.v, e, Kernels{});
   const auto q_min = torch::min(c.q_target[0], c.q_target[1]);
   const auto d = q_min - c.v.detach();
   const auto w = torch::where(d > 0, torch::full_like(d, e), torch::full_like(d, 1 - e));
@@ -621,7 +681,7 @@ TEST_CASE("IQL's losses: values, statistics and the gradients their backward pas
   CHECK(value.q_mean.item<double>() == Approx(q_min.mean().item<double>()));
   CHECK(value.q_std.item<double>() == Approx(q_min.std().item<double>()));
   CHECK((c.v.grad() - (-2 * w * d / d.size(0))).abs().max().item<double>() < 1e-7);
-  const auto critic = iql_critic_loss_backward(c.q, c.reward, c.not_done, c.v_next, 2.0, 0.99);
+  const auto critic = iql_critic_loss_backward(c.q, c.reward, c.not_done, c.v_next, 2.0, 0.99, Kernels{});
   const auto y = c.reward * 2.0 + 0.99 * c.not_done * c.v_next;
   const auto dq = c.q.detach() - y.unsqueeze(0);
   CHECK(critic.item<double>() == Approx((dq * dq).sum(0).mean().item<double>()).epsilon(1e-6));
@@ -631,14 +691,15 @@ TEST_CASE("IQL's losses: values, statistics and the gradients their backward pas
 TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients", "[blocks][cuda]") {
   if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the composite is checked above");
   auto cpu = iql_loss_case(torch::kCPU), gpu = iql_loss_case(torch::kCUDA);
-  const auto value_cpu = iql_value_loss_backward(cpu.q_target, cpu.v, 0.7);
-  const auto value_gpu = iql_value_loss_backward(gpu.q_target, gpu.v, 0.7);
+  const Kernels kernels = Kernels::for_device(torch::kCUDA);
+  const auto value_cpu = iql_value_loss_backward(cpu.q_target, cpu.v, 0.7, Kernels{});
+  const auto value_gpu = iql_value_loss_backward(gpu.q_target, gpu.v, 0.7, kernels);
   CHECK(value_gpu.loss.item<double>() == Approx(value_cpu.loss.item<double>()).epsilon(1e-5));
   CHECK(value_gpu.q_mean.item<double>() == Approx(value_cpu.q_mean.item<double>()).epsilon(1e-5));
   CHECK(value_gpu.q_std.item<double>() == Approx(value_cpu.q_std.item<double>()).epsilon(1e-5));
   CHECK((gpu.v.grad().cpu() - cpu.v.grad()).abs().max().item<double>() < 1e-7);
-  const auto critic_cpu = iql_critic_loss_backward(cpu.q, cpu.reward, cpu.not_done, cpu.v_next, 2.0, 0.99);
-  const auto critic_gpu = iql_critic_loss_backward(gpu.q, gpu.reward, gpu.not_done, gpu.v_next, 2.0, 0.99);
+  const auto critic_cpu = iql_critic_loss_backward(cpu.q, cpu.reward, cpu.not_done, cpu.v_next, 2.0, 0.99, Kernels{});
+  const auto critic_gpu = iql_critic_loss_backward(gpu.q, gpu.reward, gpu.not_done, gpu.v_next, 2.0, 0.99, kernels);
   CHECK(critic_gpu.item<double>() == Approx(critic_cpu.item<double>()).epsilon(1e-5));
   CHECK((gpu.q.grad().cpu() - cpu.q.grad()).abs().max().item<double>() < 1e-6);
 }
@@ -646,11 +707,13 @@ TEST_CASE("IQL's fused loss kernels on CUDA give the CPU's losses and gradients"
 TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU's values and gradients", "[blocks][cuda]") {
   if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: the composites are the reference");
   torch::manual_seed(8);
+  const Kernels kernels = Kernels::for_device(torch::kCUDA);
   for (bool per_row_sum : {true, false}) {
     CAPTURE(per_row_sum);
     auto pred = torch::randn({700, 3}).requires_grad_(true), target = torch::randn({700, 3});
     auto pred_gpu = pred.detach().cuda().requires_grad_(true);
-    auto loss = squared_error_loss(pred, target, per_row_sum), loss_gpu = squared_error_loss(pred_gpu, target.cuda(), per_row_sum);
+    auto loss = squared_error_loss(pred, target, per_row_sum, Kernels{});
+    auto loss_gpu = squared_error_loss(pred_gpu, target.cuda(), per_row_sum, kernels);
     (3 * loss).backward();
     (3 * loss_gpu).backward();
     CHECK(loss_gpu.item<double>() == Approx(loss.item<double>()).epsilon(1e-5));
@@ -666,7 +729,7 @@ TEST_CASE("the denoisers' loss and Fourier-feature kernels on CUDA give the CPU'
       w_gpu.mutable_grad() = torch::full_like(w_gpu, 0.5);
     }
     auto g = torch::randn({5, 128});
-    auto f = fourier_features(t, w), f_gpu = fourier_features(t.cuda(), w_gpu);
+    auto f = fourier_features(t, w, Kernels{}), f_gpu = fourier_features(t.cuda(), w_gpu, kernels);
     CHECK((f_gpu.cpu() - f).abs().max().item<double>() < 1e-5);
     (f * g).sum().backward();
     (f_gpu * g.cuda()).sum().backward();
@@ -690,9 +753,7 @@ TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradie
         c.activation = activation;
         auto make = [&](torch::Device device) {
           torch::manual_seed(9);
-          auto net = make_denoiser(c, 7, 3);
-          net->to(device);
-          return net;
+          return make_denoiser(c, 7, 3, Implementation::Fast, device);
         };
         auto cpu = make(torch::kCPU), gpu = make(torch::kCUDA);
         FlatParams flat_cpu = flatten_parameters(*cpu, true), flat_gpu = flatten_parameters(*gpu, true);
@@ -700,26 +761,29 @@ TEST_CASE("the time path's kernels on CUDA give the CPU's first layer and gradie
         flat_gpu.grads.fill_(0.5);
         auto obs = torch::randn({300, 7}), x = torch::randn({300, 3}), weights = torch::randn({300, 3});
         auto t = torch::randint(steps, {300}, torch::kLong);
-        auto run = [&](Denoiser& net, torch::Device device) {
+        auto run = [&](Denoiser& denoiser, torch::Device device) {
+          FastDenoiser& net = *denoiser.fast();
           const auto path = net.time_path();
           auto first = add_step_rows(net.first_layer_data(x.to(device), obs.to(device), {}), t.to(device),
-                                     time_path_table(steps, path, obs.to(device).options()), path);
+                                     time_path_table(steps, path, obs.to(device).options(), net.kernels()), path);
           auto out = net.forward_from_first_layer(first);
           (out * weights.to(device)).sum().backward();
           return out;
         };
-        set_gradients_beside(beside);
-        auto out_gpu = run(*gpu, torch::kCUDA);
-        join_gradients_beside();
-        set_gradients_beside(false);
+        torch::Tensor out_gpu;
+        {
+          GradientsBesideScope scope(beside);
+          out_gpu = run(*gpu, torch::kCUDA);
+        }
         auto out_cpu = run(*cpu, torch::kCPU);
         CHECK((out_gpu.cpu() - out_cpu).abs().max().item<double>() < 1e-3);
         const double scale = flat_cpu.grads.abs().max().item<double>();
         CHECK((flat_gpu.grads.cpu() - flat_cpu.grads).abs().max().item<double>() < 2e-3 * scale);
         CHECK((flat_cpu.grads - 0.5).abs().sum().item<double>() > 0);
         // The kernels' path is the one taken where the build has them.
-        const auto probe = time_path_table(steps, gpu->time_path(), flat_gpu.values.options());
-        CHECK(probe.times.defined() == own_kernels_take({flat_gpu.values}));
+        const auto probe =
+            time_path_table(steps, gpu->fast()->time_path(), flat_gpu.values.options(), gpu->fast()->kernels());
+        CHECK(probe.times.defined() == Kernels::for_device(torch::kCUDA).own);
       }
     }
   }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "cli_runner.h"
@@ -627,4 +628,78 @@ TEST_CASE("cli: --stop-after checkpoints, says how to continue, and --resume fin
   CHECK(zero.code == 2);
   CHECK(zero.err.find("--stop-after") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "zero"));
+}
+
+namespace {
+
+// metrics.csv's numbers by row: every column but the phase name and the time per step (empty cells: NaN).
+std::vector<std::vector<double>> metrics_numbers(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::vector<double>> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (!line.empty() && line.back() == ',') cells.push_back("");
+    std::vector<double> row;
+    for (size_t i = 0; i + 1 < cells.size(); ++i)
+      if (i != 1) row.push_back(cells[i].empty() ? std::nan("") : std::stod(cells[i]));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("the reference implementation trains every algorithm, its losses those of the fast one", "[train]") {
+  // On the CPU both draw their random numbers in the same order (the same steps t, noise, dropout masks,
+  // chains), so the two runs differ only by rounding: their logged losses agree closely.
+  const auto data = bimodal_bandit(600, 3);
+  for (const std::string algo : {"idql", "dql", "cfg"}) {
+    for (const std::string schedule : {"joint", "guidance-first"}) {
+      DYNAMIC_SECTION(algo << " " << schedule) {
+        std::vector<std::vector<double>> logged[2];
+        int k = 0;
+        for (const std::string implementation : {"reference", "fast"}) {
+          const fs::path out = fresh_dir(algo + "_" + schedule + "_" + implementation);
+          auto o = tiny(algo, schedule, out, 50);
+          if (schedule == "guidance-first") o.guidance_steps = 50;
+          o.implementation = implementation;
+          const auto r = agents::train_on(data, bandit_ref(), o);
+          logged[k++] = metrics_numbers(r.metrics_csv);
+          // The reference run's artifacts load and act (on the fast implementation).
+          agents::InferenceOptions io;
+          io.device = "cpu";
+          auto policy = agents::InferencePolicy::load(r.diffusion_dir, r.guidance_dir, io);
+          for (double a : act_many(policy, 3)) CHECK((a >= -1 && a <= 1));
+          remove_tree(out.string());
+        }
+        REQUIRE(logged[0].size() == logged[1].size());
+        REQUIRE(logged[0].size() == (schedule == "joint" ? 2u : 4u));
+        for (size_t row = 0; row < logged[0].size(); ++row) {
+          REQUIRE(logged[0][row].size() == logged[1][row].size());
+          for (size_t c = 0; c < logged[0][row].size(); ++c) {
+            const double a = logged[0][row][c], b = logged[1][row][c];
+            CAPTURE(row, c, a, b);
+            if (std::isnan(a) || std::isnan(b)) {
+              CHECK(std::isnan(a) == std::isnan(b));
+            } else {
+              CHECK(std::abs(a - b) <= 1e-3 * std::max(1.0, std::abs(b)));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("an unknown implementation is refused", "[train]") {
+  const auto data = bimodal_bandit(100, 3);
+  const fs::path out = fresh_dir("bad_implementation");
+  auto o = tiny("idql", "joint", out, 10);
+  o.implementation = "quick";
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), o), Catch::Contains("unknown implementation 'quick'"));
+  CHECK_FALSE(fs::exists(out));
 }

@@ -2,6 +2,7 @@
 
 #include "modiff/agents/train.h"
 #include "modiff/common/error.h"
+#include "runtime/cuda_support.h"
 
 namespace modiff::agents {
 
@@ -76,6 +77,14 @@ torch::Tensor Algorithm::bc_update(const Batch& batch, const torch::Tensor& cond
   loss.backward();
   policy_.optimizer_step();
   return loss.detach();
+}
+
+void Algorithm::concurrently(const std::vector<std::function<void()>>& branches) {
+  if (policy_.implementation() == Implementation::Fast) {
+    run_concurrently(data_.device, branches);
+    return;
+  }
+  for (const auto& branch : branches) branch();
 }
 
 // The torch-free view of the tables (train.h).

@@ -10,6 +10,7 @@
 // subclass) and one line in the table of algorithm.cpp (docs/architecture.md).
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,9 @@ class Algorithm {
  protected:
   // One behavior-cloning update of the diffusion policy (optionally conditioned).
   torch::Tensor bc_update(const Batch& batch, const torch::Tensor& cond = {});
+  // Updates that share no tensor: in the fast implementation on CUDA, parallel branches (cuda_support.h);
+  // otherwise one after the other, in order.
+  void concurrently(const std::vector<std::function<void()>>& branches);
 
   GuidanceModule& guidance_;
   DiffusionModel& policy_;

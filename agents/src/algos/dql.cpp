@@ -102,21 +102,17 @@ class Dql : public Algorithm {
   Dql(const DqlConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
       : Algorithm(g, p, d), eta_(config.eta) {}
 
-  // The critic's update (with the EMA's next actions), the policy's sampled chain and (where the
-  // denoiser allows: separable_bc_gradients) its BC pass with its backward do not touch each other's
-  // tensors: on CUDA they run as parallel branches, and the policy's Q-loss then goes through the
-  // updated critic, exactly as in the sequential order.
+  // The critic's update (with the EMA's next actions), the policy's sampled chain and its BC pass do not
+  // touch each other's tensors: in the fast implementation on CUDA they run as parallel branches, and the
+  // policy's Q-loss then goes through the updated critic, exactly as in the sequential order (the chain,
+  // the critic, the BC pass, in which the reference implementation runs them).
   StepMetrics joint_step(const Batch& batch) override {
     GuidanceMetrics g;
     torch::Tensor bc, action;
     policy_.zero_grad();
-    auto critic = [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); };
-    if (policy_.separable_bc_gradients()) {
-      run_concurrently(data_.device, {[&] { action = policy_.sample_train(batch.obs); }, critic,
-                                      [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); }});
-    } else {
-      run_concurrently(data_.device, [&] { std::tie(bc, action) = policy_forward(batch); }, critic);
-    }
+    concurrently({[&] { action = policy_.sample_train(batch.obs); },
+                  [&] { g = guidance_.update(batch, policy_.sample_ema(batch.next_obs)); },
+                  [&] { bc = bc_pass(batch); }});
     StepMetrics m = policy_update(batch, bc, action);
     m.critic_loss = g.critic_loss;
     m.q_mean = g.q_mean;
@@ -127,20 +123,16 @@ class Dql : public Algorithm {
   StepMetrics diffusion_step(const Batch& batch) override {
     torch::Tensor bc, action;
     policy_.zero_grad();
-    if (policy_.separable_bc_gradients()) {
-      run_concurrently(data_.device, [&] { action = policy_.sample_train(batch.obs); },
-                       [&] { bc = policy_.bc_backward_separately(batch.obs, batch.act); });
-    } else {
-      std::tie(bc, action) = policy_forward(batch);
-    }
+    concurrently({[&] { action = policy_.sample_train(batch.obs); }, [&] { bc = bc_pass(batch); }});
     return policy_update(batch, bc, action);
   }
 
  private:
-  // The BC loss (with gradients, its backward still to come) and an action sampled through the whole chain.
-  std::pair<torch::Tensor, torch::Tensor> policy_forward(const Batch& batch) {
-    auto bc = policy_.bc_loss(batch.obs, batch.act);
-    return {bc, policy_.sample_train(batch.obs)};
+  // The BC loss: with its backward pass done into the second gradient buffer where the denoiser allows
+  // (separable_bc_gradients), else with gradients, its backward still to come (with the Q-loss's).
+  torch::Tensor bc_pass(const Batch& batch) {
+    if (policy_.separable_bc_gradients()) return policy_.bc_backward_separately(batch.obs, batch.act);
+    return policy_.bc_loss(batch.obs, batch.act);
   }
 
   // The Q-loss through the chain (plus the BC loss where its backward has not run yet), then the step.

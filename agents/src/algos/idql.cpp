@@ -85,9 +85,8 @@ class Idql : public Algorithm {
   std::vector<StepMetrics> joint_steps(const std::vector<Batch>& batches) override {
     std::vector<torch::Tensor> bc(batches.size());
     std::vector<StepMetrics> m(batches.size());
-    run_concurrently(
-        data_.device, [&] { for (size_t k = 0; k < batches.size(); ++k) bc[k] = bc_update(batches[k]); },
-        [&] { for (size_t k = 0; k < batches.size(); ++k) m[k] = guidance_step(batches[k]); });
+    concurrently({[&] { for (size_t k = 0; k < batches.size(); ++k) bc[k] = bc_update(batches[k]); },
+                  [&] { for (size_t k = 0; k < batches.size(); ++k) m[k] = guidance_step(batches[k]); }});
     for (size_t k = 0; k < batches.size(); ++k) m[k].bc_loss = bc[k];
     return m;
   }

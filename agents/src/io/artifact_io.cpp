@@ -190,7 +190,8 @@ auto with_manifest_context(const std::string& dir, F&& f) {
 
 }  // namespace
 
-std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Device device) {
+std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Device device,
+                                              Implementation implementation) {
   const ArtifactInfo info = read_artifact(dir, "guidance");
   auto module = with_manifest_context(dir, [&] {
     const auto j = read_manifest_json(info);
@@ -198,21 +199,23 @@ std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Dev
     if (config.kind != info.algorithm) throw Error(dir + "/manifest.json: algorithm and hyperparameters.kind disagree");
     return std::make_unique<GuidanceModule>(config, info.obs_dim, info.act_dim,
                                             normalizer_from_json(j.at("observation_normalization"), info.obs_dim, device),
-                                            finite_positive(j.at("reward_scale").get<double>(), dir, "reward_scale"), device);
+                                            finite_positive(j.at("reward_scale").get<double>(), dir, "reward_scale"), device,
+                                            implementation);
   });
   module->freeze();
   load_tensors_into(dir + "/weights.pt", module->weights());
   return module;
 }
 
-std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::Device device) {
+std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::Device device,
+                                               Implementation implementation) {
   const ArtifactInfo info = read_artifact(dir, "diffusion");
   auto model = with_manifest_context(dir, [&] {
     const auto j = read_manifest_json(info);
     auto m = std::make_unique<DiffusionModel>(j.at("hyperparameters").get<DiffusionPolicyConfig>(), info.obs_dim,
                                               info.act_dim,
                                               normalizer_from_json(j.at("observation_normalization"), info.obs_dim, device),
-                                              device, /*trainable=*/false);
+                                              device, /*trainable=*/false, implementation);
     if (m->conditioned()) {
       const auto& labels = j.at("labels");
       m->label_mean = labels.at("mean");

@@ -35,7 +35,11 @@ void to_json(nlohmann::json& j, const Normalizer& n);
 Normalizer normalizer_from_json(const nlohmann::json& j, int dim, torch::Device device);
 
 // A frozen guidance module and an inference-only diffusion policy from their directories.
-std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Device device);
-std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::Device device);
+// Either implementation loads either's artifacts (the same parameters under the same names); evaluation
+// runs the fast one.
+std::unique_ptr<GuidanceModule> load_guidance(const std::string& dir, torch::Device device,
+                                              Implementation implementation = Implementation::Fast);
+std::unique_ptr<DiffusionModel> load_diffusion(const std::string& dir, torch::Device device,
+                                               Implementation implementation = Implementation::Fast);
 
 }  // namespace modiff::agents

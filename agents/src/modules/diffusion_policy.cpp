@@ -7,12 +7,11 @@
 namespace modiff::agents {
 
 DiffusionModel::DiffusionModel(const DiffusionPolicyConfig& config, int obs_dim, int act_dim,
-                               const Normalizer& normalizer, torch::Device device, bool trainable)
-    : config_(config), normalizer_(normalizer), ddpm_(config.diffusion, act_dim, device) {
-  net_ = make_denoiser(config.denoiser, obs_dim, act_dim);
-  ema_net_ = make_denoiser(config.denoiser, obs_dim, act_dim);
-  net_->to(device);
-  ema_net_->to(device);
+                               const Normalizer& normalizer, torch::Device device, bool trainable,
+                               Implementation implementation)
+    : config_(config), implementation_(implementation), normalizer_(normalizer), ddpm_(config.diffusion, act_dim, device) {
+  net_ = make_denoiser(config.denoiser, obs_dim, act_dim, implementation, device);
+  ema_net_ = make_denoiser(config.denoiser, obs_dim, act_dim, implementation, device);
   params_ = flatten_parameters(*net_, trainable);
   ema_params_ = flatten_parameters(*ema_net_, false);
   blend_into(ema_params_, params_, 1.0);

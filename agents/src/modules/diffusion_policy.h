@@ -39,10 +39,11 @@ struct DiffusionPolicyConfig {
 class DiffusionModel {
  public:
   DiffusionModel(const DiffusionPolicyConfig& config, int obs_dim, int act_dim, const Normalizer& normalizer,
-                 torch::Device device, bool trainable);
+                 torch::Device device, bool trainable, Implementation implementation);
 
   const DiffusionPolicyConfig& config() const { return config_; }
   bool conditioned() const { return config_.denoiser.cond_dim > 0; }
+  Implementation implementation() const { return implementation_; }
   Denoiser& model() { return *net_; }
   Denoiser& ema_model() { return *ema_net_; }
   Ddpm& ddpm() { return ddpm_; }
@@ -65,7 +66,7 @@ class DiffusionModel {
   // parameter's gradient goes through the accumulating linear layers, as in the MLP denoiser: the BC
   // loss's backward pass then writes into a second gradient buffer, added to the first before the
   // optimizer step, and the two passes share no tensor.
-  bool separable_bc_gradients() const { return net_->only_accumulating_layers(); }
+  bool separable_bc_gradients() const { return net_->fast() && net_->fast()->only_accumulating_layers(); }
   // The BC loss, its gradients already in the second buffer.
   torch::Tensor bc_backward_separately(const torch::Tensor& obs, const torch::Tensor& act);
   // Adds the second buffer's gradients to the parameters' own.
@@ -86,6 +87,7 @@ class DiffusionModel {
 
  private:
   DiffusionPolicyConfig config_;
+  Implementation implementation_;
   Normalizer normalizer_;
   std::shared_ptr<Denoiser> net_, ema_net_;
   FlatParams params_, ema_params_;

@@ -11,12 +11,15 @@ double reward_scale(const GuidanceConfig& config, const OfflineData& data) {
 }
 
 GuidanceModule::GuidanceModule(const GuidanceConfig& config, int obs_dim, int act_dim, const Normalizer& normalizer,
-                               double reward_scale, torch::Device device)
-    : config_(config), normalizer_(normalizer), reward_scale_(reward_scale) {
+                               double reward_scale, torch::Device device, Implementation implementation)
+    : config_(config),
+      kernels_(implementation == Implementation::Fast ? Kernels::for_device(device) : Kernels{}),
+      normalizer_(normalizer),
+      reward_scale_(reward_scale) {
   if (config.kind != "iql" && config.kind != "twin-q")
     throw Error("unknown guidance kind '" + config.kind + "' (iql, twin-q)");
-  q_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation);
-  q_target_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation);
+  q_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation, implementation);
+  q_target_ = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.activation, implementation);
   q_->to(device);
   q_target_->to(device);
   q_params_ = flatten_parameters(*q_, true);
@@ -28,7 +31,8 @@ GuidanceModule::GuidanceModule(const GuidanceConfig& config, int obs_dim, int ac
   adam.max_grad_norm = config.max_grad_norm;
   q_optimizer_ = std::make_unique<FlatAdam>(q_params_, adam);
   if (has_v()) {
-    v_ = Mlp(obs_dim, std::vector<int>(config.layers, config.hidden), 1, config.activation, /*layer_norm_input=*/true);
+    v_ = Mlp(obs_dim, std::vector<int>(config.layers, config.hidden), 1, config.activation, /*layer_norm_input=*/true,
+             implementation);
     v_->to(device);
     v_params_ = flatten_parameters(*v_, true);
     v_optimizer_ = std::make_unique<FlatAdam>(v_params_, adam);

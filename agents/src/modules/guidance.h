@@ -52,7 +52,7 @@ class GuidanceModule {
  public:
   // A fresh, trainable module. reward_scale multiplies the data's rewards.
   GuidanceModule(const GuidanceConfig& config, int obs_dim, int act_dim, const Normalizer& normalizer,
-                 double reward_scale, torch::Device device);
+                 double reward_scale, torch::Device device, Implementation implementation);
 
   const GuidanceConfig& config() const { return config_; }
   bool has_v() const { return config_.kind == "iql"; }
@@ -87,6 +87,7 @@ class GuidanceModule {
   GuidanceMetrics update_twin_q(const Batch& batch, const torch::Tensor& next_action);
 
   GuidanceConfig config_;
+  Kernels kernels_;  // the fast implementation's IQL loss kernels (none for the reference one)
   Normalizer normalizer_;
   double reward_scale_;
   bool frozen_ = false;

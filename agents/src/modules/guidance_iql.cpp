@@ -16,7 +16,7 @@ GuidanceMetrics GuidanceModule::update_iql(const Batch& b) {
     q_target = q_target_->forward_stacked(obs_act);
   }
   zero_grads(v_params_);
-  const auto value = iql_value_loss_backward(q_target, v_->forward(obs), config_.expectile);
+  const auto value = iql_value_loss_backward(q_target, v_->forward(obs), config_.expectile, kernels_);
   v_optimizer_->step();
 
   torch::Tensor v_next;
@@ -26,7 +26,7 @@ GuidanceMetrics GuidanceModule::update_iql(const Batch& b) {
   }
   zero_grads(q_params_);
   const auto critic_loss = iql_critic_loss_backward(q_->forward_stacked(obs_act), b.reward, b.not_done, v_next,
-                                                    reward_scale_, config_.discount);
+                                                    reward_scale_, config_.discount, kernels_);
   q_optimizer_->step();
   blend_into(q_target_params_, q_params_, config_.tau);
 

@@ -66,11 +66,29 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
 }
 
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
+  if (FastDenoiser* fast = model.fast()) return fast_loss(*fast, x0, obs, cond);
   const long batch = x0.size(0);
   auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
-  // The time features' path (a handful of small kernels) depends on the network's parameters alone: it
-  // makes the first layer's part for every step value on a parallel branch (CUDA) while the actions are
-  // noised and the data's part is multiplied; then each row takes its step's part (time_path.h).
+  auto rows = noising_.index_select(0, t);  // [batch, 2]: sqrt(alphabar_t), sqrt(1 - alphabar_t)
+  auto noise = torch::randn_like(x0);
+  auto x_t = rows.narrow(1, 0, 1) * x0 + rows.narrow(1, 1, 1) * noise;
+  auto eps = model.forward(x_t, t.unsqueeze(1).to(x0.scalar_type()), obs, cond);
+  return noise_prediction_error(eps, noise, Kernels{});
+}
+
+torch::Tensor Ddpm::noise_prediction_error(const torch::Tensor& eps, const torch::Tensor& noise, Kernels kernels) const {
+  // "sum": squared error summed over action dimensions, then the batch mean; "mean": over every element.
+  return squared_error_loss(eps, noise, config_.loss == "sum", kernels);
+}
+
+// The same loss, its draws in the same order. The time features' path (a handful of small kernels) depends
+// on the network's parameters alone: it makes the first layer's part for every step value on a parallel
+// branch (CUDA) while the actions are noised and the data's part is multiplied; then each row takes its
+// step's part (time_path.h).
+torch::Tensor Ddpm::fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                              const torch::Tensor& cond) {
+  const long batch = x0.size(0);
+  auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
   torch::Tensor noise, data_part;
   StepTable table;
   const TimePathParams time_path = model.time_path();
@@ -80,11 +98,24 @@ torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::
                                    auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
                                    data_part = model.first_layer_data(x_t, obs, cond);
                                  },
-                                 [&] { table = time_path_table(config_.steps, time_path, x0.options()); }});
+                                 [&] {
+                                   table = time_path_table(config_.steps, time_path, x0.options(), model.kernels());
+                                 }});
   auto eps = model.forward_from_first_layer(add_step_rows(data_part, t, table, time_path));
-  // "sum": squared error summed over action dimensions, then the batch mean.
-  return squared_error_loss(eps, noise, config_.loss == "sum");
+  return noise_prediction_error(eps, noise, model.kernels());
 }
+
+namespace {
+
+// eps_hat(x, step) along one reverse chain: the fast denoiser's chain, or the forward pass at every step.
+DenoiserChain chain_of(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, int steps) {
+  if (FastDenoiser* fast = model.fast()) return fast->chain(obs, cond, steps);
+  return [&model, obs, cond](const torch::Tensor& x, int step) {
+    return model.forward(x, torch::full({x.size(0), 1}, static_cast<double>(step), x.options()), obs, cond);
+  };
+}
+
+}  // namespace
 
 torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond, double guide_weight,
                            c10::optional<at::Generator> generator, const torch::Tensor& given_noise) {
@@ -97,9 +128,9 @@ torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torc
   // Classifier-free guidance: one pass over [conditional; unconditional] rows (the null condition is
   // all zeros), eps = eps(null) + w (eps(cond) - eps(null)).
   const bool guided = cond.defined() && guide_weight != 1.0;
-  const DenoiserChain eps_of = guided ? model.chain(torch::cat({obs, obs}), torch::cat({cond, torch::zeros_like(cond)}),
-                                                    config_.steps)
-                                      : model.chain(obs, cond, config_.steps);
+  const auto chain_obs = guided ? torch::cat({obs, obs}) : obs;
+  const auto chain_cond = guided ? torch::cat({cond, torch::zeros_like(cond)}) : cond;
+  const DenoiserChain eps_of = chain_of(model, chain_obs, chain_cond, config_.steps);
   auto x = noise();
   for (int i = config_.steps - 1; i >= 0; --i) {
     torch::Tensor eps;

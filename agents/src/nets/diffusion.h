@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "nets/fast_denoisers.h"
 #include "nets/networks.h"
 
 namespace modiff::agents {
@@ -27,7 +28,9 @@ class Ddpm {
  public:
   Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device);
 
-  // Noise-prediction loss for clean actions x0 under observation obs (and condition cond, may be undefined).
+  // Noise-prediction loss for clean actions x0 under observation obs (and condition cond, may be undefined):
+  // x0 noised to a random step t, eps_hat(x_t, t, obs, cond) against the noise. A reference denoiser
+  // computes it through its forward pass; a fast one in parts (fast_loss).
   torch::Tensor loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond);
 
   // Draws actions for each row of obs, from Gaussian noise through all T steps. Differentiable
@@ -43,6 +46,10 @@ class Ddpm {
   const DiffusionConfig& config() const { return config_; }
 
  private:
+  torch::Tensor fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                          const torch::Tensor& cond);
+  torch::Tensor noise_prediction_error(const torch::Tensor& eps, const torch::Tensor& noise, Kernels kernels) const;
+
   DiffusionConfig config_;
   long act_dim_;
   NoiseSchedule schedule_;

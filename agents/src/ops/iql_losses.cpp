@@ -7,9 +7,10 @@
 
 namespace modiff::agents {
 
-ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const torch::Tensor& v, double expectile) {
+ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const torch::Tensor& v, double expectile,
+                                        Kernels kernels) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (own_kernels_take({q_target, v})) {
+  if (kernels.own) {
     const long rows = v.size(0);
     const auto q = q_target.contiguous();
     auto grad_v = torch::empty({rows, 1}, v.options().requires_grad(false));
@@ -20,6 +21,8 @@ ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const to
       return {out[0], out[1], out[2]};
     }
   }
+#else
+  (void)kernels;
 #endif
   auto q_min = torch::min(q_target[0], q_target[1]);
   auto loss = expectile_loss(q_min - v, expectile);
@@ -29,9 +32,9 @@ ValueLossOutcome iql_value_loss_backward(const torch::Tensor& q_target, const to
 
 torch::Tensor iql_critic_loss_backward(const torch::Tensor& q, const torch::Tensor& reward,
                                        const torch::Tensor& not_done, const torch::Tensor& v_next,
-                                       double reward_scale, double discount) {
+                                       double reward_scale, double discount, Kernels kernels) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (own_kernels_take({q, reward, not_done, v_next})) {
+  if (kernels.own) {
     const long rows = reward.size(0);
     auto grad_q = torch::empty(q.sizes(), q.options().requires_grad(false));
     auto loss = torch::empty({1}, grad_q.options());
@@ -47,6 +50,8 @@ torch::Tensor iql_critic_loss_backward(const torch::Tensor& q, const torch::Tens
       return loss[0];
     }
   }
+#else
+  (void)kernels;
 #endif
   const auto target = reward * reward_scale + discount * not_done * v_next;
   auto loss = ((q[0] - target).pow(2) + (q[1] - target).pow(2)).mean();

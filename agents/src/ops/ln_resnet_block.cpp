@@ -152,18 +152,11 @@ struct FusedBlock : torch::autograd::Function<FusedBlock> {
 }  // namespace
 #endif
 
-bool fused_ln_resnet_block_takes(const torch::Tensor& h, const LnResnetBlockParams& p) {
+bool fused_ln_resnet_block_supports(long width) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (!h.is_cuda() || h.scalar_type() != torch::kFloat32 || h.dim() != 2) return false;
-  if (!cuda::layer_norm_dropout_supports(h.size(1))) return false;
-  for (const auto& t : parameters_of(p)) {
-    if (!t.is_cuda() || t.scalar_type() != torch::kFloat32 || !t.is_contiguous()) return false;
-    if (torch::GradMode::is_enabled() && t.requires_grad() && !t.grad().defined()) return false;
-  }
-  return true;
+  return cuda::layer_norm_dropout_supports(width);
 #else
-  (void)h;
-  (void)p;
+  (void)width;
   return false;
 #endif
 }
@@ -171,6 +164,11 @@ bool fused_ln_resnet_block_takes(const torch::Tensor& h, const LnResnetBlockPara
 torch::Tensor fused_ln_resnet_block(const torch::Tensor& h, const LnResnetBlockParams& p,
                                     const torch::Tensor& uniforms, double dropout) {
 #ifdef MODIFF_CUDA_KERNELS
+  if (!h.is_cuda() || h.scalar_type() != torch::kFloat32 || h.dim() != 2 || !fused_ln_resnet_block_supports(h.size(1)))
+    throw Error("internal: the fused LN-ResNet block called on rows it does not take");
+  for (const auto& t : parameters_of(p))
+    if (torch::GradMode::is_enabled() && t.requires_grad() && !t.grad().defined())
+      throw Error("internal: the fused LN-ResNet block's parameters have no gradient storage (flat_params.h)");
   const auto input = h.contiguous();
   const auto draws = uniforms.defined() ? uniforms.contiguous() : torch::empty({0}, h.options());
   if (!torch::GradMode::is_enabled()) {

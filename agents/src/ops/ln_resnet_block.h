@@ -22,12 +22,12 @@ struct LnResnetBlockParams {
   Activation activation = Activation::Silu;
 };
 
-// True where the fused block takes `h` and these parameters: a build with modiff's CUDA kernels, CUDA
-// float tensors of a width the kernels take, and, where gradients are recorded, .grad storage for every
-// parameter (flat_params.h) to add them into.
-bool fused_ln_resnet_block_takes(const torch::Tensor& h, const LnResnetBlockParams& p);
+// True where this build's fused block takes rows of `width` (a build with modiff's CUDA kernels and a width
+// they take): a fast LN-ResNet asks once, when it is built.
+bool fused_ln_resnet_block_supports(long width);
 
-// The block. Dropout keeps an element where its draw in `uniforms` ([rows, width], uniform in [0, 1))
+// The block, on CUDA float32 tensors; where gradients are recorded every parameter needs .grad storage
+// (flat_params.h) to add its gradient into. Dropout keeps an element where its draw in `uniforms` ([rows, width], uniform in [0, 1))
 // is >= p and scales it by 1 / (1 - p); undefined uniforms: no dropout.
 torch::Tensor fused_ln_resnet_block(const torch::Tensor& h, const LnResnetBlockParams& p,
                                     const torch::Tensor& uniforms, double dropout);

@@ -16,8 +16,9 @@ torch::Tensor step_values(int steps, const torch::TensorOptions& options) {
   return torch::arange(steps, options).view({steps, 1});
 }
 
-torch::Tensor time_features(const torch::Tensor& t, const TimePathParams& p) {
-  return p.fourier_weight.defined() ? fourier_features(t, p.fourier_weight) : sinusoidal_embedding(t, p.frequencies);
+torch::Tensor time_features(const torch::Tensor& t, const TimePathParams& p, Kernels kernels) {
+  return p.fourier_weight.defined() ? fourier_features(t, p.fourier_weight, kernels)
+                                    : sinusoidal_embedding(t, p.frequencies);
 }
 
 #ifdef MODIFF_CUDA_KERNELS
@@ -34,13 +35,13 @@ std::vector<torch::Tensor> trained_parameters(const TimePathParams& p) {
   return all;
 }
 
-// Where the kernels take the path: gradients recorded, CUDA float32 parameters that all have gradient
-// storage to add into (flat_params.h; a frozen or partly frozen path takes the composite), and at most
-// kTimePathMaxRows step values.
-bool kernels_take(int steps, const TimePathParams& p) {
+// Where the fused join applies (the model chose modiff's kernels): gradients recorded, parameters that all
+// have gradient storage to add into (flat_params.h; a frozen or partly frozen path takes the composite),
+// and at most kTimePathMaxRows step values.
+bool fused_join_applies(int steps, const TimePathParams& p) {
   if (!torch::GradMode::is_enabled() || steps > cuda::kTimePathMaxRows) return false;
   for (const auto& t : trained_parameters(p)) {
-    if (!own_kernels_take({t}) || !t.is_contiguous() || !t.requires_grad()) return false;
+    if (!t.is_contiguous() || !t.requires_grad()) return false;
     if (!t.grad().defined() || !t.grad().is_contiguous()) return false;
   }
   return true;
@@ -162,19 +163,19 @@ struct TimePathJoin : torch::autograd::Function<TimePathJoin> {
 
 }  // namespace
 
-torch::Tensor time_path_rows(int steps, const TimePathParams& p, const torch::TensorOptions& options) {
-  const auto h = linear(time_features(step_values(steps, options), p), p.hidden_weight, p.hidden_bias);
+torch::Tensor time_path_rows(int steps, const TimePathParams& p, const torch::TensorOptions& options, Kernels kernels) {
+  const auto h = linear(time_features(step_values(steps, options), p, kernels), p.hidden_weight, p.hidden_bias);
   return linear(activate(p.activation, h), p.out_weight, p.out_bias);
 }
 
-StepTable time_path_table(int steps, const TimePathParams& p, const torch::TensorOptions& options) {
+StepTable time_path_table(int steps, const TimePathParams& p, const torch::TensorOptions& options, Kernels kernels) {
 #ifdef MODIFF_CUDA_KERNELS
-  if (kernels_take(steps, p)) {
+  if (kernels.own && fused_join_applies(steps, p)) {
     // No history: the join's backward pass (TimePathJoin) computes the path's gradients from these.
     torch::NoGradGuard no_grad;
     StepTable s;
     s.times = step_values(steps, options);
-    s.features = time_features(s.times, p);
+    s.features = time_features(s.times, p, kernels);
     s.pre = torch::addmm(p.hidden_bias, s.features, p.hidden_weight.t());
     s.post = activate(p.activation, s.pre);
     s.rows = torch::addmm(p.out_bias, s.post, p.out_weight.t());
@@ -183,7 +184,7 @@ StepTable time_path_table(int steps, const TimePathParams& p, const torch::Tenso
   }
 #endif
   StepTable s;
-  s.table = linear_columns(time_path_rows(steps, p, options), p.first_weight, p.time_column, p.first_bias);
+  s.table = linear_columns(time_path_rows(steps, p, options, kernels), p.first_weight, p.time_column, p.first_bias);
   return s;
 }
 
@@ -191,7 +192,7 @@ torch::Tensor add_step_rows(const torch::Tensor& data_part, const torch::Tensor&
                             const TimePathParams& p) {
 #ifdef MODIFF_CUDA_KERNELS
   if (table.times.defined()) {
-    if (!own_kernels_take({data_part}) || !t.is_cuda() || t.scalar_type() != torch::kLong || data_part.dim() != 2)
+    if (!data_part.is_cuda() || !t.is_cuda() || t.scalar_type() != torch::kLong || data_part.dim() != 2)
       throw Error("internal: a fused time path's table joined to rows its kernel does not take");
     const bool fourier = p.fourier_weight.defined();
     return TimePathJoin::apply(data_part, t, table.table, table.times, table.features, table.pre, table.post,

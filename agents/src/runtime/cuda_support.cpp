@@ -84,7 +84,12 @@ std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
 #endif
 }  // namespace
 
-void set_gradients_beside(bool on) { gradients_beside = on; }
+GradientsBesideScope::GradientsBesideScope(bool on) : before_(gradients_beside.exchange(on)) {}
+
+GradientsBesideScope::~GradientsBesideScope() {
+  join_gradients_beside();
+  gradients_beside = before_;
+}
 
 namespace {
 void run_beside_on(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes,

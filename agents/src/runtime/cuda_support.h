@@ -36,12 +36,23 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
 
 // Gradient accumulation beside the critical path. A linear layer's backward pass computes the input's
 // gradient (which the next layer down waits for) and its own weight and bias gradients (which only the
-// optimizer waits for). With this switched on (training on CUDA), the accumulating linear layers
-// (linear_accumulate.h) queue the latter on a side stream of the current stream, after everything on it
-// so far, so that they overlap the rest of the backward pass; whoever reads gradients first calls
-// join_gradients_beside() (the optimizer step and the end of a parallel branch do). On the CPU, or
-// switched off, `work` simply runs.
-void set_gradients_beside(bool on);
+// optimizer waits for). While a GradientsBesideScope that switches it on lives (a training run of the fast
+// implementation on CUDA holds one), the accumulating linear layers (linear_accumulate.h) queue the latter
+// on a side stream of the current stream, after everything on it so far, so that they overlap the rest of
+// the backward pass; whoever reads gradients first calls join_gradients_beside() (the optimizer step and
+// the end of a parallel branch do). Otherwise `work` simply runs.
+// The switch is process-wide, not per thread, because LibTorch runs backward passes on its own device
+// threads; a scope restores what was before it when it ends (after joining the work it queued).
+class GradientsBesideScope {
+ public:
+  explicit GradientsBesideScope(bool on);
+  ~GradientsBesideScope();
+  GradientsBesideScope(const GradientsBesideScope&) = delete;
+  GradientsBesideScope& operator=(const GradientsBesideScope&) = delete;
+
+ private:
+  bool before_;
+};
 // `used`: the tensors the work reads; `writes`: the one it writes, if any (work writing the same tensor
 // runs in order; other work may run on other side streams).
 void run_beside(const std::function<void()>& work, const std::vector<torch::Tensor>& used,
@@ -52,6 +63,8 @@ void run_beside_chain(const std::function<void()>& work, const std::vector<torch
 void join_gradients_beside();
 
 // True where modiff's own CUDA kernels are built (MODIFF_CUDA_KERNELS) and every tensor is float32 on CUDA.
+// Only the accumulating layers' backward pass asks (linear_accumulate.cpp): it has no model to take the
+// choice from (Kernels, made when a model is built), and runs only in the fast implementation.
 bool own_kernels_take(std::initializer_list<torch::Tensor> tensors);
 
 // The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.

@@ -35,8 +35,10 @@ namespace {
 
 // What a resumed run must share with the checkpointed one: the schedule, the seed, the data and every
 // hyperparameter as resolved.
+// The implementation is recorded where it is the reference one: checkpoints from before the choice existed
+// (all fast) stay resumable.
 nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref, const ResolvedConfig& config) {
-  return {{"algo", o.algo},
+  nlohmann::json j = {{"algo", o.algo},
           {"schedule", o.schedule},
           {"steps", o.steps},
           {"guidance_steps", o.guidance_steps},
@@ -45,6 +47,8 @@ nlohmann::json options_json(const TrainOptions& o, const DatasetRef& ref, const 
           {"seed", o.seed},
           {"hyperparameters", config.table.values()},
           {"dataset_sha256", ref.sha256}};
+  if (o.implementation != "fast") j["implementation"] = o.implementation;
+  return j;
 }
 
 long peak_memory(torch::Device device) {
@@ -107,6 +111,8 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
       config_(*resolved_.config),
       choice_(resolve_device(o.device)),
       device_(torch_device(choice_)),
+      implementation_(parse_implementation(o.implementation)),
+      gradients_beside_(device_.is_cuda() && o.cuda_graphs && implementation_ == Implementation::Fast),
       out_(o.out),
       ckpt_(out_ / "checkpoint"),
       log_every_(o.log_every),
@@ -114,7 +120,6 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
       eval_every_(o.eval_every <= 0 ? 0 : round_up(o.eval_every, o.log_every)),
       progress_(!o.quiet && ::isatty(2)) {
   if (device_.is_cuda()) allow_tf32();
-  set_gradients_beside(device_.is_cuda() && o.cuda_graphs);  // weight gradients on side streams (cuda_support.h)
   prepare_guidance(dataset);  // a frozen --guidance DIR, checked before the run folder is made
   check_resumable();          // before the folder is made
   folder_.emplace(out_);
@@ -130,12 +135,13 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
     GuidanceConfig guidance_config = config_.guidance;
     guidance_config.lr_decay_steps = config_.guidance_lr_cosine ? plan_.front().steps : 0;
     guidance_ = std::make_unique<GuidanceModule>(guidance_config, data_->obs_dim, data_->act_dim, normalizer,
-                                                 reward_scale(guidance_config, *data_), device_);
+                                                 reward_scale(guidance_config, *data_), device_,
+                                                 implementation_);
   }
   DiffusionPolicyConfig policy_config = config_.policy;
   policy_config.adam.decay_steps = config_.policy_lr_cosine ? o.steps : 0;
   policy_ = std::make_unique<DiffusionModel>(policy_config, data_->obs_dim, data_->act_dim, normalizer, device_,
-                                             /*trainable=*/true);
+                                             /*trainable=*/true, implementation_);
   algorithm_ = resolved_.algorithm->make(config_, *guidance_, *policy_, *data_);
   options_ = options_json(o, ref, resolved_);
   if (o.resume)
@@ -157,7 +163,7 @@ void TrainingRun::prepare_guidance(const datasets::Dataset& dataset) {
   self.dataset_name = ref_.name;
   self.dataset_sha256 = ref_.sha256;
   result_.warnings = check_pairing(self, guidance_info_);
-  guidance_ = load_guidance(o_.guidance_dir, device_);  // loading draws no random numbers
+  guidance_ = load_guidance(o_.guidance_dir, device_, implementation_);  // loading draws no random numbers
 }
 
 void TrainingRun::check_resumable() const {
@@ -227,7 +233,8 @@ bool TrainingRun::run_phase(const PhasePlan& phase) {
   const StepsUpdate update = phase_update(algorithm_.get(), phase.name);
   // On CUDA several steps per captured graph; the steps between two host visits (logging,
   // checkpoints, evaluation, the developer's trace) run in whole graphs where they can.
-  const bool graphs = device_.is_cuda() && o_.cuda_graphs;
+  // The reference implementation runs every step eagerly.
+  const bool graphs = device_.is_cuda() && o_.cuda_graphs && implementation_ == Implementation::Fast;
   const int per_replay = graphs ? graph_steps_per_replay(algorithm_->graph_steps()) : 1;
   GraphedSteps train_steps(
       [&](int count) {

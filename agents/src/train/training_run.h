@@ -16,6 +16,8 @@
 #include "modiff/agents/artifact.h"
 #include "modiff/agents/train.h"
 #include "modiff/torch/device.h"
+#include "runtime/cuda_support.h"
+#include "runtime/implementation.h"
 #include "train/run_folder.h"
 
 namespace modiff::agents {
@@ -59,6 +61,8 @@ class TrainingRun {
   const AlgorithmConfig& config_;
   const DeviceChoice choice_;
   const torch::Device device_;
+  const Implementation implementation_;
+  const GradientsBesideScope gradients_beside_;  // the fast implementation's on CUDA, for as long as the run lives
   const std::filesystem::path out_, ckpt_;
   const long log_every_, ckpt_every_, eval_every_;
   const bool progress_;  // a progress line on a terminal

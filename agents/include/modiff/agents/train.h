@@ -41,7 +41,10 @@ struct TrainOptions {
   // Overrides of the algorithm's hyperparameters, "NAME=VALUE", applied in order over its reference
   // values (`modiff hyperparameters --algo A` lists the names, values, ranges and sources).
   std::vector<std::string> set;
-  bool cuda_graphs = true;          // on CUDA, capture the training step once and replay it
+  bool cuda_graphs = true;          // on CUDA, capture the training step once and replay it (fast implementation)
+  // How the models compute (docs/architecture.md): "fast" (parts, fused kernels, graphs on CUDA) or
+  // "reference" (plain LibTorch modules, every step eager). The same functions and parameters.
+  std::string implementation = "fast";
   // Evaluation during training: every eval_every steps of the diffusion (or
   // joint) phase, and at its end, evaluate(diffusion_dir, guidance_dir) returns
   // the mean normalized score with the guidance and without it (guidance

@@ -24,13 +24,112 @@
 
 namespace modiff::cli {
 
+namespace {
+
+struct EvalBenchArgs {
+  std::string device = "auto", envs = "1,16,64,100,256", algos = "idql,dql", record;
+  int steps = 0, candidates = 64, chunk = -1;
+  bool json = false;
+};
+
+struct EvalBenchRow {
+  std::string algo;
+  int envs = 0;
+  double env_steps_per_s = 0, ms_per_step = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalBenchRow, algo, envs, env_steps_per_s, ms_per_step)
+
+// One algorithm's policy (trained one step on synthetic data: speed does not depend on the weights) timed over
+// each number of envs, `steps` env steps per env after a warm-up.
+std::vector<EvalBenchRow> time_policy(const std::string& algo, const std::vector<int>& counts, int steps,
+                                      const EvalBenchArgs& args, const std::filesystem::path& root) {
+  const auto& env = envs::find_env("bullet-halfcheetah-v0");
+  const auto data = bench::synthetic_dataset(env, 4000, 1);
+  agents::TrainOptions o;
+  o.algo = algo;
+  o.steps = 1;
+  o.device = args.device;
+  o.quiet = true;
+  o.out = (root / algo).string();
+  const auto trained = agents::train_on(data, {"synthetic", "synthetic", env.id}, o);
+  agents::InferenceOptions io;
+  io.device = args.device;
+  io.candidates = args.candidates;
+  io.select = "argmax";
+  io.chunk = args.chunk;
+  auto policy = agents::InferencePolicy::load(trained.diffusion_dir, trained.guidance_dir, io);
+  std::vector<EvalBenchRow> rows;
+  for (int n : counts) {
+    eval::EvalOptions opt;
+    opt.seeds.clear();
+    for (int s = 0; s < n; ++s) opt.seeds.push_back(s);
+    opt.episodes = 1;
+    opt.max_steps = 3;  // warm-up: allocations, kernels' first launches
+    eval::evaluate(policy, env, opt);
+    opt.max_steps = steps;
+    long env_steps = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    eval::evaluate(policy, env, opt, &env_steps);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rows.push_back({algo, n, env_steps / secs, 1000.0 * secs / steps});
+    if (!args.json) std::fprintf(stderr, "bench eval: %s, %d envs: %.0f env-steps/s\n", algo.c_str(), n, env_steps / secs);
+  }
+  return rows;
+}
+
+std::string eval_bench_markdown(const std::vector<EvalBenchRow>& rows, const std::string& machine, int steps,
+                                bool cuda, const EvalBenchArgs& args) {
+  std::ostringstream md;
+  md << "Machine: " << machine << ". halfcheetah, " << steps << " steps per env, " << args.candidates
+     << " candidates per action, argmax of min Q, "
+     << (args.chunk == 0 ? std::string("one policy pass over all envs")
+                         : "policy passes of a fixed " +
+                               (args.chunk < 0 ? std::string(cuda ? "64" : "4") : std::to_string(args.chunk)) +
+                               " envs (reproducible whatever the batch)")
+     << "; env reset and warm-up excluded.\n\n| policy | envs | env-steps/s | ms per batched step |\n|---|---|---|---|\n";
+  char buf[160];
+  for (const auto& r : rows) {
+    std::snprintf(buf, sizeof buf, "| %s | %d | %.0f | %.2f |\n", r.algo.c_str(), r.envs, r.env_steps_per_s,
+                  r.ms_per_step);
+    md << buf;
+  }
+  for (const auto& r : rows)
+    if (r.envs == 100) {
+      std::snprintf(buf, sizeof buf,
+                    "\n%s: 100 episodes of 1000 steps (100 envs at once) take %.1f s; the official code needs 4 to 7 "
+                    "minutes (2.4-4.1 ms per action, one env at a time).\n",
+                    r.algo.c_str(), 100000.0 / r.env_steps_per_s);
+      md << buf;
+    }
+  return md.str();
+}
+
+void run_eval_bench(const EvalBenchArgs& args) {
+  const auto device = modiff::resolve_device(args.device);
+  const bool cuda = device.kind == modiff::DeviceKind::Cuda;
+  const int steps = args.steps > 0 ? args.steps : (cuda ? 1000 : 20);
+  const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_eval_" + std::to_string(::getpid()));
+  const std::vector<int> counts = parse_positive_ints(args.envs, "--envs");
+  std::vector<EvalBenchRow> rows;
+  for (const auto& algo : split_list(args.algos)) {
+    const auto timed = time_policy(algo, counts, steps, args, root);
+    rows.insert(rows.end(), timed.begin(), timed.end());
+  }
+  remove_tree(root.string());
+  const std::string machine = bench::machine_description() + "; " + device.description;
+  const std::string md = eval_bench_markdown(rows, machine, steps, cuda, args);
+  if (args.json)
+    std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", rows}}.dump(2) << "\n";
+  else
+    std::cout << md;
+  if (!args.record.empty())
+    bench::record_markdown_section(args.record, std::string("bench eval ") + (cuda ? "cuda" : "cpu"), md);
+}
+
+}  // namespace
+
 void add_eval_bench(CLI::App& bench_cmd) {
-  struct Args {
-    std::string device = "auto", envs = "1,16,64,100,256", algos = "idql,dql", record;
-    int steps = 0, candidates = 64, chunk = -1;
-    bool json = false;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<EvalBenchArgs>();
   auto* cmd = bench_cmd.add_subcommand("eval", "Evaluator env-steps/s with candidate selection over numbers of envs");
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--envs", args->envs, "Comma-separated numbers of envs")->capture_default_str()->check(positive_int_list());
@@ -42,84 +141,7 @@ void add_eval_bench(CLI::App& bench_cmd) {
       ->check(integer_in(-1, 1000000));
   cmd->add_option("--record", args->record, "Replace this benchmark's section of a markdown file (docs/benchmarks.md)");
   cmd->add_flag("--json", args->json, "Print JSON");
-  cmd->callback([args] {
-    const auto device = modiff::resolve_device(args->device);
-    const bool cuda = device.kind == modiff::DeviceKind::Cuda;
-    const int steps = args->steps > 0 ? args->steps : (cuda ? 1000 : 20);
-    const auto& env = envs::find_env("bullet-halfcheetah-v0");
-    const auto data = bench::synthetic_dataset(env, 4000, 1);
-    const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_eval_" + std::to_string(::getpid()));
-    struct Row {
-      std::string algo;
-      int envs;
-      double steps_per_s, ms_per_step;
-    };
-    std::vector<Row> rows;
-    const std::vector<int> counts = parse_positive_ints(args->envs, "--envs");
-    for (const auto& algo : split_list(args->algos)) {
-      agents::TrainOptions o;
-      o.algo = algo;
-      o.steps = 1;
-      o.device = args->device;
-      o.quiet = true;
-      o.out = (root / algo).string();
-      const auto trained = agents::train_on(data, {"synthetic", "synthetic", env.id}, o);
-      agents::InferenceOptions io;
-      io.device = args->device;
-      io.candidates = args->candidates;
-      io.select = "argmax";
-      io.chunk = args->chunk;
-      auto policy = agents::InferencePolicy::load(trained.diffusion_dir, trained.guidance_dir, io);
-      for (int n : counts) {
-        eval::EvalOptions opt;
-        opt.seeds.clear();
-        for (int s = 0; s < n; ++s) opt.seeds.push_back(s);
-        opt.episodes = 1;
-        opt.max_steps = 3;  // warm-up: allocations, kernels' first launches
-        eval::evaluate(policy, env, opt);
-        opt.max_steps = steps;
-        long env_steps = 0;
-        const auto t0 = std::chrono::steady_clock::now();
-        eval::evaluate(policy, env, opt, &env_steps);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        rows.push_back({algo, n, env_steps / secs, 1000.0 * secs / steps});
-        if (!args->json)
-          std::fprintf(stderr, "bench eval: %s, %d envs: %.0f env-steps/s\n", algo.c_str(), n, env_steps / secs);
-      }
-    }
-    remove_tree(root.string());
-    const std::string machine = bench::machine_description() + "; " + device.description;
-    std::ostringstream md;
-    md << "Machine: " << machine << ". halfcheetah, " << steps << " steps per env, " << args->candidates
-       << " candidates per action, argmax of min Q, "
-       << (args->chunk == 0 ? std::string("one policy pass over all envs")
-                            : "policy passes of a fixed " +
-                                  (args->chunk < 0 ? std::string(cuda ? "64" : "4") : std::to_string(args->chunk)) +
-                                  " envs (reproducible whatever the batch)")
-       << "; env reset and warm-up excluded.\n\n| policy | envs | env-steps/s | ms per batched step |\n|---|---|---|---|\n";
-    char buf[160];
-    for (const auto& r : rows) {
-      std::snprintf(buf, sizeof buf, "| %s | %d | %.0f | %.2f |\n", r.algo.c_str(), r.envs, r.steps_per_s, r.ms_per_step);
-      md << buf;
-    }
-    for (const auto& r : rows)
-      if (r.envs == 100) {
-        std::snprintf(buf, sizeof buf,
-                      "\n%s: 100 episodes of 1000 steps (100 envs at once) take %.1f s; the official code needs 4 to 7 "
-                      "minutes (2.4-4.1 ms per action, one env at a time).\n",
-                      r.algo.c_str(), 100000.0 / r.steps_per_s);
-        md << buf;
-      }
-    if (args->json) {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& r : rows) j.push_back({{"algo", r.algo}, {"envs", r.envs}, {"env_steps_per_s", r.steps_per_s}});
-      std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", j}}.dump(2) << "\n";
-    } else {
-      std::cout << md.str();
-    }
-    if (!args->record.empty())
-      bench::record_markdown_section(args->record, std::string("bench eval ") + (cuda ? "cuda" : "cpu"), md.str());
-  });
+  cmd->callback([args] { run_eval_bench(*args); });
 }
 
 }  // namespace modiff::cli

@@ -78,16 +78,104 @@ std::vector<Cell> run_in_child(const std::string& algo, const std::string& sched
   }
 }
 
+struct TrainBenchArgs {
+  long steps = 0;
+  std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
+  std::string implementation = "fast";
+  bool json = false, graphs = true;
+};
+
+// One algorithm x schedule trained in this process on synthetic Hopper-shaped data: its phases as cells.
+std::vector<Cell> run_here(const std::string& algo, const std::string& schedule, long steps,
+                           const TrainBenchArgs& args) {
+  const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
+  const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
+  const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
+  agents::TrainOptions o;
+  o.algo = algo;
+  o.schedule = schedule;
+  o.steps = steps;
+  if (schedule == "guidance-first") o.guidance_steps = steps;
+  o.device = args.device;
+  o.out = (root / (algo + "_" + schedule)).string();
+  o.quiet = true;
+  o.log_every = std::max(1L, steps / 10);
+  o.checkpoint_every = steps * 10;
+  o.cuda_graphs = args.graphs;
+  o.implementation = args.implementation;
+  const auto r = agents::train_on(data, ref, o);
+  const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
+                        .at("training").at("batch");
+  std::vector<Cell> cells;
+  for (const auto& p : r.phases)
+    cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
+                     p.seconds, p.peak_memory_bytes, p.memory_kind});
+  remove_tree(root.string());
+  return cells;
+}
+
+// Guidance-first against joint: the diffusion phase against the joint phase, same steps (markdown rows).
+std::string schedule_comparison_rows(const std::vector<Cell>& cells) {
+  std::ostringstream cmp;
+  char buf[256];
+  for (const auto& j : cells) {
+    if (j.phase != "joint") continue;
+    for (const auto& g : cells) {
+      if (g.algo != j.algo || g.phase != "diffusion") continue;
+      std::snprintf(buf, sizeof buf, "| %s | %+.1f%% | %+.1f%% |\n", j.algo.c_str(),
+                    100.0 * (j.steps_per_s / g.steps_per_s - 1),
+                    100.0 * (double(g.peak_memory_bytes) / j.peak_memory_bytes - 1));
+      cmp << buf;
+    }
+  }
+  return cmp.str();
+}
+
+// The joint cells beside the official implementations' steps/s on one H200 (markdown rows).
+std::string official_comparison_rows(const std::vector<Cell>& cells) {
+  std::ostringstream rows;
+  for (const auto& c : cells) {
+    if (c.phase != "joint") continue;
+    if (c.algo == "dql" && c.batch == 256)
+      rows << "| Diffusion-QL, batch 256 | 81.5 | " << static_cast<long>(c.steps_per_s) << " | "
+           << c.steps_per_s / 81.5 << "x |\n";
+    if (c.algo == "idql" && c.batch == 512)
+      rows << "| IDQL, batch 512 | 619 | " << static_cast<long>(c.steps_per_s) << " | " << c.steps_per_s / 619
+           << "x |\n";
+  }
+  return rows.str();
+}
+
+std::string train_bench_markdown(const std::vector<Cell>& cells, const std::string& machine, long steps, bool cuda,
+                                 const TrainBenchArgs& args) {
+  std::ostringstream md;
+  const bool graphed = cuda && args.graphs && args.implementation == "fast";
+  md << "Machine: " << machine << ". Hopper-shaped synthetic data (100k rows), " << steps << " steps per phase"
+     << (args.implementation == "fast" ? "" : ", the " + args.implementation + " implementation")
+     << "; steps/s in steady state (after warm-up" << (graphed ? " and CUDA-graph capture" : "")
+     << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS")
+     << " during the phase; each algorithm x schedule in a process of its own.\n\n";
+  md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
+  char buf[256];
+  for (const auto& c : cells) {
+    std::snprintf(buf, sizeof buf, "| %s | %s | %s | %d | %.1f | %.3f | %.0f |\n", c.algo.c_str(), c.schedule.c_str(),
+                  c.phase.c_str(), c.batch, c.steps_per_s, 1000.0 / c.steps_per_s, c.peak_memory_bytes / 1048576.0);
+    md << buf;
+  }
+  if (const std::string cmp = schedule_comparison_rows(cells); !cmp.empty())
+    md << "\nGuidance-first against joint (the paper claims -65.6% diffusion training time, -38.1% peak memory):\n\n"
+       << "| algorithm | diffusion-phase time vs joint | diffusion-phase peak memory vs joint |\n|---|---|---|\n"
+       << cmp;
+  if (const std::string official = cuda ? official_comparison_rows(cells) : ""; !official.empty())
+    md << "\nAgainst the official implementations on one H200 (joint training, the published algorithm):\n\n"
+       << "| implementation | official steps/s | modiff steps/s | ratio |\n|---|---|---|---|\n" << official;
+  return md.str();
+}
+
 }  // namespace
 
 void add_train_bench(CLI::App& bench_cmd) {
-  struct Args {
-    long steps = 0;
-    std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
-    std::string implementation = "fast";
-    bool json = false, graphs = true;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<TrainBenchArgs>();
   auto* cmd = bench_cmd.add_subcommand("train", "Training steps/s and peak memory, every algorithm x schedule");
   cmd->add_option("--steps", args->steps, "Steps per phase (default: 3000 on CUDA, 100 on CPU)")->check(integer_in(1, 1000000000));
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
@@ -106,93 +194,24 @@ void add_train_bench(CLI::App& bench_cmd) {
     const auto algos = split_list(args->algos), schedules = split_list(args->schedules);
     if (algos.empty() || schedules.empty()) throw Error("--algos and --schedules need at least one name each");
     std::vector<Cell> cells;
-    if (algos.size() * schedules.size() > 1) {
-      for (const auto& algo : algos) {
-        for (const auto& schedule : schedules) {
-          if (!args->json)
-            std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
-          for (auto& c : run_in_child(algo, schedule, steps, args->device, args->graphs, args->implementation)) cells.push_back(c);
-        }
+    const bool alone = algos.size() * schedules.size() == 1;  // else each cell in a child process of its own
+    for (const auto& algo : algos) {
+      for (const auto& schedule : schedules) {
+        if (!args->json)
+          std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
+        const auto done = alone ? run_here(algo, schedule, steps, *args)
+                                : run_in_child(algo, schedule, steps, args->device, args->graphs, args->implementation);
+        cells.insert(cells.end(), done.begin(), done.end());
       }
-    } else {
-      const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
-      const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
-      const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
-      const std::string &algo = algos.at(0), &schedule = schedules.at(0);
-      agents::TrainOptions o;
-      o.algo = algo;
-      o.schedule = schedule;
-      o.steps = steps;
-      if (schedule == "guidance-first") o.guidance_steps = steps;
-      o.device = args->device;
-      o.out = (root / (algo + "_" + schedule)).string();
-      o.quiet = true;
-      o.log_every = std::max(1L, steps / 10);
-      o.checkpoint_every = steps * 10;
-      o.cuda_graphs = args->graphs;
-      o.implementation = args->implementation;
-      if (!args->json) std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
-      const auto r = agents::train_on(data, ref, o);
-      const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
-                            .at("training").at("batch");
-      for (const auto& p : r.phases)
-        cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
-                         p.seconds, p.peak_memory_bytes, p.memory_kind});
-      remove_tree(root.string());
     }
-
     const std::string machine = bench::machine_description() + "; " + device.description;
-    std::ostringstream md;
-    const bool graphed = cuda && args->graphs && args->implementation == "fast";
-    md << "Machine: " << machine << ". Hopper-shaped synthetic data (100k rows), " << steps
-       << " steps per phase" << (args->implementation == "fast" ? "" : ", the " + args->implementation + " implementation")
-       << "; steps/s in steady state (after warm-up" << (graphed ? " and CUDA-graph capture" : "")
-       << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS")
-       << " during the phase; each algorithm x schedule in a process of its own.\n\n";
-    md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
-    char buf[256];
-    for (const auto& c : cells) {
-      std::snprintf(buf, sizeof buf, "| %s | %s | %s | %d | %.1f | %.3f | %.0f |\n", c.algo.c_str(), c.schedule.c_str(),
-                    c.phase.c_str(), c.batch, c.steps_per_s, 1000.0 / c.steps_per_s, c.peak_memory_bytes / 1048576.0);
-      md << buf;
-    }
-    // Guidance-first against joint: the diffusion phase against the joint phase, same steps.
-    std::ostringstream cmp;
-    for (const auto& j : cells) {
-      if (j.phase != "joint") continue;
-      for (const auto& g : cells) {
-        if (g.algo != j.algo || g.phase != "diffusion") continue;
-        std::snprintf(buf, sizeof buf, "| %s | %+.1f%% | %+.1f%% |\n", j.algo.c_str(),
-                      100.0 * (j.steps_per_s / g.steps_per_s - 1), 100.0 * (double(g.peak_memory_bytes) / j.peak_memory_bytes - 1));
-        cmp << buf;
-      }
-    }
-    if (!cmp.str().empty())
-      md << "\nGuidance-first against joint (the paper claims -65.6% diffusion training time, -38.1% peak memory):\n\n"
-         << "| algorithm | diffusion-phase time vs joint | diffusion-phase peak memory vs joint |\n|---|---|---|\n"
-         << cmp.str();
-    if (cuda) {
-      std::ostringstream ref_rows;
-      for (const auto& c : cells) {
-        if (c.phase != "joint") continue;
-        if (c.algo == "dql" && c.batch == 256)
-          ref_rows << "| Diffusion-QL, batch 256 | 81.5 | " << static_cast<long>(c.steps_per_s) << " | "
-                   << c.steps_per_s / 81.5 << "x |\n";
-        if (c.algo == "idql" && c.batch == 512)
-          ref_rows << "| IDQL, batch 512 | 619 | " << static_cast<long>(c.steps_per_s) << " | " << c.steps_per_s / 619
-                   << "x |\n";
-      }
-      if (!ref_rows.str().empty())
-        md << "\nAgainst the official implementations on one H200 (joint training, the published algorithm):\n\n"
-           << "| implementation | official steps/s | modiff steps/s | ratio |\n|---|---|---|---|\n" << ref_rows.str();
-    }
-    if (args->json) {
+    const std::string md = train_bench_markdown(cells, machine, steps, cuda, *args);
+    if (args->json)
       std::cout << nlohmann::json{{"machine", machine}, {"steps", steps}, {"results", cells}}.dump(2) << "\n";
-    } else {
-      std::cout << md.str();
-    }
+    else
+      std::cout << md;
     if (!args->record.empty())
-      bench::record_markdown_section(args->record, std::string("bench train ") + (cuda ? "cuda" : "cpu"), md.str());
+      bench::record_markdown_section(args->record, std::string("bench train ") + (cuda ? "cuda" : "cpu"), md);
   });
 }
 

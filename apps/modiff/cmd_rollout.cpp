@@ -21,7 +21,7 @@ void add_rollout_command(CLI::App& app) {
   cmd->add_option("--env", args->env, "Environment id or PyBullet name (see `modiff envs`)")->required();
   cmd->add_option("--policy", args->policy, "random (uniform in [-1, 1]) or zero")->capture_default_str()->check(one_of({"random", "zero"}));
   cmd->add_option("--episodes", args->episodes, "Number of episodes")->capture_default_str()->check(integer_in(1, 1000000));
-  cmd->add_option("--seed", args->seed, "Seed: env i of the vector env is seeded with seed + i")->capture_default_str()->check(seed_value());
+  cmd->add_option("--seed", args->seed, "Seed: episode e depends on (seed, e) alone")->capture_default_str()->check(seed_value());
   cmd->add_option("--threads", args->threads, "Worker threads (0 = all cores); results do not depend on it")
       ->capture_default_str()
       ->check(thread_count());

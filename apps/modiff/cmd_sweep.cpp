@@ -136,15 +136,70 @@ void print_progress(const sweeps::SweepProgress& p, const std::string& out) {
               out.c_str(), p.finished, p.skipped, p.waiting, p.busy, p.total);
 }
 
-}  // namespace
+struct SweepArgs {
+  std::string config, out = "runs/sweep", shard = "1/1";
+  double rank_timeout = 3600;
+  bool json = false, redo_changed = false;
+};
 
-void add_sweep_commands(CLI::App& app) {
-  struct Args {
-    std::string config, out = "runs/sweep", shard = "1/1";
-    double rank_timeout = 3600;
-    bool json = false, redo_changed = false;
-  };
-  auto args = std::make_shared<Args>();
+// `modiff sweep`: this process's share of the cells (a --shard, or an MPI/Slurm rank), then on rank 0 the cells
+// that waited for other ranks.
+void run_sweep_command(const SweepArgs& args) {
+  const auto config = load_config(args.config);
+  std::pair<int, int> shard;
+  parse_shard(args.shard, shard);  // checked by the flag's validator
+  auto [k, n] = shard;
+  const Rank rank = launcher_rank();
+  const bool ranks = rank.launched && rank.size > 1;
+  namespace fs = std::filesystem;
+  const fs::path marks = fs::path(args.out) / "ranks";
+  auto mark = [&](const char* kind) { return (marks / (rank.job + "-" + std::to_string(rank.rank) + kind)).string(); };
+  sweeps::SweepRunOptions run;
+  run.quiet = args.json;
+  run.redo_changed = args.redo_changed;
+  if (ranks) {
+    if (n != 1) throw Error("--shard and an MPI/Slurm launch both split the cells: use one of them");
+    if (args.redo_changed && rank.rank != 0) run.redo_changed = false;  // rank 0 alone empties changed cells
+    pin_gpu(rank);
+    k = rank.rank;
+    n = rank.size;
+    fs::create_directories(marks);
+    write_text_atomically(mark(".alive"), "alive\n");
+    run.after_cell = [&] { write_text_atomically(mark(".alive"), "alive\n"); };
+  }
+  run.shard = k;
+  run.shards = n;
+  auto p = sweeps::run_sweep(config, args.out, run);
+  if (ranks) {
+    // Merge: every rank marks its shard done; rank 0 waits for all, then runs the swap cells that
+    // waited for other ranks' trainings.
+    write_text_atomically(mark(".done"), "done\n");
+    if (rank.rank != 0) {
+      if (!args.json) print_progress(p, args.out + " (rank " + std::to_string(rank.rank) + ")");
+      return;
+    }
+    wait_for_ranks(marks, rank, args.rank_timeout);
+    sweeps::SweepRunOptions rest_run;
+    rest_run.quiet = args.json;
+    const auto rest = sweeps::run_sweep(config, args.out, rest_run);
+    p.finished += rest.finished;
+    p.waiting = rest.waiting;
+    p.busy = rest.busy;
+    for (int r = 0; r < rank.size; ++r)
+      for (const char* kind : {".done", ".alive"}) fs::remove(marks / (rank.job + "-" + std::to_string(r) + kind));
+  }
+  if (args.json) {
+    std::cout << nlohmann::json{{"out", args.out}, {"finished", p.finished}, {"skipped", p.skipped},
+                                {"waiting", p.waiting}, {"busy", p.busy}, {"total", p.total}}
+                     .dump(2)
+              << "\n";
+  } else {
+    print_progress(p, args.out);
+  }
+}
+
+void add_sweep_command(CLI::App& app) {
+  auto args = std::make_shared<SweepArgs>();
   auto* sweep = app.add_subcommand("sweep", "Run every cell of a TOML grid (rerun to finish an interrupted sweep)");
   sweep->add_option("config", args->config, "Sweep file (configs/quickstart.toml, configs/paper.toml)")->required();
   sweep->add_option("--out", args->out, "Sweep directory")->capture_default_str();
@@ -158,60 +213,10 @@ void add_sweep_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(finite_in(0, 1e7, true));
   sweep->add_flag("--json", args->json, "Print JSON");
-  sweep->callback([args] {
-    const auto config = load_config(args->config);
-    std::pair<int, int> shard;
-    parse_shard(args->shard, shard);  // checked by the flag's validator
-    auto [k, n] = shard;
-    const Rank rank = launcher_rank();
-    const bool ranks = rank.launched && rank.size > 1;
-    namespace fs = std::filesystem;
-    const fs::path marks = fs::path(args->out) / "ranks";
-    auto mark = [&](const char* kind) { return (marks / (rank.job + "-" + std::to_string(rank.rank) + kind)).string(); };
-    sweeps::SweepRunOptions run;
-    run.quiet = args->json;
-    run.redo_changed = args->redo_changed;
-    if (ranks) {
-      if (n != 1) throw Error("--shard and an MPI/Slurm launch both split the cells: use one of them");
-      if (args->redo_changed && rank.rank != 0) run.redo_changed = false;  // rank 0 alone empties changed cells
-      pin_gpu(rank);
-      k = rank.rank;
-      n = rank.size;
-      fs::create_directories(marks);
-      write_text_atomically(mark(".alive"), "alive\n");
-      run.after_cell = [&] { write_text_atomically(mark(".alive"), "alive\n"); };
-    }
-    run.shard = k;
-    run.shards = n;
-    auto p = sweeps::run_sweep(config, args->out, run);
-    if (ranks) {
-      // Merge: every rank marks its shard done; rank 0 waits for all, then runs the swap cells that
-      // waited for other ranks' trainings.
-      write_text_atomically(mark(".done"), "done\n");
-      if (rank.rank != 0) {
-        if (!args->json) print_progress(p, args->out + " (rank " + std::to_string(rank.rank) + ")");
-        return;
-      }
-      wait_for_ranks(marks, rank, args->rank_timeout);
-      sweeps::SweepRunOptions rest_run;
-      rest_run.quiet = args->json;
-      const auto rest = sweeps::run_sweep(config, args->out, rest_run);
-      p.finished += rest.finished;
-      p.waiting = rest.waiting;
-      p.busy = rest.busy;
-      for (int r = 0; r < rank.size; ++r)
-        for (const char* kind : {".done", ".alive"}) fs::remove(marks / (rank.job + "-" + std::to_string(r) + kind));
-    }
-    if (args->json) {
-      std::cout << nlohmann::json{{"out", args->out}, {"finished", p.finished}, {"skipped", p.skipped},
-                                  {"waiting", p.waiting}, {"busy", p.busy}, {"total", p.total}}
-                       .dump(2)
-                << "\n";
-    } else {
-      print_progress(p, args->out);
-    }
-  });
+  sweep->callback([args] { run_sweep_command(*args); });
+}
 
+void add_report_command(CLI::App& app) {
   auto runs = std::make_shared<std::vector<std::string>>();
   auto report_out = std::make_shared<std::string>("report");
   auto* report = app.add_subcommand("report", "report.html and report.md (tables, gnuplot SVG plots) of sweeps");
@@ -228,7 +233,9 @@ void add_sweep_commands(CLI::App& app) {
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("report: %s\n        %s\n", r.html.c_str(), r.markdown.c_str());
   });
+}
 
+void add_run_command(CLI::App& app) {
   auto run_config = std::make_shared<std::string>();
   auto run_out = std::make_shared<std::string>("runs/quickstart");
   auto* run = app.add_subcommand("run", "Train then evaluate and report in one command (default: the built-in quickstart)");
@@ -244,6 +251,14 @@ void add_sweep_commands(CLI::App& app) {
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("report: %s\n        %s\n", r.html.c_str(), r.markdown.c_str());
   });
+}
+
+}  // namespace
+
+void add_sweep_commands(CLI::App& app) {
+  add_sweep_command(app);
+  add_report_command(app);
+  add_run_command(app);
 }
 
 }  // namespace modiff::cli

@@ -17,10 +17,19 @@ constexpr long long kMaxSteps = 1000000000;
 
 namespace {
 
+struct TrainArgs {
+  agents::TrainOptions options;
+  std::string dataset;
+  int threads = 0, eval_episodes = 10;
+  bool json = false;
+  // Shorthands of --set, each given or not (no default of their own: the algorithm's table has it).
+  std::string batch, lr, eta, ema_rate, diffusion_steps, hidden, block_width;
+  bool normalize_obs = false;
+};
+
 // The shorthand flags as the --set assignments they stand for, before the explicit --set ones (so that
 // those win).
-template <typename Args>
-std::vector<std::string> hyperparameter_shorthands(const Args& a) {
+std::vector<std::string> hyperparameter_shorthands(const TrainArgs& a) {
   std::vector<std::string> set;
   auto add = [&](const std::string& value, std::initializer_list<const char*> names) {
     if (!value.empty())
@@ -38,19 +47,65 @@ std::vector<std::string> hyperparameter_shorthands(const Args& a) {
   return set;
 }
 
+// The flags that stand for --set assignments (given or not: the algorithm's table holds the defaults).
+void add_hyperparameter_shorthands(CLI::App& cmd, TrainArgs& args) {
+  cmd.add_option("--batch", args.batch, "Batch size (--set batch=B; idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
+  cmd.add_option("--lr", args.lr, "Every learning rate (--set policy.lr=X --set guidance.lr=X)")->check(finite_in(0, 1, true));
+  cmd.add_flag("--normalize-obs", args.normalize_obs, "Standardize observations with the dataset's statistics (--set normalize_obs=true)");
+  cmd.add_option("--eta", args.eta, "dql: weight of the Q-loss (--set eta=X; 1.0)")->check(non_negative());
+  cmd.add_option("--ema-rate", args.ema_rate, "The policy's EMA rate (--set policy.ema_rate=X; short runs want more)")->check(finite_in(0, 1, true));
+  cmd.add_option("--diffusion-steps", args.diffusion_steps, "Diffusion steps T (--set policy.diffusion_steps=T; 5)")->check(integer_in(1, 1000));
+  cmd.add_option("--hidden", args.hidden, "Hidden width of critics and denoiser (--set policy.hidden=H --set guidance.hidden=H)")->check(integer_in(1, 65536));
+  cmd.add_option("--block-width", args.block_width, "Inner width of the LN-ResNet blocks (--set policy.block_width=W; 1024)")->check(integer_in(1, 65536));
+}
+
+// `modiff train`: the shorthands and --set checked against the algorithm's table, then the run.
+void train_command(const TrainArgs& args) {
+  limit_threads(args.threads);
+  auto options = args.options;
+  options.set = hyperparameter_shorthands(args);
+  try {  // a name or value the algorithm refuses is a bad command line
+    agents::hyperparameters(options.algo, options.guidance_kind, "", options.set);
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());
+  }
+  if (args.json) options.quiet = true;
+  if (options.eval_every > 0) {
+    eval::EvalSettings settings;
+    settings.device = options.device;
+    options.evaluate = eval::training_curve_evaluator(settings, args.eval_episodes);
+  }
+  const auto r = agents::train(args.dataset, options);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (r.stopped) {
+    if (args.json)
+      std::cout << nlohmann::json{{"stopped", true}, {"phase", r.stopped_phase}, {"phase_step", r.stopped_phase_step},
+                                  {"checkpoint", options.out + "/checkpoint"}, {"warnings", r.warnings}}
+                       .dump(2)
+                << "\n";
+    else
+      std::printf("stopped in the %s phase at step %ld: continue with --resume --out %s\n", r.stopped_phase.c_str(),
+                  r.stopped_phase_step, options.out.c_str());
+    return;
+  }
+  if (args.json) {
+    std::cout << nlohmann::json{{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir},
+                                {"metrics", r.metrics_csv}, {"phases", r.phases}, {"stopped", false}, {"warnings", r.warnings}}
+                     .dump(2)
+              << "\n";
+    return;
+  }
+  for (const auto& p : r.phases)
+    std::printf("%-9s %8ld steps  %8.1f s  %8.1f steps/s  peak %.0f MiB (%s)\n", p.name.c_str(), p.steps, p.seconds,
+                p.steps_per_s, p.peak_memory_bytes / 1048576.0, p.memory_kind.c_str());
+  std::printf("guidance:  %s\ndiffusion: %s\nmetrics:   %s\n", r.guidance_dir.c_str(), r.diffusion_dir.c_str(),
+              r.metrics_csv.c_str());
+}
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
-  struct Args {
-    agents::TrainOptions options;
-    std::string dataset;
-    int threads = 0, eval_episodes = 10;
-    bool json = false;
-    // Shorthands of --set, each given or not (no default of their own: the algorithm's table has it).
-    std::string batch, lr, eta, ema_rate, diffusion_steps, hidden, block_width;
-    bool normalize_obs = false;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<TrainArgs>();
   auto& o = args->options;
   auto* cmd = app.add_subcommand("train", "Train a guidance module and a diffusion policy (idql, dql, cfg) on a dataset");
   cmd->add_option("--algo", o.algo, "idql, dql or cfg")->capture_default_str()->check(one_of(agents::algorithm_names()));
@@ -75,14 +130,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", o.set,
                   "Override a hyperparameter, NAME=VALUE (repeatable; `modiff hyperparameters --algo A` lists them)")
       ->type_name("NAME=VALUE");
-  cmd->add_option("--batch", args->batch, "Batch size (--set batch=B; idql and cfg 512, dql 256)")->check(integer_in(1, 1 << 20));
-  cmd->add_option("--lr", args->lr, "Every learning rate (--set policy.lr=X --set guidance.lr=X)")->check(finite_in(0, 1, true));
-  cmd->add_flag("--normalize-obs", args->normalize_obs, "Standardize observations with the dataset's statistics (--set normalize_obs=true)");
-  cmd->add_option("--eta", args->eta, "dql: weight of the Q-loss (--set eta=X; 1.0)")->check(non_negative());
-  cmd->add_option("--ema-rate", args->ema_rate, "The policy's EMA rate (--set policy.ema_rate=X; short runs want more)")->check(finite_in(0, 1, true));
-  cmd->add_option("--diffusion-steps", args->diffusion_steps, "Diffusion steps T (--set policy.diffusion_steps=T; 5)")->check(integer_in(1, 1000));
-  cmd->add_option("--hidden", args->hidden, "Hidden width of critics and denoiser (--set policy.hidden=H --set guidance.hidden=H)")->check(integer_in(1, 65536));
-  cmd->add_option("--block-width", args->block_width, "Inner width of the LN-ResNet blocks (--set policy.block_width=W; 1024)")->check(integer_in(1, 65536));
+  add_hyperparameter_shorthands(*cmd, *args);
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "On CUDA, run every step eagerly instead of replaying a captured graph");
   cmd->add_option("--implementation", o.implementation,
                   "fast, or reference: plain LibTorch modules a reader can follow, every step eager (docs/architecture.md)")
@@ -95,47 +143,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "CPU threads for products and the evaluator (0 = all cores); results do not depend on it")
       ->check(thread_count());
   cmd->add_flag("--json", args->json, "Print the result as JSON (no progress line)");
-  cmd->callback([args] {
-    limit_threads(args->threads);
-    auto options = args->options;
-    options.set = hyperparameter_shorthands(*args);
-    try {  // a name or value the algorithm refuses is a bad command line
-      agents::hyperparameters(options.algo, options.guidance_kind, "", options.set);
-    } catch (const Error& e) {
-      throw CLI::ValidationError(e.what());
-    }
-    if (args->json) options.quiet = true;
-    if (options.eval_every > 0) {
-      eval::EvalSettings settings;
-      settings.device = options.device;
-      options.evaluate = eval::training_curve_evaluator(settings, args->eval_episodes);
-    }
-    const auto r = agents::train(args->dataset, options);
-    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    if (r.stopped) {
-      if (args->json)
-        std::cout << nlohmann::json{{"stopped", true}, {"phase", r.stopped_phase}, {"phase_step", r.stopped_phase_step},
-                                    {"checkpoint", options.out + "/checkpoint"}, {"warnings", r.warnings}}
-                         .dump(2)
-                  << "\n";
-      else
-        std::printf("stopped in the %s phase at step %ld: continue with --resume --out %s\n", r.stopped_phase.c_str(),
-                    r.stopped_phase_step, options.out.c_str());
-      return;
-    }
-    if (args->json) {
-      std::cout << nlohmann::json{{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir},
-                                  {"metrics", r.metrics_csv}, {"phases", r.phases}, {"stopped", false}, {"warnings", r.warnings}}
-                       .dump(2)
-                << "\n";
-      return;
-    }
-    for (const auto& p : r.phases)
-      std::printf("%-9s %8ld steps  %8.1f s  %8.1f steps/s  peak %.0f MiB (%s)\n", p.name.c_str(), p.steps, p.seconds,
-                  p.steps_per_s, p.peak_memory_bytes / 1048576.0, p.memory_kind.c_str());
-    std::printf("guidance:  %s\ndiffusion: %s\nmetrics:   %s\n", r.guidance_dir.c_str(), r.diffusion_dir.c_str(),
-                r.metrics_csv.c_str());
-  });
+  cmd->callback([args] { train_command(*args); });
 }
 
 }  // namespace modiff::cli

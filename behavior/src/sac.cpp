@@ -17,6 +17,7 @@
 #include "modiff/common/error.h"
 #include "modiff/common/file_lock.h"
 #include "modiff/common/rng.h"
+#include "modiff/envs/episode_pool.h"
 #include "modiff/envs/vector_env.h"
 #include "gaussian_policy_impl.h"
 #include "modiff/torch/torch_support.h"
@@ -76,26 +77,27 @@ struct ReplayBuffer {
   }
 };
 
+// The mean return of `episodes` episodes of the policy as a behavior policy acts (sampled), episode k's env
+// reset with seed + k and its noise at step t drawn from a key of (seed, k, t) alone.
 double evaluate(GaussianPolicy& policy, const envs::EnvSpec& spec, int episodes, uint64_t seed) {
-  envs::VectorEnv venv(spec, episodes, seed);
-  venv.reset();
-  policy.reseed(seed);
-  std::vector<uint8_t> active(episodes, 1);
-  std::vector<double> actions(static_cast<size_t>(episodes) * spec.act_dim), returns;
-  int remaining = episodes;
-  while (remaining > 0) {
-    policy.act(venv.observations().data(), episodes, actions.data(), false);
-    venv.step(actions.data(), active.data());
-    for (int i = 0; i < episodes; ++i)
-      if (active[i] && (venv.terminated()[i] || venv.truncated()[i])) {
-        returns.push_back(venv.episode_returns()[i]);
-        active[i] = 0;
-        --remaining;
-      }
-  }
   double sum = 0;
-  for (double r : returns) sum += r;
-  return sum / returns.size();
+  std::vector<uint64_t> keys;
+  envs::EpisodePoolOptions pool;
+  pool.episodes = episodes;
+  pool.reset_seed = [seed](long k) { return seed + static_cast<uint64_t>(k); };
+  envs::EpisodeHooks hooks;
+  hooks.policy = [&](const float* obs, int rows, const long* episode, const int* step, double* actions) {
+    keys.resize(static_cast<size_t>(rows));
+    for (int j = 0; j < rows; ++j)
+      keys[j] = derive_seed(derive_seed(seed, static_cast<uint64_t>(episode[j])), static_cast<uint64_t>(step[j]));
+    policy.sample_keyed(obs, rows, keys.data(), actions);
+  };
+  hooks.after_step = [&](int, long, const envs::EpisodeOutcome& so_far, bool ended) {
+    if (ended) sum += so_far.episode_return;
+    return true;
+  };
+  envs::run_episodes(spec, pool, hooks);
+  return sum / episodes;
 }
 
 }  // namespace
@@ -291,106 +293,129 @@ void from_json(const nlohmann::json& j, SnapshotRecord& s) {
   j.at("normalized_return").get_to(s.normalized_return);
 }
 
+namespace {
+
+// The actions of one collection step: uniform random before learning starts, the actor's samples after.
+void choose_actions(long step, const SacConfig& cfg, SacLearner& learner, const std::vector<float>& obs, int n,
+                    int obs_dim, torch::Device device, Rng& random_actions, std::vector<double>& actions) {
+  if (step < cfg.learning_starts) {
+    for (auto& a : actions) a = random_actions.uniform(-1, 1);
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  const auto t = torch::from_blob(const_cast<float*>(obs.data()), {n, obs_dim}, torch::kFloat32).clone();
+  auto a = learner.actor->sample(t.to(device)).first.to(torch::kCPU).to(torch::kFloat64).contiguous();
+  std::memcpy(actions.data(), a.data_ptr<double>(), sizeof(double) * actions.size());
+}
+
+// One transition per env into the buffer. For finished episodes the buffer gets the real last observation; only
+// true terminations cut the bootstrap (time limits do not). Finished episodes' returns go to `finished_returns`.
+void store_transitions(const envs::VectorEnv& venv, const std::vector<float>& obs_before,
+                       const std::vector<double>& actions, ReplayBuffer& buffer,
+                       std::vector<double>& finished_returns) {
+  const int n = venv.num_envs(), obs_dim = static_cast<int>(buffer.obs.size(1));
+  std::vector<float> next = venv.observations();
+  std::vector<float> done(n, 0.f), reward(n);
+  for (int i = 0; i < n; ++i) {
+    reward[i] = static_cast<float>(venv.rewards()[i]);
+    done[i] = venv.terminated()[i] ? 1.f : 0.f;
+    if (venv.terminated()[i] || venv.truncated()[i]) {
+      std::copy_n(venv.final_observations().begin() + i * obs_dim, obs_dim, next.begin() + i * obs_dim);
+      finished_returns.push_back(venv.episode_returns()[i]);
+    }
+  }
+  const std::vector<float> act_f(actions.begin(), actions.end());
+  buffer.add(n, obs_before.data(), next.data(), act_f.data(), reward.data(), done.data());
+}
+
+// One gradient update per env step taken in [from, to), once learning has started.
+void update_for_steps(long from, long to, const SacConfig& cfg, SacLearner& learner, const ReplayBuffer& buffer,
+                      torch::Device device, const fs::path& ckpt) {
+  if (to <= cfg.learning_starts) return;
+  for (long update = from; update < to; ++update)
+    if (!std::isfinite(learner.update(buffer, update, device).item<double>()))
+      throw Error("SAC: critic loss became non-finite at step " + std::to_string(update) +
+                  "; the last good checkpoint is in " + ckpt.string());
+}
+
+// A snapshot: the actor saved as a behavior policy file (OUT/snapshots/step_NNNNNNNN.pt) and evaluated.
+SnapshotRecord take_snapshot(const SacRunOptions& opt, const SacConfig& cfg, const envs::EnvSpec& spec,
+                             SacLearner& learner, long step, torch::Device device) {
+  char name[64];
+  std::snprintf(name, sizeof name, "snapshots/step_%08ld.pt", step);
+  GaussianPolicy policy = SacTrainer::wrap(learner.actor, spec.id, spec.obs_dim, spec.act_dim, cfg.hidden);
+  learner.actor->to(torch::kCPU);
+  const double ret = evaluate(policy, spec, opt.eval_episodes, opt.seed + 100003 + step);
+  policy.save((fs::path(opt.out_dir) / name).string());
+  learner.actor->to(device);
+  return {step, name, ret, envs::normalized_score(spec, ret)};
+}
+
+double mean_of_last(const std::vector<double>& values, size_t count) {
+  const size_t k = std::min(values.size(), count);
+  double mean = 0;
+  for (size_t i = values.size() - k; i < values.size(); ++i) mean += values[i] / k;
+  return mean;
+}
+
+}  // namespace
+
 SacRunResult train_sac(const SacRunOptions& opt, const SacConfig& cfg) {
   const auto& spec = envs::find_env(opt.env_id);
   if (opt.total_steps <= 0) throw Error("--steps must be positive");
   if (opt.num_envs <= 0) throw Error("--num-envs must be positive");
-  const DeviceChoice choice = resolve_device(opt.device);
-  const torch::Device device = torch_device(choice);
+  const torch::Device device = torch_device(resolve_device(opt.device));
   const int obs_dim = spec.obs_dim, act_dim = spec.act_dim, n = opt.num_envs;
   const fs::path out(opt.out_dir), ckpt = out / "checkpoint";
   if (opt.resume && !fs::exists(ckpt / "state.json")) throw Error(opt.out_dir + ": no checkpoint to resume from");
   const ExclusiveLock lock = claim_run_folder(out, opt.resume);
-  if (opt.resume && !fs::exists(ckpt / "state.json"))
-    throw Error(opt.out_dir + ": no checkpoint to resume from");
   fs::create_directories(out / "snapshots");
 
   torch::manual_seed(opt.seed);
   SacLearner learner(obs_dim, act_dim, cfg, device);
-  ReplayBuffer buffer(std::min(cfg.buffer_size, opt.total_steps), obs_dim, act_dim, device);
+  const long capacity = std::min(cfg.buffer_size, opt.total_steps);
+  ReplayBuffer buffer(capacity, obs_dim, act_dim, device);
   long step = 0;
   std::vector<SnapshotRecord> snapshots;
   if (opt.resume) {
     const nlohmann::json state = restore_sac_checkpoint(ckpt, learner, buffer, obs_dim, act_dim, device);
     step = state.at("step").get<long>();
     state.at("snapshots").get_to(snapshots);
-    buffer = grown_buffer(std::move(buffer), std::min(cfg.buffer_size, opt.total_steps), device);
+    buffer = grown_buffer(std::move(buffer), capacity, device);
     torch::manual_seed(opt.seed + static_cast<uint64_t>(step));
   }
-  auto save_checkpoint = [&] {
-    save_sac_checkpoint(out, learner, buffer,
-                        {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
-                         {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
-                         {"buffer_pos", buffer.pos}, {"snapshots", snapshots}});
-  };
 
   // The envs restart at every (re)start: Bullet worlds are not checkpointed.
   envs::VectorEnv venv(spec, n, opt.seed + static_cast<uint64_t>(step) * 7919);
   venv.reset();
   Rng random_actions(derive_seed(opt.seed + static_cast<uint64_t>(step), 17));
-  std::vector<double> actions(static_cast<size_t>(n) * act_dim);
-  std::vector<double> recent_returns;
+  std::vector<double> actions(static_cast<size_t>(n) * act_dim), finished_returns;
   const auto start = std::chrono::steady_clock::now();
   const long start_step = step;
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   long next_snapshot = (step / opt.snapshot_every + 1) * opt.snapshot_every;
-  std::vector<float> venv_obs_before;
   while (step < opt.total_steps) {
-    venv_obs_before = venv.observations();
-    if (step < cfg.learning_starts) {
-      for (auto& a : actions) a = random_actions.uniform(-1, 1);
-    } else {
-      torch::NoGradGuard no_grad;
-      const auto obs = torch::from_blob(venv_obs_before.data(), {n, obs_dim}, torch::kFloat32).clone();
-      auto a = learner.actor->sample(obs.to(device)).first.to(torch::kCPU).to(torch::kFloat64).contiguous();
-      std::memcpy(actions.data(), a.data_ptr<double>(), sizeof(double) * actions.size());
-    }
+    const std::vector<float> obs_before = venv.observations();
+    choose_actions(step, cfg, learner, obs_before, n, obs_dim, device, random_actions, actions);
     venv.step(actions.data());
-    // For finished episodes the buffer gets the real last observation; only
-    // true terminations cut the bootstrap (time limits do not).
-    std::vector<float> next = venv.observations();
-    std::vector<float> done(n, 0.f), reward(n);
-    for (int i = 0; i < n; ++i) {
-      reward[i] = static_cast<float>(venv.rewards()[i]);
-      done[i] = venv.terminated()[i] ? 1.f : 0.f;
-      if (venv.terminated()[i] || venv.truncated()[i]) {
-        std::copy_n(venv.final_observations().begin() + i * obs_dim, obs_dim, next.begin() + i * obs_dim);
-        recent_returns.push_back(venv.episode_returns()[i]);
-      }
-    }
-    std::vector<float> act_f(actions.begin(), actions.end());
-    buffer.add(n, venv_obs_before.data(), next.data(), act_f.data(), reward.data(), done.data());
-    const long before = step;
+    store_transitions(venv, obs_before, actions, buffer, finished_returns);
+    update_for_steps(step, step + n, cfg, learner, buffer, device, ckpt);
     step += n;
-    if (step > cfg.learning_starts)
-      for (long update = before; update < step; ++update)
-        if (!std::isfinite(learner.update(buffer, update, device).item<double>()))
-          throw Error("SAC: critic loss became non-finite at step " + std::to_string(update) +
-                      "; the last good checkpoint is in " + ckpt.string());
     if (step < next_snapshot && step < opt.total_steps) continue;
-    // A snapshot: the actor as a behavior policy file, evaluated, and a checkpoint.
-    char name[64];
-    std::snprintf(name, sizeof name, "snapshots/step_%08ld.pt", step);
-    GaussianPolicy policy = SacTrainer::wrap(learner.actor, spec.id, obs_dim, act_dim, cfg.hidden);
-    learner.actor->to(torch::kCPU);
-    const double ret = evaluate(policy, spec, opt.eval_episodes, opt.seed + 100003 + step);
-    policy.save((out / name).string());
-    learner.actor->to(device);
-    snapshots.push_back({step, name, ret, envs::normalized_score(spec, ret)});
-    save_checkpoint();
+    snapshots.push_back(take_snapshot(opt, cfg, spec, learner, step, device));
+    save_sac_checkpoint(out, learner, buffer,
+                        {{"step", step}, {"env_id", spec.id}, {"seed", opt.seed}, {"hidden", cfg.hidden},
+                         {"learning_starts", cfg.learning_starts}, {"buffer_size", buffer.size},
+                         {"buffer_pos", buffer.pos}, {"snapshots", snapshots}});
     next_snapshot += opt.snapshot_every;
-    if (!opt.quiet) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double recent = 0;
-      const size_t k = std::min<size_t>(recent_returns.size(), 20);
-      for (size_t i = recent_returns.size() - k; i < recent_returns.size(); ++i) recent += recent_returns[i] / k;
-      std::fprintf(stderr, "step %8ld  eval return %9.1f (normalized %6.1f)  train return %9.1f  %6.0f steps/s\n", step,
-                   ret, envs::normalized_score(spec, ret), recent, (step - start_step) / secs);
-    }
+    if (!opt.quiet)
+      std::fprintf(stderr, "step %8ld  eval return %9.1f (normalized %6.1f)  train return %9.1f  %6.0f steps/s\n",
+                   step, snapshots.back().mean_return, snapshots.back().normalized_return,
+                   mean_of_last(finished_returns, 20), (step - start_step) / seconds());
   }
   SacRunResult result;
   result.snapshots = snapshots;
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.env_steps_per_s = (step - start_step) / std::max(secs, 1e-9);
+  result.env_steps_per_s = (step - start_step) / std::max(seconds(), 1e-9);
   return result;
 }
 

@@ -1,7 +1,5 @@
 #include "modiff/datasets/generate.h"
 
-#include <tbb/parallel_for.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -11,7 +9,7 @@
 #include "modiff/common/available_memory.h"
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
-#include "modiff/envs/locomotion_env.h"
+#include "modiff/envs/episode_pool.h"
 
 namespace modiff::datasets {
 namespace {
@@ -113,86 +111,63 @@ Dataset generate_dataset(const envs::EnvSpec& spec, const BatchPolicy& policy, c
   d.next_observations.reserve(assembly.want * obs_dim);
   d.actions.reserve(assembly.want * act_dim);
 
-  // A slot runs one episode at a time; `index` < 0 marks an idle slot.
-  struct Slot {
-    long index = -1;
-    std::unique_ptr<envs::LocomotionEnv> env;
-    std::vector<float> obs;
-    Episode episode;
-  };
-  std::vector<Slot> slots(static_cast<size_t>(opt.num_envs));
-  long next_episode = 0;
-  std::vector<float> batch_obs;
+  // Each pool slot's episode so far, in the dataset's layout.
+  std::vector<Episode> running;
+  std::vector<long> running_index;
+  long started = 0;  // episodes [0, started) were given to a slot
+  envs::EpisodePoolOptions pool;
+  pool.episodes = std::numeric_limits<long>::max() / 2;  // as many as the size takes (first_unneeded stops them)
+  pool.max_envs = opt.num_envs;
+  pool.reused_envs = true;
+  pool.reset_seed = [&](long episode) { return episode_reset_seed(opt.seed, episode); };
+  running.resize(static_cast<size_t>(opt.num_envs));
+  running_index.assign(static_cast<size_t>(opt.num_envs), -1);
   std::vector<uint64_t> keys;
-  std::vector<double> actions;
-  std::vector<int> live;
-  while (!assembly.full()) {
-    std::vector<size_t> running_rows(static_cast<size_t>(next_episode - assembly.next_index), 0);
-    for (const Slot& s : slots)
-      if (s.index >= 0) running_rows[static_cast<size_t>(s.index - assembly.next_index)] = s.episode.rows();
-    const long cutoff = assembly.first_unneeded(std::move(running_rows), next_episode);
-    // Drop running episodes that can no longer appear (the ones before them already fill the dataset), and
-    // give idle slots the next episodes that still can.
-    live.clear();
-    for (size_t i = 0; i < slots.size(); ++i) {
-      Slot& s = slots[i];
-      if (s.index >= cutoff) {
-        s.index = -1;
-        assembly.recycle(std::move(s.episode));
-      }
-      if (s.index < 0 && next_episode < cutoff) {
-        s.index = next_episode++;
-        s.episode = assembly.fresh();
-        s.obs.resize(obs_dim);
-        if (!s.env) {
-          // PyBullet's env counts the floor among the body parts from its second reset on (docs/fidelity.md),
-          // so an env's first episode differs from its later ones. D4RL collected on one long-lived env: every
-          // episode here runs on an env past its first reset, whichever slot runs it.
-          s.env = std::make_unique<envs::LocomotionEnv>(spec);
-          s.env->reset(0, s.obs.data());
-        }
-        s.env->reset(episode_reset_seed(opt.seed, s.index), s.obs.data());
-      }
-      if (s.index >= 0) live.push_back(static_cast<int>(i));
-    }
-    if (live.empty()) break;  // cannot happen while the dataset is short; kept as a guard against a loop
-    const int m = static_cast<int>(live.size());
-    batch_obs.resize(static_cast<size_t>(m) * obs_dim);
-    keys.resize(m);
-    actions.resize(static_cast<size_t>(m) * act_dim);
-    for (int j = 0; j < m; ++j) {
-      const Slot& s = slots[live[j]];
-      std::copy(s.obs.begin(), s.obs.end(), batch_obs.begin() + static_cast<size_t>(j) * obs_dim);
-      keys[j] = episode_step_key(opt.seed, s.index, static_cast<long>(s.episode.rows()));
-    }
-    policy(batch_obs.data(), m, keys.data(), actions.data());
-    for (double a : actions)
-      if (!std::isfinite(a)) throw Error("the behavior policy produced a non-finite action");
-    std::vector<uint8_t> ended(m, 0);
-    tbb::parallel_for(0, m, [&](int j) {
-      Slot& s = slots[live[j]];
-      Episode& e = s.episode;
-      const double* a = actions.data() + static_cast<size_t>(j) * act_dim;
-      e.obs.insert(e.obs.end(), s.obs.begin(), s.obs.end());
-      const auto r = s.env->step(a, s.obs.data());
-      e.next.insert(e.next.end(), s.obs.begin(), s.obs.end());
-      for (int k = 0; k < act_dim; ++k) e.act.push_back(static_cast<float>(a[k]));
-      e.rew.push_back(static_cast<float>(r.reward));
-      e.term.push_back(r.terminated);
-      e.tout.push_back(r.truncated);
-      ended[j] = r.terminated || r.truncated;
-    });
-    for (int j = 0; j < m; ++j) {
-      Slot& s = slots[live[j]];
-      // An episode that already reaches the wanted size is complete enough: the rows past the cut never count.
-      const bool reaches_cut = s.index == assembly.next_index && d.size() + s.episode.rows() >= assembly.want;
-      if (ended[j] || reaches_cut) {
-        if (!ended[j]) s.episode.tout.back() = 1;  // cut by the dataset's size: a truncation
-        assembly.finish(s.index, std::move(s.episode));
-        s.index = -1;
-      }
-    }
-  }
+  envs::EpisodeHooks hooks;
+  hooks.policy = [&](const float* obs, int rows, const long* episodes, const int* steps, double* actions) {
+    keys.resize(static_cast<size_t>(rows));
+    for (int j = 0; j < rows; ++j) keys[j] = episode_step_key(opt.seed, episodes[j], steps[j]);
+    policy(obs, rows, keys.data(), actions);
+    for (long k = 0; k < static_cast<long>(rows) * act_dim; ++k)
+      if (!std::isfinite(actions[k])) throw Error("the behavior policy produced a non-finite action");
+  };
+  hooks.on_start = [&](int slot, long episode) {
+    running[slot] = assembly.fresh();
+    running_index[slot] = episode;
+    started = std::max(started, episode + 1);
+  };
+  hooks.on_drop = [&](int slot, long) {
+    assembly.recycle(std::move(running[slot]));
+    running_index[slot] = -1;
+  };
+  // Episodes that can no longer appear (the ones before them already fill the dataset) need not run.
+  hooks.first_unneeded = [&]() -> long {
+    if (assembly.full()) return assembly.next_index;
+    std::vector<size_t> rows(static_cast<size_t>(started - assembly.next_index), 0);
+    for (size_t i = 0; i < running.size(); ++i)
+      if (running_index[i] >= 0) rows[static_cast<size_t>(running_index[i] - assembly.next_index)] = running[i].rows();
+    return assembly.first_unneeded(std::move(rows), started);
+  };
+  hooks.on_step = [&](const envs::EpisodeStep& t) {
+    Episode& e = running[t.slot];
+    e.obs.insert(e.obs.end(), t.obs, t.obs + obs_dim);
+    e.next.insert(e.next.end(), t.next_obs, t.next_obs + obs_dim);
+    for (int k = 0; k < act_dim; ++k) e.act.push_back(static_cast<float>(t.action[k]));
+    e.rew.push_back(static_cast<float>(t.result.reward));
+    e.term.push_back(t.result.terminated);
+    e.tout.push_back(t.result.truncated);
+  };
+  hooks.after_step = [&](int slot, long episode, const envs::EpisodeOutcome&, bool ended) {
+    Episode& e = running[slot];
+    // An episode that already reaches the wanted size is complete enough: the rows past the cut never count.
+    const bool reaches_cut = episode == assembly.next_index && d.size() + e.rows() >= assembly.want;
+    if (!ended && !reaches_cut) return true;
+    if (!ended) e.tout.back() = 1;  // cut by the dataset's size: a truncation
+    assembly.finish(episode, std::move(e));
+    running_index[slot] = -1;
+    return false;
+  };
+  envs::run_episodes(spec, pool, hooks);
   return d;
 }
 

@@ -287,20 +287,12 @@ std::vector<int> equal_key_quicksort_order(int n) {
   return a;
 }
 
-}  // namespace
-
-RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& world) {
-  std::deque<TreeLink> tree = fold_joint_links(TreeBuilder(model).build());
-  RobotParts out;
-  const TreeLink& root = tree.front();
-  out.base_name = root.name;
-  out.fixed_base = root.mass == 0;
-  const int num_links = static_cast<int>(tree.size()) - 1;
-
-  // One collision shape per link: a compound of its geoms placed relative to
-  // the centre of mass, or the single geom itself when it sits exactly there.
-  std::vector<btCollisionShape*> link_shape(tree.size());
-  std::vector<btVector3> inertia(tree.size());
+// One collision shape per link: a compound of its geoms placed relative to the centre of mass, or the single geom
+// itself when it sits exactly there. Fills `shape` and `inertia` per tree link; `out` owns the shapes.
+void build_link_shapes(std::deque<TreeLink>& tree, RobotParts& out, std::vector<btCollisionShape*>& shape,
+                       std::vector<btVector3>& inertia) {
+  shape.assign(tree.size(), nullptr);
+  inertia.assign(tree.size(), btVector3(0, 0, 0));
   for (size_t i = 0; i < tree.size(); ++i) {
     TreeLink& l = tree[i];
     btTransform inertial_frame = btTransform::getIdentity();
@@ -310,106 +302,89 @@ RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& w
       compound->addChildShape(inertial_frame.inverse() * g.frame, g.shape.get());
       out.shapes.push_back(std::move(g.shape));
     }
-    btCollisionShape* shape = compound.get();
+    btCollisionShape* chosen = compound.get();
     if (compound->getNumChildShapes() == 1 && compound->getChildTransform(0) == btTransform::getIdentity())
-      shape = compound->getChildShape(0);
-    inertia[i] = btVector3(0, 0, 0);
-    if (l.mass > 0) shape->calculateLocalInertia(l.mass, inertia[i]);
-    link_shape[i] = shape;
+      chosen = compound->getChildShape(0);
+    if (l.mass > 0) chosen->calculateLocalInertia(l.mass, inertia[i]);
+    shape[i] = chosen;
     out.shapes.push_back(std::move(compound));
   }
+}
 
-  out.owned_body = std::make_unique<btMultiBody>(num_links, root.mass, inertia[0], out.fixed_base, false);
-  btMultiBody* mb = out.body = out.owned_body.get();
-  btTransform base_world = root.world;
-  base_world.setOrigin(root.world * root.inertial_origin);
-  mb->setBaseWorldTransform(base_world);
-  mb->setHasSelfCollision(true);
-
-  auto add_collider = [&](int tree_index, int mb_link) {
-    const TreeLink& l = tree[tree_index];
-    auto col = std::make_unique<btMultiBodyLinkCollider>(mb, mb_link);
-    col->setCollisionShape(link_shape[tree_index]);
-    btTransform com_world = l.world;
-    com_world.setOrigin(l.world * l.inertial_origin);
-    col->setWorldTransform(com_world);
-    col->setFriction(l.friction);
-    int group = btBroadphaseProxy::DefaultFilter, mask = btBroadphaseProxy::AllFilter;
-    if (mb_link == -1 && out.fixed_base) {
-      group = btBroadphaseProxy::StaticFilter;
-      mask = btBroadphaseProxy::AllFilter ^ btBroadphaseProxy::StaticFilter;
-      col->setCollisionFlags(col->getCollisionFlags() | btCollisionObject::CF_STATIC_OBJECT);
-    }
-    if (l.has_geoms) {
-      group = l.group;
-      mask = l.mask;
-    }
-    world.addCollisionObject(col.get(), group, mask);
-    if (mb_link == -1) mb->setBaseCollider(col.get());
-    else mb->getLink(mb_link).m_collider = col.get();
-    out.colliders.push_back(std::move(col));
-  };
-
-  add_collider(0, -1);
-  for (int i = 1; i <= num_links; ++i) {
-    const TreeLink& l = tree[i];
-    const TreeLink& p = tree[l.parent];
-    const int link = i - 1, parent = l.parent - 1;
-    // URDF2Bullet's frames: joint pivot relative to the parent's COM, COM relative
-    // to the pivot. Inertial frames never rotate here, so the joint axis stays
-    // in the link frame as written.
-    const btVector3 parent_com_to_pivot = l.parent_to_joint.getOrigin() - p.inertial_origin;
-    const btVector3 pivot_to_com = l.inertial_origin;
-    const btQuaternion rot_parent_to_this = l.parent_to_joint.getRotation().inverse();
-    LinkInfo info;
-    info.name = l.name;
-    info.joint_name = l.joint_name;
-    info.joint_type = l.joint;
-    info.lower_limit = l.lower;
-    info.upper_limit = l.upper;
-    info.joint_link_name = l.joint_link_name;
-    info.joint_frame_in_com = -l.inertial_origin;
-    switch (l.joint) {
-      case LinkJointType::Fixed:
-        mb->setupFixed(link, l.mass, inertia[i], parent, rot_parent_to_this, parent_com_to_pivot, pivot_to_com);
-        break;
-      case LinkJointType::Revolute:
-      case LinkJointType::Continuous:
-        mb->setupRevolute(link, l.mass, inertia[i], parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
-                          pivot_to_com, true);
-        break;
-      case LinkJointType::Prismatic:
-        mb->setupPrismatic(link, l.mass, inertia[i], parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
-                           pivot_to_com, true);
-        break;
-    }
-    mb->getLink(link).m_jointLowerLimit = l.lower;
-    mb->getLink(link).m_jointUpperLimit = l.upper;
-    mb->getLink(link).m_flags |= BT_MULTIBODYLINKFLAGS_DISABLE_ALL_PARENT_COLLISION;
-    const bool limited = l.joint == LinkJointType::Revolute ||
-                         (l.joint == LinkJointType::Prismatic && l.lower <= l.upper);
-    if (limited) out.constraints.push_back(std::make_unique<btMultiBodyJointLimitConstraint>(mb, link, l.lower, l.upper));
-    add_collider(i, link);
-    out.links.push_back(info);
+// The collider of tree link `l` (multibody link `mb_link`, -1 for the base), in the collision groups PyBullet
+// gives it, added to the world.
+void add_collider(const TreeLink& l, btCollisionShape* shape, int mb_link, btMultiBody* mb,
+                  btMultiBodyDynamicsWorld& world, RobotParts& out) {
+  auto col = std::make_unique<btMultiBodyLinkCollider>(mb, mb_link);
+  col->setCollisionShape(shape);
+  btTransform com_world = l.world;
+  com_world.setOrigin(l.world * l.inertial_origin);
+  col->setWorldTransform(com_world);
+  col->setFriction(l.friction);
+  int group = btBroadphaseProxy::DefaultFilter, mask = btBroadphaseProxy::AllFilter;
+  if (mb_link == -1 && out.fixed_base) {
+    group = btBroadphaseProxy::StaticFilter;
+    mask = btBroadphaseProxy::AllFilter ^ btBroadphaseProxy::StaticFilter;
+    col->setCollisionFlags(col->getCollisionFlags() | btCollisionObject::CF_STATIC_OBJECT);
   }
+  if (l.has_geoms) {
+    group = l.group;
+    mask = l.mask;
+  }
+  world.addCollisionObject(col.get(), group, mask);
+  if (mb_link == -1) mb->setBaseCollider(col.get());
+  else mb->getLink(mb_link).m_collider = col.get();
+  out.colliders.push_back(std::move(col));
+}
 
-  mb->finalizeMultiDof();
-  btAlignedObjectArray<btQuaternion> scratch_q;
-  btAlignedObjectArray<btVector3> scratch_v;
-  mb->forwardKinematics(scratch_q, scratch_v);
-  mb->updateCollisionObjectWorldTransforms(scratch_q, scratch_v);
-  world.addMultiBody(mb);
+// Multibody link `link` from tree link `l` under `p`: its joint set up in URDF2Bullet's frames (joint pivot
+// relative to the parent's COM, COM relative to the pivot; inertial frames never rotate here, so the joint axis
+// stays in the link frame as written), its limits, and a limit constraint where the joint has one.
+LinkInfo set_up_link(const TreeLink& l, const TreeLink& p, int link, int parent, const btVector3& inertia,
+                     btMultiBody* mb, RobotParts& out) {
+  const btVector3 parent_com_to_pivot = l.parent_to_joint.getOrigin() - p.inertial_origin;
+  const btVector3 pivot_to_com = l.inertial_origin;
+  const btQuaternion rot_parent_to_this = l.parent_to_joint.getRotation().inverse();
+  switch (l.joint) {
+    case LinkJointType::Fixed:
+      mb->setupFixed(link, l.mass, inertia, parent, rot_parent_to_this, parent_com_to_pivot, pivot_to_com);
+      break;
+    case LinkJointType::Revolute:
+    case LinkJointType::Continuous:
+      mb->setupRevolute(link, l.mass, inertia, parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
+                        pivot_to_com, true);
+      break;
+    case LinkJointType::Prismatic:
+      mb->setupPrismatic(link, l.mass, inertia, parent, rot_parent_to_this, l.axis, parent_com_to_pivot,
+                         pivot_to_com, true);
+      break;
+  }
+  mb->getLink(link).m_jointLowerLimit = l.lower;
+  mb->getLink(link).m_jointUpperLimit = l.upper;
+  mb->getLink(link).m_flags |= BT_MULTIBODYLINKFLAGS_DISABLE_ALL_PARENT_COLLISION;
+  const bool limited = l.joint == LinkJointType::Revolute ||
+                       (l.joint == LinkJointType::Prismatic && l.lower <= l.upper);
+  if (limited) out.constraints.push_back(std::make_unique<btMultiBodyJointLimitConstraint>(mb, link, l.lower, l.upper));
+  LinkInfo info;
+  info.name = l.name;
+  info.joint_name = l.joint_name;
+  info.joint_type = l.joint;
+  info.lower_limit = l.lower;
+  info.upper_limit = l.upper;
+  info.joint_link_name = l.joint_link_name;
+  info.joint_frame_in_com = -l.inertial_origin;
+  return info;
+}
 
-  // PyBullet's server also gives every 1-dof joint a velocity motor, added
-  // after the limits, which pybullet_envs switches off (position control with
-  // force 0). Their rows are bounded by [0, 0] and never apply an impulse, but
-  // they change where the limits land when Bullet sorts the multibody
-  // constraints by island each substep (an unstable quicksort over equal keys).
-  // modiff leaves the motors out, which saves a row setup per joint and
-  // substep, and adds the limits in the order that puts them, after that sort,
-  // exactly where PyBullet's solver sees them.
+// PyBullet's server also gives every 1-dof joint a velocity motor, added after the limits, which pybullet_envs
+// switches off (position control with force 0). Their rows are bounded by [0, 0] and never apply an impulse, but
+// they change where the limits land when Bullet sorts the multibody constraints by island each substep (an
+// unstable quicksort over equal keys). modiff leaves the motors out, which saves a row setup per joint and
+// substep, and adds the limits in the order that puts them, after that sort, exactly where PyBullet's solver
+// sees them.
+void add_limits_in_pybullet_order(btMultiBody* mb, btMultiBodyDynamicsWorld& world, RobotParts& out) {
   int motors = 0;
-  for (int link = 0; link < num_links; ++link) {
+  for (int link = 0; link < mb->getNumLinks(); ++link) {
     const auto type = mb->getLink(link).m_jointType;
     motors += type == btMultibodyLink::eRevolute || type == btMultibodyLink::ePrismatic;
   }
@@ -427,6 +402,42 @@ RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& w
     ordered.push_back(std::move(out.constraints[index]));
   }
   out.constraints = std::move(ordered);
+}
+
+}  // namespace
+
+RobotParts import_mjcf_robot(const MjcfModel& model, btMultiBodyDynamicsWorld& world) {
+  std::deque<TreeLink> tree = fold_joint_links(TreeBuilder(model).build());
+  RobotParts out;
+  const TreeLink& root = tree.front();
+  out.base_name = root.name;
+  out.fixed_base = root.mass == 0;
+  const int num_links = static_cast<int>(tree.size()) - 1;
+  std::vector<btCollisionShape*> link_shape;
+  std::vector<btVector3> inertia;
+  build_link_shapes(tree, out, link_shape, inertia);
+
+  out.owned_body = std::make_unique<btMultiBody>(num_links, root.mass, inertia[0], out.fixed_base, false);
+  btMultiBody* mb = out.body = out.owned_body.get();
+  btTransform base_world = root.world;
+  base_world.setOrigin(root.world * root.inertial_origin);
+  mb->setBaseWorldTransform(base_world);
+  mb->setHasSelfCollision(true);
+
+  add_collider(tree[0], link_shape[0], -1, mb, world, out);
+  for (int i = 1; i <= num_links; ++i) {
+    const TreeLink& l = tree[i];
+    out.links.push_back(set_up_link(l, tree[l.parent], i - 1, l.parent - 1, inertia[i], mb, out));
+    add_collider(l, link_shape[i], i - 1, mb, world, out);
+  }
+
+  mb->finalizeMultiDof();
+  btAlignedObjectArray<btQuaternion> scratch_q;
+  btAlignedObjectArray<btVector3> scratch_v;
+  mb->forwardKinematics(scratch_q, scratch_v);
+  mb->updateCollisionObjectWorldTransforms(scratch_q, scratch_v);
+  world.addMultiBody(mb);
+  add_limits_in_pybullet_order(mb, world, out);
   mb->finalizeMultiDof();
   return out;
 }

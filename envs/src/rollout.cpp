@@ -4,7 +4,7 @@
 
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
-#include "modiff/envs/vector_env.h"
+#include "modiff/envs/episode_pool.h"
 
 namespace modiff::envs {
 
@@ -16,41 +16,27 @@ SimplePolicy parse_simple_policy(const std::string& name) {
 
 std::vector<EpisodeOutcome> run_rollouts(const EnvSpec& spec, const RolloutOptions& options, uint64_t* env_steps) {
   if (options.episodes <= 0) throw Error("--episodes must be positive, got " + std::to_string(options.episodes));
-  const int num_envs = std::min(options.episodes, std::max(1, options.max_envs));
-  VectorEnv venv(spec, num_envs, options.seed);
-  venv.reset();
-
-  // Env i runs episodes i, i + num_envs, ...; `next_episode[i]` is the one it is on.
-  std::vector<int> current_episode(num_envs);
-  for (int i = 0; i < num_envs; ++i) current_episode[i] = i;
-  std::vector<uint8_t> active(num_envs, 1);
-  std::vector<Rng> action_rng;
-  for (int i = 0; i < num_envs; ++i) action_rng.emplace_back(derive_seed(options.seed + i, /*purpose=*/1));
-
-  std::vector<EpisodeOutcome> outcomes(options.episodes);
-  std::vector<double> actions(static_cast<size_t>(num_envs) * spec.act_dim, 0.0);
-  int remaining = options.episodes;
-  uint64_t steps = 0;
-  while (remaining > 0) {
-    if (options.policy == SimplePolicy::Random)
-      for (int i = 0; i < num_envs; ++i)
-        if (active[i])
-          for (int k = 0; k < spec.act_dim; ++k) actions[static_cast<size_t>(i) * spec.act_dim + k] = action_rng[i].uniform(-1, 1);
-    venv.step(actions.data(), active.data());
-    for (int i = 0; i < num_envs; ++i) {
-      if (!active[i]) continue;
-      ++steps;
-      if (!venv.terminated()[i] && !venv.truncated()[i]) continue;
-      EpisodeOutcome& o = outcomes[current_episode[i]];
-      o.episode_return = venv.episode_returns()[i];
-      o.length = venv.episode_lengths()[i];
-      o.terminated = venv.terminated()[i];
-      --remaining;
-      current_episode[i] += num_envs;
-      if (current_episode[i] >= options.episodes) active[i] = 0;
+  std::vector<EpisodeOutcome> outcomes(static_cast<size_t>(options.episodes));
+  EpisodePoolOptions pool;
+  pool.episodes = options.episodes;
+  pool.max_envs = std::max(1, options.max_envs);
+  pool.reset_seed = [&](long episode) { return derive_seed(options.seed, static_cast<uint64_t>(episode)); };
+  EpisodeHooks hooks;
+  hooks.policy = [&](const float*, int rows, const long* episodes, const int* steps, double* actions) {
+    if (options.policy == SimplePolicy::Zero) return;  // the pool hands zeros
+    for (int j = 0; j < rows; ++j) {
+      // Episode e's action at step t: from (seed, e, t) alone.
+      Rng rng(derive_seed(derive_seed(derive_seed(options.seed, /*purpose=*/1), static_cast<uint64_t>(episodes[j])),
+                          static_cast<uint64_t>(steps[j])));
+      for (int k = 0; k < spec.act_dim; ++k) actions[static_cast<size_t>(j) * spec.act_dim + k] = rng.uniform(-1, 1);
     }
-  }
-  if (env_steps) *env_steps = steps;
+  };
+  hooks.after_step = [&](int, long episode, const EpisodeOutcome& so_far, bool ended) {
+    if (ended) outcomes[static_cast<size_t>(episode)] = so_far;
+    return true;
+  };
+  const long steps = run_episodes(spec, pool, hooks);
+  if (env_steps) *env_steps = static_cast<uint64_t>(steps);
   return outcomes;
 }
 

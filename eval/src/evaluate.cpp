@@ -1,12 +1,9 @@
 #include "modiff/eval/evaluate.h"
 
-#include <tbb/parallel_for.h>
-
-#include <memory>
 
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
-#include "modiff/envs/locomotion_env.h"
+#include "modiff/envs/episode_pool.h"
 
 namespace modiff::eval {
 
@@ -28,78 +25,35 @@ std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs:
   if (options.episodes <= 0) throw Error("--episodes must be positive");
   if (options.seeds.empty()) throw Error("--seeds: give at least one seed");
   if (options.max_envs < 0) throw Error("--max-envs must be >= 0");
-  struct Job {
-    uint64_t seed;
-    int episode;
+  // Pool episode k is episode k % episodes of seed k / episodes.
+  const auto seed_of = [&](long k) { return options.seeds[static_cast<size_t>(k / options.episodes)]; };
+  const auto episode_of = [&](long k) { return static_cast<int>(k % options.episodes); };
+  const long total = static_cast<long>(options.seeds.size()) * options.episodes;
+  std::vector<EpisodeRecord> records(static_cast<size_t>(total));
+  envs::EpisodePoolOptions pool;
+  pool.episodes = total;
+  pool.max_envs = options.max_envs;
+  pool.max_steps = options.max_steps;
+  pool.reset_seed = [&](long k) { return derive_seed(seed_of(k), static_cast<uint64_t>(episode_of(k))); };
+  std::vector<uint64_t> keys;
+  envs::EpisodeHooks hooks;
+  hooks.policy = [&](const float* obs, int rows, const long* episodes, const int* steps, double* actions) {
+    keys.resize(static_cast<size_t>(rows));
+    // The policy's noise for this episode's step t: from (seed, episode, t) alone.
+    for (int j = 0; j < rows; ++j)
+      keys[j] = derive_seed(derive_seed(derive_seed(seed_of(episodes[j]), 0x5EED), static_cast<uint64_t>(episode_of(episodes[j]))),
+                            static_cast<uint64_t>(steps[j]));
+    policy.act(obs, rows, actions, keys.data());
   };
-  std::vector<Job> jobs;
-  for (uint64_t s : options.seeds)
-    for (int e = 0; e < options.episodes; ++e) jobs.push_back({s, e});
-  const int total = static_cast<int>(jobs.size());
-  const int wave = options.max_envs > 0 ? std::min(options.max_envs, total) : total;
-  const int obs_dim = spec.obs_dim, act_dim = spec.act_dim;
-  std::vector<EpisodeRecord> records(total);
-  long steps_taken = 0;
-  int finished = 0;
-
-  for (int start = 0; start < total; start += wave) {
-    const int n = std::min(wave, total - start);
-    std::vector<std::unique_ptr<envs::LocomotionEnv>> envs(n);
-    std::vector<float> obs(static_cast<size_t>(n) * obs_dim);
-    tbb::parallel_for(0, n, [&](int i) {
-      const Job& job = jobs[start + i];
-      envs[i] = std::make_unique<envs::LocomotionEnv>(spec);
-      envs[i]->reset(derive_seed(job.seed, static_cast<uint64_t>(job.episode)), obs.data() + i * obs_dim);
-    });
-    std::vector<int> live(n);
-    for (int i = 0; i < n; ++i) live[i] = i;
-    std::vector<double> returns(n, 0.0);
-    std::vector<int> lengths(n, 0);
-    std::vector<float> batch_obs;
-    std::vector<double> actions;
-    std::vector<uint64_t> keys;
-    while (!live.empty()) {
-      const int m = static_cast<int>(live.size());
-      batch_obs.resize(static_cast<size_t>(m) * obs_dim);
-      keys.resize(m);
-      for (int j = 0; j < m; ++j) {
-        const int i = live[j];
-        std::copy_n(obs.data() + i * obs_dim, obs_dim, batch_obs.data() + j * obs_dim);
-        const Job& job = jobs[start + i];
-        // The policy's noise for this episode's step t: from (seed, episode, t) alone.
-        keys[j] = derive_seed(derive_seed(derive_seed(job.seed, 0x5EED), static_cast<uint64_t>(job.episode)),
-                              static_cast<uint64_t>(lengths[i]));
-      }
-      actions.resize(static_cast<size_t>(m) * act_dim);
-      policy.act(batch_obs.data(), m, actions.data(), keys.data());
-      std::vector<uint8_t> done(m, 0);
-      tbb::parallel_for(0, m, [&](int j) {
-        const int i = live[j];
-        const auto r = envs[i]->step(actions.data() + j * act_dim, obs.data() + i * obs_dim);
-        returns[i] += r.reward;
-        lengths[i] += 1;
-        if (r.terminated || r.truncated || lengths[i] == options.max_steps) {
-          done[j] = 1;
-          const Job& job = jobs[start + i];
-          records[start + i] = {job.seed, job.episode, returns[i], lengths[i],
-                                envs::normalized_score(spec, returns[i]), r.terminated};
-        }
-      });
-      steps_taken += m;
-      std::vector<int> still;
-      for (int j = 0; j < m; ++j) {
-        if (done[j]) {
-          ++finished;
-          envs[live[j]].reset();  // frees its Bullet world now
-        } else {
-          still.push_back(live[j]);
-        }
-      }
-      live.swap(still);
-      if (options.progress) options.progress(steps_taken, finished, total);
-    }
-  }
-  if (env_steps) *env_steps = steps_taken;
+  hooks.after_step = [&](int, long k, const envs::EpisodeOutcome& so_far, bool ended) {
+    if (ended)
+      records[static_cast<size_t>(k)] = {so_far, seed_of(k), episode_of(k), envs::normalized_score(spec, so_far.episode_return)};
+    return true;
+  };
+  if (options.progress)
+    hooks.progress = [&](long steps, long finished) { options.progress(steps, static_cast<int>(finished), static_cast<int>(total)); };
+  const long steps = envs::run_episodes(spec, pool, hooks);
+  if (env_steps) *env_steps = steps;
   return records;
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "modiff/common/rng.h"
+#include "modiff/envs/episode_pool.h"
 #include "modiff/envs/rollout.h"
 #include "modiff/envs/vector_env.h"
 
@@ -135,4 +136,61 @@ TEST_CASE("rollouts: the same seed gives the same episodes whatever the thread c
     CHECK(a[i].episode_return == b[i].episode_return);
     CHECK(a[i].length == b[i].length);
   }
+}
+
+TEST_CASE("rollouts: an episode depends on its seed alone, not on the number of envs beside it", "[vector][rollout]") {
+  const auto& spec = find_env("bullet-hopper-v0");
+  RolloutOptions opt;
+  opt.episodes = 12;
+  opt.seed = 4;
+  std::vector<std::vector<EpisodeOutcome>> runs;
+  for (int envs : {1, 5, 64}) {
+    opt.max_envs = envs;
+    runs.push_back(run_rollouts(spec, opt));
+  }
+  for (const auto& run : runs) {
+    REQUIRE(run.size() == runs[0].size());
+    for (size_t i = 0; i < run.size(); ++i) {
+      CHECK(run[i].episode_return == runs[0][i].episode_return);
+      CHECK(run[i].length == runs[0][i].length);
+    }
+  }
+  CHECK(runs[0][0].episode_return != runs[0][1].episode_return);  // episodes of their own
+}
+
+TEST_CASE("episode pool: a caller stops an episode, and episodes no longer needed neither start nor go on",
+          "[vector][rollout]") {
+  const auto& spec = find_env("bullet-halfcheetah-v0");  // no early terminations: episodes run 1000 steps
+  EpisodePoolOptions pool;
+  pool.episodes = 10;
+  pool.max_envs = 3;
+  pool.reset_seed = [](long k) { return static_cast<uint64_t>(k); };
+  std::vector<long> started, dropped;
+  std::vector<EpisodeOutcome> ended(10);
+  std::vector<int> transitions(10, 0);
+  EpisodeHooks hooks;
+  hooks.policy = [&](const float*, int, const long*, const int*, double*) {};
+  hooks.on_start = [&](int, long k) { started.push_back(k); };
+  hooks.on_drop = [&](int, long k) { dropped.push_back(k); };
+  hooks.on_step = [&](const EpisodeStep& t) { __atomic_add_fetch(&transitions[t.episode], 1, __ATOMIC_RELAXED); };
+  long finished_episodes = 0;
+  hooks.after_step = [&](int, long k, const EpisodeOutcome& so_far, bool env_ended) {
+    CHECK_FALSE(env_ended);
+    if (so_far.length < 5 + static_cast<int>(k)) return true;
+    ended[k] = so_far;
+    ++finished_episodes;
+    return false;  // episode k stops after 5 + k steps
+  };
+  hooks.first_unneeded = [&] { return finished_episodes >= 2 ? 3L : 10L; };  // after two, only 0-2 are wanted
+  const long steps = run_episodes(spec, pool, hooks);
+  // 0, 1, 2 start; 0 stops after 5 steps and its slot takes 3; 1 stops after 6, and 3 (one step in) is dropped.
+  CHECK(started == std::vector<long>{0, 1, 2, 3});
+  CHECK(dropped == std::vector<long>{3});
+  for (long k = 0; k < 3; ++k) {
+    CHECK(ended[k].length == 5 + k);
+    CHECK(transitions[k] == 5 + k);
+    CHECK_FALSE(ended[k].terminated);
+  }
+  CHECK(transitions[3] == 1);
+  CHECK(steps == 5 + 6 + 7 + 1);
 }

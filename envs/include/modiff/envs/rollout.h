@@ -1,25 +1,19 @@
 #pragma once
-// Fixed-count rollouts of a simple policy on a vector env: what `modiff
-// rollout` and the env benchmark run. Episode k runs on env k % num_envs (env
-// i seeded with seed + i), so results depend on the seed alone, never on the
-// thread count.
+// Fixed-count rollouts of a simple policy on the episode pool (episode_pool.h): what `modiff rollout` runs.
+// Episode e's env is reset with derive_seed(seed, e) and its random actions are drawn from keys of (seed, e,
+// step), so an episode depends on (seed, e) alone: not on the thread count or the number of envs.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "modiff/envs/env_spec.h"
+#include "modiff/envs/episode_pool.h"
 
 namespace modiff::envs {
 
 enum class SimplePolicy { Random, Zero };
 
 SimplePolicy parse_simple_policy(const std::string& name);
-
-struct EpisodeOutcome {
-  double episode_return = 0;
-  int length = 0;
-  bool terminated = false;
-};
 
 struct RolloutOptions {
   SimplePolicy policy = SimplePolicy::Random;

@@ -13,16 +13,16 @@
 
 #include "modiff/agents/inference_policy.h"
 #include "modiff/envs/env_spec.h"
+#include "modiff/envs/episode_pool.h"
 
 namespace modiff::eval {
 
-struct EpisodeRecord {
+// One evaluated episode: its outcome (return, length, terminated or truncated), which (seed, episode) it was,
+// and its D4RL-normalized score.
+struct EpisodeRecord : envs::EpisodeOutcome {
   uint64_t seed = 0;
   int episode = 0;
-  double episode_return = 0;
-  int length = 0;
   double normalized_score = 0;
-  bool terminated = false;  // false: truncated at the time limit
 };
 
 struct EvalOptions {

@@ -52,19 +52,20 @@ struct Cell {
   double steps_per_s = 0, seconds = 0;
   long peak_memory_bytes = 0;
   std::string memory_kind;
+  int runs = 1;  // trained together (train_group_on): steps_per_s is their sum, the peak their group's
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Cell, algo, schedule, phase, batch, steps_per_s, seconds, peak_memory_bytes,
-                                   memory_kind)
+                                   memory_kind, runs)
 
 // One algorithm x schedule in a child process of this binary, so that its peak memory is its own: in one
 // process a cell's allocator peak also held what earlier cells left (cuBLAS keeps a workspace for every
 // stream a run used, and the joint runs use more streams), which blurred guidance-first against joint.
-std::vector<Cell> run_in_child(const std::string& algo, const std::string& schedule, long steps,
+std::vector<Cell> run_in_child(const std::string& algo, const std::string& schedule, long steps, int runs,
                                const std::string& device, bool graphs, const std::string& implementation) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<std::string> argv = {self, "bench", "train", "--json", "--algos", algo, "--schedules", schedule,
                                    "--steps", std::to_string(steps), "--device", device,
-                                   "--implementation", implementation};
+                                   "--implementation", implementation, "--runs", std::to_string(runs)};
   if (!graphs) argv.push_back("--no-cuda-graphs");
   SpawnOptions options;
   options.capture_stdout = true;
@@ -81,37 +82,71 @@ std::vector<Cell> run_in_child(const std::string& algo, const std::string& sched
 struct TrainBenchArgs {
   long steps = 0;
   std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
-  std::string implementation = "fast";
+  std::string implementation = "fast", runs = "1";
   bool json = false, graphs = true;
 };
 
-// One algorithm x schedule trained in this process on synthetic Hopper-shaped data: its phases as cells.
-std::vector<Cell> run_here(const std::string& algo, const std::string& schedule, long steps,
+// One algorithm x schedule trained in this process on synthetic Hopper-shaped data, `runs` runs together (seeds
+// 0..runs-1, one copy of the data): its phases as cells, steps/s summed over the runs.
+std::vector<Cell> run_here(const std::string& algo, const std::string& schedule, long steps, int runs,
                            const TrainBenchArgs& args) {
   const auto data = bench::synthetic_dataset(envs::find_env("bullet-hopper-v0"), 100000, 1);
   const agents::DatasetRef ref{"synthetic-hopper", "synthetic", "bullet-hopper-v0"};
   const auto root = std::filesystem::temp_directory_path() / ("modiff_bench_train_" + std::to_string(::getpid()));
-  agents::TrainOptions o;
-  o.algo = algo;
-  o.schedule = schedule;
-  o.steps = steps;
-  if (schedule == "guidance-first") o.guidance_steps = steps;
-  o.device = args.device;
-  o.out = (root / (algo + "_" + schedule)).string();
-  o.quiet = true;
-  o.log_every = std::max(1L, steps / 10);
-  o.checkpoint_every = steps * 10;
-  o.cuda_graphs = args.graphs;
-  o.implementation = args.implementation;
-  const auto r = agents::train_on(data, ref, o);
-  const int batch = nlohmann::json::parse(agents::read_artifact(r.diffusion_dir, "diffusion").manifest_text)
+  std::vector<agents::GroupMember> members;
+  for (int k = 0; k < runs; ++k) {
+    agents::TrainOptions o;
+    o.algo = algo;
+    o.schedule = schedule;
+    o.steps = steps;
+    if (schedule == "guidance-first") o.guidance_steps = steps;
+    o.device = args.device;
+    o.seed = static_cast<uint64_t>(k);
+    o.out = (root / (algo + "_" + schedule + "_" + std::to_string(k))).string();
+    o.quiet = true;
+    o.log_every = std::max(1L, steps / 10);
+    o.checkpoint_every = steps * 10;
+    o.cuda_graphs = args.graphs;
+    o.implementation = args.implementation;
+    members.push_back({&data, ref, o});
+  }
+  const auto results = agents::train_group_on(members);
+  for (const auto& r : results)
+    if (!r.error.empty()) throw Error("bench train: " + r.error);
+  const auto& first = results.front().result;
+  const int batch = nlohmann::json::parse(agents::read_artifact(first.diffusion_dir, "diffusion").manifest_text)
                         .at("training").at("batch");
   std::vector<Cell> cells;
-  for (const auto& p : r.phases)
-    cells.push_back({algo, schedule, p.name, batch, steady_steps_per_s(r.metrics_csv, p.name, p.steps_per_s),
-                     p.seconds, p.peak_memory_bytes, p.memory_kind});
+  for (size_t p = 0; p < first.phases.size(); ++p) {
+    const auto& phase = first.phases[p];
+    Cell cell{algo, schedule, phase.name, batch, 0, 0, phase.peak_memory_bytes, phase.memory_kind, runs};
+    for (const auto& r : results) {
+      const auto& mine = r.result.phases[p];
+      cell.steps_per_s += steady_steps_per_s(r.result.metrics_csv, mine.name, mine.steps_per_s);
+      cell.seconds = std::max(cell.seconds, mine.seconds);
+    }
+    cells.push_back(cell);
+  }
   remove_tree(root.string());
   return cells;
+}
+
+// Many runs at once against one: aggregate steps/s and the group's peak memory against the number of runs.
+std::string scaling_rows(const std::vector<Cell>& cells) {
+  std::ostringstream rows;
+  char buf[256];
+  for (const auto& c : cells) {
+    double single = 0;
+    for (const auto& one : cells)
+      if (one.runs == 1 && one.algo == c.algo && one.schedule == c.schedule && one.phase == c.phase)
+        single = one.steps_per_s;
+    std::snprintf(buf, sizeof buf, "| %s | %s | %s | %d | %.0f | %.0f | %s | %.0f | %.0f |\n", c.algo.c_str(),
+                  c.schedule.c_str(), c.phase.c_str(), c.runs, c.steps_per_s, c.steps_per_s / c.runs,
+                  single > 0 ? (std::to_string(c.steps_per_s / single).substr(0, 4) + "x").c_str() : "-",
+                  c.peak_memory_bytes / 1048576.0, c.peak_memory_bytes / 1048576.0 / c.runs);
+    rows << buf;
+  }
+  return rows.str();
 }
 
 // Guidance-first against joint: the diffusion phase against the joint phase, same steps (markdown rows).
@@ -155,6 +190,14 @@ std::string train_bench_markdown(const std::vector<Cell>& cells, const std::stri
      << "; steps/s in steady state (after warm-up" << (graphed ? " and CUDA-graph capture" : "")
      << "), peak memory: " << (cuda ? "CUDA allocator peak" : "process peak RSS")
      << " during the phase; each algorithm x schedule in a process of its own.\n\n";
+  bool grouped = false;
+  for (const auto& c : cells) grouped = grouped || c.runs > 1;
+  if (grouped) {
+    md << "| algorithm | schedule | phase | runs | aggregate steps/s | per run | vs one run | peak memory (MiB), all "
+          "runs | per run |\n|---|---|---|---|---|---|---|---|---|\n"
+       << scaling_rows(cells);
+    return md.str();
+  }
   md << "| algorithm | schedule | phase | batch | steps/s | ms/step | peak memory (MiB) |\n|---|---|---|---|---|---|---|\n";
   char buf[256];
   for (const auto& c : cells) {
@@ -181,6 +224,11 @@ void add_train_bench(CLI::App& bench_cmd) {
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--algos", args->algos, "Comma-separated algorithms")->capture_default_str()->check(list_of(agents::algorithm_names()));
   cmd->add_option("--schedules", args->schedules, "Comma-separated schedules")->capture_default_str()->check(list_of({"joint", "guidance-first"}));
+  cmd->add_option("--runs", args->runs,
+                  "Comma-separated numbers of runs trained together in one process (1,2,4,8,16,32): aggregate steps/s "
+                  "and the group's peak memory")
+      ->capture_default_str()
+      ->check(positive_int_list());
   cmd->add_flag("!--no-cuda-graphs", args->graphs, "Run eagerly on CUDA");
   cmd->add_option("--implementation", args->implementation, "fast or reference (plain LibTorch modules, eager)")
       ->capture_default_str()
@@ -194,14 +242,20 @@ void add_train_bench(CLI::App& bench_cmd) {
     const auto algos = split_list(args->algos), schedules = split_list(args->schedules);
     if (algos.empty() || schedules.empty()) throw Error("--algos and --schedules need at least one name each");
     std::vector<Cell> cells;
-    const bool alone = algos.size() * schedules.size() == 1;  // else each cell in a child process of its own
+    const std::vector<int> runs = parse_positive_ints(args->runs, "--runs");
+    // One cell is trained here; several each in a child process of its own.
+    const bool alone = algos.size() * schedules.size() * runs.size() == 1;
     for (const auto& algo : algos) {
       for (const auto& schedule : schedules) {
-        if (!args->json)
-          std::fprintf(stderr, "bench train: %s %s, %ld steps per phase...\n", algo.c_str(), schedule.c_str(), steps);
-        const auto done = alone ? run_here(algo, schedule, steps, *args)
-                                : run_in_child(algo, schedule, steps, args->device, args->graphs, args->implementation);
-        cells.insert(cells.end(), done.begin(), done.end());
+        for (int k : runs) {
+          if (!args->json)
+            std::fprintf(stderr, "bench train: %s %s, %d run(s), %ld steps per phase...\n", algo.c_str(),
+                         schedule.c_str(), k, steps);
+          const auto done = alone ? run_here(algo, schedule, steps, k, *args)
+                                  : run_in_child(algo, schedule, steps, k, args->device, args->graphs,
+                                                 args->implementation);
+          cells.insert(cells.end(), done.begin(), done.end());
+        }
       }
     }
     const std::string machine = bench::machine_description() + "; " + device.description;
@@ -211,7 +265,8 @@ void add_train_bench(CLI::App& bench_cmd) {
     else
       std::cout << md;
     if (!args->record.empty())
-      bench::record_markdown_section(args->record, std::string("bench train ") + (cuda ? "cuda" : "cpu"), md);
+      bench::record_markdown_section(args->record,
+                                     std::string("bench train ") + (args->runs == "1" ? "" : "runs ") + (cuda ? "cuda" : "cpu"), md);
   });
 }
 

@@ -139,6 +139,7 @@ void print_progress(const sweeps::SweepProgress& p, const std::string& out) {
 struct SweepArgs {
   std::string config, out = "runs/sweep", shard = "1/1";
   double rank_timeout = 3600;
+  int group_runs = 0;
   bool json = false, redo_changed = false;
 };
 
@@ -157,6 +158,7 @@ void run_sweep_command(const SweepArgs& args) {
   sweeps::SweepRunOptions run;
   run.quiet = args.json;
   run.redo_changed = args.redo_changed;
+  run.group_runs = args.group_runs;
   if (ranks) {
     if (n != 1) throw Error("--shard and an MPI/Slurm launch both split the cells: use one of them");
     if (args.redo_changed && rank.rank != 0) run.redo_changed = false;  // rank 0 alone empties changed cells
@@ -181,6 +183,7 @@ void run_sweep_command(const SweepArgs& args) {
     wait_for_ranks(marks, rank, args.rank_timeout);
     sweeps::SweepRunOptions rest_run;
     rest_run.quiet = args.json;
+    rest_run.group_runs = args.group_runs;
     const auto rest = sweeps::run_sweep(config, args.out, rest_run);
     p.finished += rest.finished;
     p.waiting = rest.waiting;
@@ -212,6 +215,10 @@ void add_sweep_command(CLI::App& app) {
                     "MPI/Slurm: seconds rank 0 waits for a rank that shows no sign of life before giving up")
       ->capture_default_str()
       ->check(finite_in(0, 1e7, true));
+  sweep->add_option("--group-runs", args->group_runs,
+                    "Train cells trained at once in this process, side by side (0: 16 on CUDA, 1 on the CPU)")
+      ->capture_default_str()
+      ->check(integer_in(0, 4096));
   sweep->add_flag("--json", args->json, "Print JSON");
   sweep->callback([args] { run_sweep_command(*args); });
 }

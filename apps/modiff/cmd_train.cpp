@@ -1,6 +1,7 @@
 // `modiff train`: a guidance module and a diffusion policy from an offline
 // dataset, jointly or guidance-first, as separate artifacts.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,7 @@ struct TrainArgs {
   std::string dataset;
   int threads = 0, eval_episodes = 10;
   bool json = false;
+  std::string seeds;  // --seeds: several runs together
   // Shorthands of --set, each given or not (no default of their own: the algorithm's table has it).
   std::string batch, lr, eta, ema_rate, diffusion_steps, hidden, block_width;
   bool normalize_obs = false;
@@ -59,7 +61,65 @@ void add_hyperparameter_shorthands(CLI::App& cmd, TrainArgs& args) {
   cmd.add_option("--block-width", args.block_width, "Inner width of the LN-ResNet blocks (--set policy.block_width=W; 1024)")->check(integer_in(1, 65536));
 }
 
-// `modiff train`: the shorthands and --set checked against the algorithm's table, then the run.
+nlohmann::json result_json(const agents::TrainResult& r, const std::string& out) {
+  if (r.stopped)
+    return {{"stopped", true}, {"phase", r.stopped_phase}, {"phase_step", r.stopped_phase_step},
+            {"checkpoint", out + "/checkpoint"}, {"warnings", r.warnings}};
+  return {{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir}, {"metrics", r.metrics_csv},
+          {"phases", r.phases}, {"stopped", false}, {"warnings", r.warnings}};
+}
+
+void print_result(const agents::TrainResult& r, const std::string& out) {
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (r.stopped) {
+    std::printf("stopped in the %s phase at step %ld: continue with --resume --out %s\n", r.stopped_phase.c_str(),
+                r.stopped_phase_step, out.c_str());
+    return;
+  }
+  for (const auto& p : r.phases) {
+    std::printf("%-9s %8ld steps  %8.1f s  %8.1f steps/s  peak %.0f MiB (%s", p.name.c_str(), p.steps, p.seconds,
+                p.steps_per_s, p.peak_memory_bytes / 1048576.0, p.memory_kind.c_str());
+    if (p.runs_in_process > 1) std::printf(", all %d runs together", p.runs_in_process);
+    std::printf(")\n");
+  }
+  std::printf("guidance:  %s\ndiffusion: %s\nmetrics:   %s\n", r.guidance_dir.c_str(), r.diffusion_dir.c_str(),
+              r.metrics_csv.c_str());
+}
+
+// --seeds: one run per seed, trained together, run S in OUT/seed_S; every run's outcome, then one error line
+// if any failed.
+void train_seeds(const TrainArgs& args, const agents::TrainOptions& options) {
+  std::vector<agents::TrainOptions> runs;
+  for (const auto seed : eval::parse_seed_list(args.seeds)) {
+    agents::TrainOptions o = options;
+    o.seed = seed;
+    o.out = (std::filesystem::path(options.out) / ("seed_" + std::to_string(seed))).string();
+    o.quiet = true;  // one progress line per run would overwrite each other
+    runs.push_back(o);
+  }
+  const auto results = agents::train_group(args.dataset, runs);
+  nlohmann::json all = nlohmann::json::array();
+  int failed = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& [r, error] = results[i];
+    failed += !error.empty();
+    nlohmann::json j = error.empty() ? result_json(r, runs[i].out) : nlohmann::json{{"error", error}};
+    j["seed"] = runs[i].seed;
+    j["out"] = runs[i].out;
+    all.push_back(j);
+    if (args.json) continue;
+    std::printf("seed %llu (%s):%s\n", static_cast<unsigned long long>(runs[i].seed), runs[i].out.c_str(),
+                error.empty() ? "" : (" " + error).c_str());
+    if (error.empty()) print_result(r, runs[i].out);
+  }
+  if (args.json) std::cout << nlohmann::json{{"runs", all}}.dump(2) << "\n";
+  if (failed > 0)
+    throw Error(std::to_string(failed) + " of " + std::to_string(results.size()) + " runs failed (" +
+                (args.json ? "their errors are in the JSON" : "their errors are above") + ")");
+}
+
+// `modiff train`: the shorthands and --set checked against the algorithm's table, then the run (or the runs of
+// --seeds, together).
 void train_command(const TrainArgs& args) {
   limit_threads(args.threads);
   auto options = args.options;
@@ -75,31 +135,12 @@ void train_command(const TrainArgs& args) {
     settings.device = options.device;
     options.evaluate = eval::training_curve_evaluator(settings, args.eval_episodes);
   }
+  if (!args.seeds.empty()) return train_seeds(args, options);
   const auto r = agents::train(args.dataset, options);
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  if (r.stopped) {
-    if (args.json)
-      std::cout << nlohmann::json{{"stopped", true}, {"phase", r.stopped_phase}, {"phase_step", r.stopped_phase_step},
-                                  {"checkpoint", options.out + "/checkpoint"}, {"warnings", r.warnings}}
-                       .dump(2)
-                << "\n";
-    else
-      std::printf("stopped in the %s phase at step %ld: continue with --resume --out %s\n", r.stopped_phase.c_str(),
-                  r.stopped_phase_step, options.out.c_str());
-    return;
-  }
-  if (args.json) {
-    std::cout << nlohmann::json{{"guidance", r.guidance_dir}, {"diffusion", r.diffusion_dir},
-                                {"metrics", r.metrics_csv}, {"phases", r.phases}, {"stopped", false}, {"warnings", r.warnings}}
-                     .dump(2)
-              << "\n";
-    return;
-  }
-  for (const auto& p : r.phases)
-    std::printf("%-9s %8ld steps  %8.1f s  %8.1f steps/s  peak %.0f MiB (%s)\n", p.name.c_str(), p.steps, p.seconds,
-                p.steps_per_s, p.peak_memory_bytes / 1048576.0, p.memory_kind.c_str());
-  std::printf("guidance:  %s\ndiffusion: %s\nmetrics:   %s\n", r.guidance_dir.c_str(), r.diffusion_dir.c_str(),
-              r.metrics_csv.c_str());
+  if (args.json)
+    std::cout << result_json(r, options.out).dump(2) << "\n";
+  else
+    print_result(r, options.out);
 }
 
 }  // namespace
@@ -116,7 +157,12 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--guidance-steps", o.guidance_steps, "guidance-first: guidance steps (default: --steps)")->check(integer_in(1, kMaxSteps));
   cmd->add_option("--guidance", o.guidance_dir, "Train the diffusion under this frozen guidance artifact (guidance-first)");
   cmd->add_option("--guidance-kind", o.guidance_kind, "iql or twin-q (default: iql for idql and cfg, twin-q for dql)")->check(one_of({"iql", "twin-q"}));
-  cmd->add_option("--seed", o.seed, "Seed")->capture_default_str()->check(seed_value());
+  auto* seed = cmd->add_option("--seed", o.seed, "Seed")->capture_default_str()->check(seed_value());
+  cmd->add_option("--seeds", args->seeds,
+                  "Several runs, one per seed (0-4, 0,3,7), trained together in one process (on CUDA side by side "
+                  "on the GPU), each as it would train alone, into OUT/seed_S")
+      ->check(seed_list())
+      ->excludes(seed);
   cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--out", o.out, "Run directory (guidance/, diffusion/, metrics.csv)")->capture_default_str();
   auto* resume = cmd->add_flag("--resume", o.resume, "Continue the interrupted run in --out from its checkpoint");

@@ -23,6 +23,7 @@
 #include "modiff/datasets/data_home.h"
 #include "modiff/datasets/sha256.h"
 #include "modiff/eval/evaluate.h"
+#include "modiff/torch/device.h"
 
 namespace modiff::sweeps {
 
@@ -503,30 +504,39 @@ void check_cell_definitions(const std::vector<SweepCell>& cells, const std::vect
 }
 
 
-// A train cell: trains (or resumes) its run unless its diffusion artifact exists, then evaluates the policy
-// with its own guidance and without any.
+// A train cell's run as `modiff train` would be told it: resumed where it has a checkpoint, started afresh where
+// a start never reached its first one.
+agents::TrainOptions train_cell_options(const SweepConfig& c, const SweepCell& cell, const fs::path& run_dir) {
+  agents::TrainOptions o;
+  o.algo = cell.algo;
+  o.schedule = cell.schedule;
+  o.steps = c.steps;
+  if (cell.schedule == "guidance-first") o.guidance_steps = c.guidance_steps;
+  o.seed = cell.seed;
+  o.device = c.device;
+  o.out = run_dir.string();
+  o.quiet = true;
+  o.set = cell_overrides(c, cell.algo);
+  o.log_every = c.log_every;
+  o.checkpoint_every = std::max(c.log_every, c.steps / 5);
+  o.resume = fs::exists(run_dir / "checkpoint" / "state.json");
+  o.force = !o.resume;  // a start that never reached its first checkpoint is redone
+  if (c.eval_every > 0) {
+    o.eval_every = c.eval_every;
+    o.evaluate = eval::training_curve_evaluator(c.eval, c.eval_every_episodes);
+  }
+  return o;
+}
+
+bool trained(const fs::path& cell_dir) { return fs::exists(cell_dir / "run" / "diffusion" / "manifest.json"); }
+
+// A train cell: trains (or resumes) its run unless its diffusion artifact exists (a group trained it, or an
+// earlier process), then evaluates the policy with its own guidance and without any.
 void run_train_cell(const SweepConfig& c, const SweepCell& cell, const std::string& dataset_file, const fs::path& dir,
                     const std::string& progress_note, bool quiet, CellRecord& record) {
   const fs::path run_dir = dir / "run";
-  if (!fs::exists(run_dir / "diffusion" / "manifest.json")) {
-    agents::TrainOptions o;
-    o.algo = cell.algo;
-    o.schedule = cell.schedule;
-    o.steps = c.steps;
-    if (cell.schedule == "guidance-first") o.guidance_steps = c.guidance_steps;
-    o.seed = cell.seed;
-    o.device = c.device;
-    o.out = run_dir.string();
-    o.quiet = true;
-    o.set = cell_overrides(c, cell.algo);
-    o.log_every = c.log_every;
-    o.checkpoint_every = std::max(c.log_every, c.steps / 5);
-    o.resume = fs::exists(run_dir / "checkpoint" / "state.json");
-    o.force = !o.resume;  // a start that never reached its first checkpoint is redone
-    if (c.eval_every > 0) {
-      o.eval_every = c.eval_every;
-      o.evaluate = eval::training_curve_evaluator(c.eval, c.eval_every_episodes);
-    }
+  if (!trained(dir)) {
+    const agents::TrainOptions o = train_cell_options(c, cell, run_dir);
     if (!quiet) std::fprintf(stderr, "sweep: %s training %s%s\n", progress_note.c_str(), cell.id.c_str(), o.resume ? " (resumed)" : "");
     agents::train(dataset_file, o);
   }
@@ -553,6 +563,62 @@ void run_swap_cell(const SweepConfig& c, const SweepCell& cell, const fs::path& 
   record.score = mean_of(e.per_seed);
 }
 
+// How many train cells one process trains at once: --group-runs, or on CUDA 16 (the runs' kernels share the GPU,
+// which one run leaves mostly idle) and on the CPU 1 (interleaving runs there gains nothing).
+int group_size(const SweepConfig& c, const SweepRunOptions& run) {
+  if (run.group_runs > 0) return run.group_runs;
+  return resolve_device(c.device).kind == DeviceKind::Cuda ? 16 : 1;
+}
+
+// The train cells of this shard whose runs still need training, trained together in groups of cells of one
+// algorithm and schedule (agents::train_group_on: each run exactly as it would train alone, in its own folder,
+// resumed from its own checkpoint), before the cell loop evaluates them and writes their records. Each cell of a
+// group is locked while the group trains; a busy cell is left to its process. A run that fails in a group is
+// left as it stopped: the cell loop trains it alone and reports its error as a run alone would.
+void train_cells_in_groups(const SweepConfig& c, const std::vector<SweepCell>& cells, const SweepData& data,
+                           const fs::path& cells_dir, const std::vector<nlohmann::json>& definitions,
+                           const SweepRunOptions& run) {
+  const int size = group_size(c, run);
+  if (size <= 1) return;
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>> waiting;  // by (algo, schedule)
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const fs::path dir = cells_dir / cells[i].id;
+    if (static_cast<int>(i % run.shards) != run.shard || cells[i].kind != "train") continue;
+    if (fs::exists(dir / "DONE") || trained(dir)) continue;
+    waiting[{cells[i].algo, cells[i].schedule}].push_back(i);
+  }
+  std::map<std::string, agents::TrainingData> loaded;  // each dataset read once, on the device once per group
+  for (const auto& [kind, indices] : waiting) {
+    for (size_t first = 0; first + 1 < indices.size(); first += static_cast<size_t>(size)) {
+      std::vector<std::unique_ptr<ExclusiveLock>> locks;
+      std::vector<agents::GroupMember> members;
+      std::string ids;
+      for (size_t k = first; k < std::min(indices.size(), first + static_cast<size_t>(size)); ++k) {
+        const SweepCell& cell = cells[indices[k]];
+        const fs::path dir = cells_dir / cell.id;
+        fs::create_directories(dir);
+        auto lock = ExclusiveLock::try_acquire((dir / kFolderLockFile).string());
+        if (!lock || fs::exists(dir / "DONE") || trained(dir)) continue;
+        if (!fs::exists(dir / kDefinitionFile))
+          write_text_atomically((dir / kDefinitionFile).string(), definitions[indices[k]].dump(1) + "\n");
+        locks.push_back(std::move(lock));
+        const std::string& file = data.file.at(cell.dataset);
+        if (!loaded.count(file)) loaded.emplace(file, agents::load_training_data(file, true));
+        members.push_back({&loaded.at(file).data, loaded.at(file).ref, train_cell_options(c, cell, dir / "run")});
+        ids += (ids.empty() ? "" : ", ") + cell.id;
+      }
+      if (members.size() < 2) continue;  // one run alone: the cell loop trains it
+      if (!run.quiet) std::fprintf(stderr, "sweep: training %zu runs together: %s\n", members.size(), ids.c_str());
+      const auto results = agents::train_group_on(members);
+      for (size_t k = 0; k < results.size(); ++k)
+        if (!results[k].error.empty() && !run.quiet)
+          std::fprintf(stderr, "sweep: %s failed in its group (%s); it is trained again alone\n",
+                       members[k].options.out.c_str(), results[k].error.c_str());
+      if (run.after_cell) run.after_cell();  // a sign of life for MPI ranks
+    }
+  }
+}
+
 }  // namespace
 
 SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const SweepRunOptions& run) {
@@ -569,6 +635,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
     definitions.push_back(cell_definition(c, data, cell));
   }
   check_cell_definitions(cells, definitions, cells_dir, run);
+  train_cells_in_groups(c, cells, data, cells_dir, definitions, run);
   SweepProgress progress;
   progress.total = static_cast<int>(cells.size());
   auto done_file = [&](const std::string& id) { return cells_dir / id / "DONE"; };

@@ -22,6 +22,8 @@
 #include "modiff/common/remove_tree.h"
 #include "modiff/common/rng.h"
 #include "modiff/datasets/d4rl_dataset.h"
+#include "modiff/torch/device.h"
+#include "skip.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -702,4 +704,162 @@ TEST_CASE("an unknown implementation is refused", "[train]") {
   o.implementation = "quick";
   CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), o), Catch::Contains("unknown implementation 'quick'"));
   CHECK_FALSE(fs::exists(out));
+}
+
+namespace {
+
+// A run's outcome as it must not depend on what trained beside it: the weights and the metrics without timings.
+std::string run_fingerprint(const fs::path& out, bool own_guidance) {
+  std::string s = modiff_test::slurp((out / "diffusion" / "weights.pt").string());
+  if (own_guidance) s += modiff_test::slurp((out / "guidance" / "weights.pt").string());
+  return s + without_times(modiff_test::slurp((out / "metrics.csv").string()));
+}
+
+}  // namespace
+
+TEST_CASE("a run trained in a group is bit for bit the run trained alone, whatever trains beside it",
+          "[train][group]") {
+  const auto data_a = bimodal_bandit(600, 1), data_b = bimodal_bandit(500, 7);
+  for (const std::string schedule : {"joint", "guidance-first"}) {
+    DYNAMIC_SECTION(schedule) {
+      // Every algorithm, two seeds on one dataset (sharing its device copy) and one run on another.
+      struct Member {
+        std::string algo;
+        uint64_t seed;
+        const datasets::Dataset* data;
+      };
+      std::vector<Member> plan;
+      for (const std::string algo : {"idql", "dql", "cfg"})
+        for (uint64_t seed : {0, 1}) plan.push_back({algo, seed, &data_a});
+      plan.push_back({"idql", 0, &data_b});
+      const fs::path alone = fresh_dir("group_alone"), together = fresh_dir("group_together");
+      auto options = [&](const Member& m, const fs::path& root, size_t i) {
+        auto o = tiny(m.algo, schedule, root / std::to_string(i), 30);
+        if (schedule == "guidance-first") o.guidance_steps = 20;
+        o.log_every = 10;
+        o.seed = m.seed;
+        return o;
+      };
+      std::vector<agents::GroupMember> members;
+      for (size_t i = 0; i < plan.size(); ++i) {
+        agents::train_on(*plan[i].data, bandit_ref(), options(plan[i], alone, i));
+        members.push_back({plan[i].data, bandit_ref(), options(plan[i], together, i)});
+      }
+      const auto results = agents::train_group_on(members);
+      REQUIRE(results.size() == plan.size());
+      for (size_t i = 0; i < plan.size(); ++i) {
+        CAPTURE(i, plan[i].algo, plan[i].seed);
+        CHECK(results[i].error.empty());
+        CHECK(results[i].result.phases.front().runs_in_process == static_cast<int>(plan.size()));
+        CHECK(run_fingerprint(alone / std::to_string(i), true) == run_fingerprint(together / std::to_string(i), true));
+      }
+      // Two seeds are two runs, not one run written twice.
+      CHECK(run_fingerprint(together / "0", true) != run_fingerprint(together / "1", true));
+      remove_tree(alone.string());
+      remove_tree(together.string());
+    }
+  }
+}
+
+TEST_CASE("a group's runs stop and resume as runs alone do, and one that cannot start leaves the others training",
+          "[train][group]") {
+  const auto data = bimodal_bandit(400, 3);
+  const fs::path root = fresh_dir("group_resume");
+  auto options = [&](const std::string& name, uint64_t seed) {
+    auto o = tiny("idql", "guidance-first", root / name, 40);
+    o.guidance_steps = 30;
+    o.log_every = 10;
+    o.checkpoint_every = 1000;
+    o.seed = seed;
+    return o;
+  };
+  for (uint64_t seed : {0, 1}) agents::train_on(data, bandit_ref(), options("whole" + std::to_string(seed), seed));
+  fs::create_directories(root / "busy");
+  { std::ofstream(root / "busy" / "notes.txt") << "a user's file\n"; }
+  std::vector<agents::GroupMember> members;
+  for (uint64_t seed : {0, 1}) {
+    auto o = options("cut" + std::to_string(seed), seed);
+    o.stop_after = 25;  // rounded up to the next row: 30 steps per invocation, the guidance phase's end
+    members.push_back({&data, bandit_ref(), o});
+  }
+  members.push_back({&data, bandit_ref(), options("busy", 2)});
+  int invocations = 0;
+  for (bool stopped = true; stopped && invocations < 5; ++invocations) {
+    const auto results = agents::train_group_on(members);
+    CHECK_THAT(results[2].error, Catch::Contains("is not empty"));
+    CHECK(results[0].error.empty());
+    CHECK(results[1].error.empty());
+    stopped = results[0].result.stopped;
+    CHECK(results[1].result.stopped == stopped);
+    for (auto& m : members) m.options.resume = true;
+    members[2].options.resume = false;
+  }
+  CHECK(invocations == 3);  // 30 + 30 + the last 10 steps
+  for (const std::string seed : {"0", "1"})
+    CHECK(run_fingerprint(root / ("whole" + seed), true) == run_fingerprint(root / ("cut" + seed), true));
+  CHECK(modiff_test::slurp((root / "busy" / "notes.txt").string()) == "a user's file\n");
+  remove_tree(root.string());
+}
+
+namespace {
+
+// metrics.csv's numeric cells per row (step, phase and timing left out).
+std::vector<std::vector<double>> metric_values(const fs::path& csv) {
+  std::vector<std::vector<double>> rows;
+  std::stringstream lines(modiff_test::slurp(csv.string()));
+  std::string line;
+  std::getline(lines, line);  // header
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    std::vector<double> values;
+    for (size_t i = 2; i + 1 < cells.size(); ++i) values.push_back(cells[i].empty() ? 0.0 : std::stod(cells[i]));
+    rows.push_back(values);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at every logged step", "[group][cuda]") {
+  if (resolve_device("auto").kind != DeviceKind::Cuda) {
+    MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
+  }
+  const auto data = bimodal_bandit(2000, 4);
+  for (const std::string algo : {"idql", "dql", "cfg"}) {
+    const fs::path alone = fresh_dir("cuda_group_alone"), together = fresh_dir("cuda_group_together");
+    auto options = [&](const fs::path& root, uint64_t seed) {
+      auto o = tiny(algo, "guidance-first", root / std::to_string(seed), 300);
+      o.guidance_steps = 100;
+      o.device = "cuda";
+      o.log_every = 20;
+      o.seed = seed;
+      return o;
+    };
+    std::vector<agents::GroupMember> members;
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      agents::train_on(data, bandit_ref(), options(alone, seed));
+      members.push_back({&data, bandit_ref(), options(together, seed)});
+    }
+    const auto results = agents::train_group_on(members);
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      CAPTURE(algo, seed);
+      REQUIRE(results[seed].error.empty());
+      const auto a = metric_values(alone / std::to_string(seed) / "metrics.csv");
+      const auto b = metric_values(together / std::to_string(seed) / "metrics.csv");
+      REQUIRE(a.size() == b.size());
+      REQUIRE(a.size() == 20);  // 5 guidance rows, 15 diffusion rows
+      double worst = 0;
+      for (size_t r = 0; r < a.size(); ++r)
+        for (size_t c = 0; c < a[r].size(); ++c)
+          worst = std::max(worst, std::abs(a[r][c] - b[r][c]) / (1.0 + std::abs(a[r][c])));
+      CAPTURE(worst);
+      CHECK(worst < 1e-4);
+      WARN(algo << " seed " << seed << ": largest relative difference of a logged metric, group against alone: "
+                << worst);
+    }
+    remove_tree(alone.string());
+    remove_tree(together.string());
+  }
 }

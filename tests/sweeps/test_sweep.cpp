@@ -100,6 +100,21 @@ TEST_CASE("sweeps: shards cover the grid once, a killed sweep finishes on rerun"
             .at("skipped") == 20);
   CHECK(sweep_files(dir / "whole") == files_before);
 
+  // Train cells trained in groups, side by side in one process (the default on CUDA): the same runs, bit for bit,
+  // and the same scores.
+  const auto grouped = modiff_test::modiff("sweep " + config + " --group-runs 3 --out " + (dir / "grouped").string());
+  INFO(grouped.err);
+  REQUIRE(grouped.code == 0);
+  CHECK(grouped.err.find("training 2 runs together") != std::string::npos);  // 2 seeds per algorithm x schedule
+  CHECK(scores(dir / "grouped") == reference);
+  for (const auto& e : fs::directory_iterator(dir / "whole" / "cells")) {
+    const fs::path weights = e.path() / "run" / "diffusion" / "weights.pt";
+    if (!fs::exists(weights)) continue;
+    INFO(e.path().filename().string());
+    CHECK(modiff_test::slurp(weights.string()) ==
+          modiff_test::slurp((dir / "grouped" / "cells" / e.path().filename() / "run" / "diffusion" / "weights.pt").string()));
+  }
+
   // Two shards: each cell runs in exactly one; swap cells wait for the other shard's trainings.
   const std::string sharded = (dir / "sharded").string();
   const auto s1 = nlohmann::json::parse(modiff_test::modiff("sweep " + config + " --shard 1/2 --json --out " + sharded).out);

@@ -40,7 +40,10 @@ InferencePolicy InferencePolicy::load(const std::string& diffusion_dir, const st
   auto impl = std::make_unique<Impl>();
   const DeviceChoice choice = resolve_device(options.device);
   impl->device = torch_device(choice);
-  if (impl->device.is_cuda()) allow_tf32();
+  if (impl->device.is_cuda()) {
+    allow_tf32();
+    bind_cuda_contexts(impl->device);
+  }
   impl->diffusion_info = read_artifact(diffusion_dir, "diffusion");
   const bool guided = !guidance_dir.empty() && guidance_dir != "none";
   if (guided) {
@@ -131,6 +134,7 @@ void InferencePolicy::act(const float* observations, int n, double* actions, con
 }
 
 void InferencePolicy::Impl::act_rows(const float* observations, int n, double* actions, const uint64_t* noise_keys) {
+  if (device.is_cuda()) bind_cuda_context();  // the evaluator may call from any of its threads
   torch::NoGradGuard no_grad;
   auto& m = *this;
   const int obs_dim = m.diffusion_info.obs_dim, act_dim = m.diffusion_info.act_dim, k = m.candidates;

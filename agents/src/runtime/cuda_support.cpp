@@ -51,23 +51,41 @@ at::Generator make_generator(torch::Device device, uint64_t seed) {
 
 #ifdef MODIFF_TORCH_CUDA
 namespace {
-// One side stream per purpose for the whole process: cuBLAS keeps a workspace
-// per stream, so a new stream per phase would grow memory phase after phase.
-c10::cuda::CUDAStream& capture_stream() {
-  static c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
-  return stream;
+// A stream of its own: not one of LibTorch's pool, which hands the same 32 streams round to every caller.
+// cuBLAS keeps a workspace per stream, and a captured graph keeps the workspace of the stream it was captured
+// on: two runs whose graphs were captured on one stream would share that scratch memory while their replays run
+// side by side. So each run's work stays on streams no other run uses, made once per run (a new stream per phase
+// would grow memory phase after phase).
+c10::cuda::CUDAStream new_stream() {
+  cudaStream_t raw = nullptr;
+  C10_CUDA_CHECK(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+  return c10::cuda::getStreamFromExternal(raw, c10::cuda::current_device());
 }
-// Side streams for parallel branches, made once (index 0 is the first side branch).
-c10::cuda::CUDAStream branch_stream(size_t index) {
-  static std::vector<c10::cuda::CUDAStream> streams;
-  while (streams.size() <= index) streams.push_back(c10::cuda::getStreamFromPool());
-  return streams[index];
+std::mutex streams_mutex;
+// The stream graphs are captured on, per stream they replay on (a run's own).
+c10::cuda::CUDAStream capture_stream() {
+  static std::map<c10::StreamId, c10::cuda::CUDAStream> streams;
+  const auto current = c10::cuda::getCurrentCUDAStream();
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  auto it = streams.find(current.id());
+  if (it == streams.end()) it = streams.emplace(current.id(), new_stream()).first;
+  return it->second;
+}
+// Side streams for parallel branches, per stream the outermost branches forked from (index 0 is the first side
+// branch).
+c10::cuda::CUDAStream branch_stream(c10::StreamId root, size_t index) {
+  static std::map<c10::StreamId, std::vector<c10::cuda::CUDAStream>> streams;
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  auto& mine = streams[root];
+  while (mine.size() <= index) mine.push_back(new_stream());
+  return mine[index];
 }
 }  // namespace
 #endif
 
 namespace {
-std::atomic<bool> gradients_beside{false};
+std::atomic<int> scopes_beside{0};  // GradientsBesideScopes that switch it on, alive now
+[[maybe_unused]] bool gradients_beside() { return scopes_beside.load() > 0; }
 #ifdef MODIFF_TORCH_CUDA
 // Side work is spread over a few streams: one was the step's bottleneck once the critical path got
 // short (the weight gradients' products queued behind each other). Work that writes the same tensor
@@ -84,25 +102,27 @@ std::map<c10::StreamId, Beside> beside_streams;  // by the stream they serve
 #endif
 }  // namespace
 
-GradientsBesideScope::GradientsBesideScope(bool on) : before_(gradients_beside.exchange(on)) {}
+GradientsBesideScope::GradientsBesideScope(bool on) : on_(on) {
+  if (on_) ++scopes_beside;
+}
 
 GradientsBesideScope::~GradientsBesideScope() {
   join_gradients_beside();
-  gradients_beside = before_;
+  if (on_) --scopes_beside;
 }
 
 namespace {
 void run_beside_on(const std::function<void()>& work, const std::vector<torch::Tensor>& used, const torch::Tensor& writes,
                    bool own_stream) {
 #ifdef MODIFF_TORCH_CUDA
-  if (gradients_beside && !used.empty() && used.front().is_cuda()) {
+  if (gradients_beside() && !used.empty() && used.front().is_cuda()) {
     const auto current = c10::cuda::getCurrentCUDAStream();
     std::unique_lock<std::mutex> lock(beside_mutex);
     Beside& beside = beside_streams[current.id()];
     // The shared side streams, then one for chains of their own (the last).
     const size_t shared = side_stream_count();
     if (beside.sides.empty()) {
-      for (size_t k = 0; k <= shared; ++k) beside.sides.push_back(c10::cuda::getStreamFromPool());
+      for (size_t k = 0; k <= shared; ++k) beside.sides.push_back(new_stream());
       beside.pending.assign(shared + 1, false);
     }
     size_t lane = own_stream ? shared : 0;
@@ -142,7 +162,7 @@ void run_beside_chain(const std::function<void()>& work, const std::vector<torch
 
 void join_gradients_beside() {
 #ifdef MODIFF_TORCH_CUDA
-  if (!gradients_beside) return;
+  if (!gradients_beside()) return;
   // Every stream's side work, not only the current stream's: autograd runs an operation's backward on the
   // stream its forward ran on, so a forward pass with a parallel branch (the diffusion loss's time path)
   // leaves gradients beside a stream the optimizer does not run on.
@@ -166,14 +186,16 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     // Branches inside a branch get streams of their own: on a stream shared with an enclosing
     // branch they would queue behind its work.
     static thread_local size_t depth = 0;
+    static thread_local c10::StreamId root = 0;  // the stream the outermost branches forked from
     constexpr size_t kStreamsPerDepth = 8;
     const size_t first_stream = depth * kStreamsPerDepth;
-    ++depth;
     const auto current = c10::cuda::getCurrentCUDAStream();
+    if (depth == 0) root = current.id();
+    ++depth;
     at::cuda::CUDAEvent fork;
     fork.record(current);
     for (size_t k = 1; k < branches.size(); ++k) {
-      const auto side = branch_stream(first_stream + (k - 1) % kStreamsPerDepth);
+      const auto side = branch_stream(root, first_stream + (k - 1) % kStreamsPerDepth);
       fork.block(side);
       c10::cuda::CUDAStreamGuard guard(side);
       branches[k]();
@@ -182,7 +204,7 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
     --depth;
     for (size_t k = 1; k < branches.size(); ++k) {
       at::cuda::CUDAEvent join;
-      join.record(branch_stream(first_stream + (k - 1) % kStreamsPerDepth));
+      join.record(branch_stream(root, first_stream + (k - 1) % kStreamsPerDepth));
       join.block(current);
     }
     return;
@@ -194,6 +216,52 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
 
 void run_concurrently(torch::Device device, const std::function<void()>& first, const std::function<void()>& second) {
   run_concurrently(device, std::vector<std::function<void()>>{first, second});
+}
+
+#ifdef MODIFF_TORCH_CUDA
+namespace {
+// An identity whose backward pass, which LibTorch runs on its autograd thread for the device, binds the context
+// there before anything else of a backward pass runs on that thread.
+struct BindContextThere : torch::autograd::Function<BindContextThere> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x) { return x.clone(); }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grads) {
+    bind_cuda_context();
+    return grads;
+  }
+};
+}  // namespace
+#endif
+
+void bind_cuda_context() {
+#ifdef MODIFF_TORCH_CUDA
+  static thread_local bool bound = false;
+  if (bound) return;
+  C10_CUDA_CHECK(cudaFree(nullptr));  // a runtime call makes the device's primary context current on this thread
+  bound = true;
+#endif
+}
+
+void bind_cuda_contexts(torch::Device device) {
+#ifdef MODIFF_TORCH_CUDA
+  if (!device.is_cuda()) return;
+  bind_cuda_context();
+  static std::once_flag autograd_thread;
+  std::call_once(autograd_thread, [&] {
+    const auto x = torch::zeros({1}, torch::TensorOptions().device(device).requires_grad(true));
+    BindContextThere::apply(x).sum().backward();
+  });
+#else
+  (void)device;
+#endif
+}
+
+void* new_cuda_stream() {
+#ifdef MODIFF_TORCH_CUDA
+  return new_stream().stream();
+#else
+  return nullptr;
+#endif
 }
 
 bool own_kernels_take(std::initializer_list<torch::Tensor> tensors) {
@@ -295,8 +363,8 @@ void GraphedSteps::operator()(int count) {
     m.graph->replay();
     return;
   }
-  auto& side = capture_stream();
   const auto main = c10::cuda::getCurrentCUDAStream();
+  const auto side = capture_stream();
   // The side stream starts after everything queued so far, and the main stream waits for it.
   auto event_main = at::cuda::CUDAEvent();
   event_main.record(main);

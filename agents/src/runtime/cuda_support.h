@@ -42,7 +42,8 @@ void run_concurrently(torch::Device device, const std::vector<std::function<void
 // the backward pass; whoever reads gradients first calls join_gradients_beside() (the optimizer step and
 // the end of a parallel branch do). Otherwise `work` simply runs.
 // The switch is process-wide, not per thread, because LibTorch runs backward passes on its own device
-// threads; a scope restores what was before it when it ends (after joining the work it queued).
+// threads: it is on while at least one scope that switches it on lives (the runs of a group each hold one, and
+// end in any order).
 class GradientsBesideScope {
  public:
   explicit GradientsBesideScope(bool on);
@@ -51,7 +52,7 @@ class GradientsBesideScope {
   GradientsBesideScope& operator=(const GradientsBesideScope&) = delete;
 
  private:
-  bool before_;
+  bool on_;
 };
 // `used`: the tensors the work reads; `writes`: the one it writes, if any (work writing the same tensor
 // runs in order; other work may run on other side streams).
@@ -66,6 +67,19 @@ void join_gradients_beside();
 // Only the accumulating layers' backward pass asks (linear_accumulate.cpp): it has no model to take the
 // choice from (Kernels, made when a model is built), and runs only in the fast implementation.
 bool own_kernels_take(std::initializer_list<torch::Tensor> tensors);
+
+// cuBLAS, called on a thread where no CUDA runtime call has run yet, finds no current context and says so on
+// stderr ("Attempting to run cuBLAS, but there was no current CUDA context!") before binding one itself: LibTorch's
+// autograd thread for a device starts so (its device looks set, so it never sets it). bind_cuda_context() makes the
+// device's primary context current on the calling thread (once per thread); bind_cuda_contexts(device) does it
+// here and, once per process, on the autograd thread (a tiny backward pass whose first node does it). Every run
+// and every CUDA policy calls it first.
+void bind_cuda_context();
+void bind_cuda_contexts(torch::Device device);
+
+// A CUDA stream no one else uses (cudaStream_t, on the current device; never destroyed: made once per run).
+// nullptr without CUDA.
+void* new_cuda_stream();
 
 // The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.
 void* current_cuda_stream();

@@ -21,14 +21,19 @@ namespace modiff::agents {
 
 namespace fs = std::filesystem;
 
+TrainingData load_training_data(const std::string& dataset, bool quiet) {
+  const std::string path = behavior::resolve_dataset(dataset, quiet);
+  TrainingData loaded{datasets::read_d4rl_file(path), {}};
+  const auto& attributes = loaded.data.attributes;
+  loaded.ref.name = attributes.name.empty() ? fs::path(path).stem().string() : attributes.name;
+  loaded.ref.sha256 = datasets::sha256_file(path);
+  loaded.ref.env_id = attributes.env_id;
+  return loaded;
+}
+
 TrainResult train(const std::string& dataset, const TrainOptions& options) {
-  const std::string path = behavior::resolve_dataset(dataset, options.quiet);
-  const datasets::Dataset data = datasets::read_d4rl_file(path);
-  DatasetRef ref;
-  ref.name = data.attributes.name.empty() ? fs::path(path).stem().string() : data.attributes.name;
-  ref.sha256 = datasets::sha256_file(path);
-  ref.env_id = data.attributes.env_id;
-  return train_on(data, ref, options);
+  const TrainingData loaded = load_training_data(dataset, options.quiet);
+  return train_on(loaded.data, loaded.ref, options);
 }
 
 namespace {
@@ -103,7 +108,8 @@ long round_up(long value, long multiple) { return (value + multiple - 1) / multi
 
 }  // namespace
 
-TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o)
+TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& o,
+                         std::shared_ptr<const OfflineData> shared_data)
     : o_(o),
       ref_(ref),
       plan_(checked_plan(o, ref)),
@@ -112,6 +118,7 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
       choice_(resolve_device(o.device)),
       device_(torch_device(choice_)),
       implementation_(parse_implementation(o.implementation)),
+      context_(o.seed, device_),
       gradients_beside_(device_.is_cuda() && o.cuda_graphs && implementation_ == Implementation::Fast),
       out_(o.out),
       ckpt_(out_ / "checkpoint"),
@@ -120,17 +127,26 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
       eval_every_(o.eval_every <= 0 ? 0 : round_up(o.eval_every, o.log_every)),
       progress_(!o.quiet && ::isatty(2)) {
   if (device_.is_cuda()) allow_tf32();
+  const RunContext::Active active(context_);
   prepare_guidance(dataset);  // a frozen --guidance DIR, checked before the run folder is made
   check_resumable();          // before the folder is made
   folder_.emplace(out_);
   check_resumable();  // and under the lock
   had_checkpoint_ = fs::exists(ckpt_ / "state.json");
   if (!o.resume) start_afresh(out_, o.force);
+  build_modules(dataset, std::move(shared_data));
+  if (o.resume)
+    restore_checkpoint();
+  else if (guidance_->frozen())
+    algorithm_->on_guidance_frozen();
+}
 
-  data_ = std::make_unique<OfflineData>(dataset, device_);
+// The data on the device and the modules, initialized from the run's own random streams (seeded with --seed).
+void TrainingRun::build_modules(const datasets::Dataset& dataset, std::shared_ptr<const OfflineData> shared_data) {
+  if (shared_data && shared_data->device != device_) throw Error("internal: a group's data on another device");
+  data_ = shared_data ? std::move(shared_data) : std::make_shared<const OfflineData>(dataset, device_);
   const Normalizer normalizer = config_.normalize_obs ? Normalizer::from(data_->obs_mean, data_->obs_std, device_)
                                                       : Normalizer::identity(data_->obs_dim, device_);
-  torch::manual_seed(o.seed);
   if (!guidance_) {
     GuidanceConfig guidance_config = config_.guidance;
     guidance_config.lr_decay_steps = config_.guidance_lr_cosine ? plan_.front().steps : 0;
@@ -139,15 +155,11 @@ TrainingRun::TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref
                                                  implementation_);
   }
   DiffusionPolicyConfig policy_config = config_.policy;
-  policy_config.adam.decay_steps = config_.policy_lr_cosine ? o.steps : 0;
+  policy_config.adam.decay_steps = config_.policy_lr_cosine ? o_.steps : 0;
   policy_ = std::make_unique<DiffusionModel>(policy_config, data_->obs_dim, data_->act_dim, normalizer, device_,
                                              /*trainable=*/true, implementation_);
   algorithm_ = resolved_.algorithm->make(config_, *guidance_, *policy_, *data_);
-  options_ = options_json(o, ref, resolved_);
-  if (o.resume)
-    restore_checkpoint();
-  else if (guidance_->frozen())
-    algorithm_->on_guidance_frozen();
+  options_ = options_json(o_, ref_, resolved_);
 }
 
 // A frozen guidance module that cannot guide this data leaves nothing behind: it is read and its weights
@@ -223,76 +235,87 @@ StepsUpdate phase_update(Algorithm* algorithm, const std::string& phase) {
 
 }  // namespace
 
-// One phase from phase_step_ to its end: steps in whole graphs where they can, a metrics row every
-// --log-every steps (with an evaluation where due), checkpoints, and --stop-after. A long loop, kept whole:
-// the order of its host visits is what makes a resumed run the uninterrupted one.
-bool TrainingRun::run_phase(const PhasePlan& phase) {
+// A phase's start: its metrics log, and its steps through captured graphs where they can run so. On CUDA several
+// steps per captured graph; the steps between two host visits (logging, checkpoints, evaluation, the developer's
+// trace) run in whole graphs where they can. The reference implementation runs every step eagerly.
+void TrainingRun::begin_phase(const PhasePlan& phase) {
   reset_peak_memory(device_);
   policy_->train_mode(phase.name != "guidance");
-  MetricsLog log;
-  const StepsUpdate update = phase_update(algorithm_.get(), phase.name);
-  // On CUDA several steps per captured graph; the steps between two host visits (logging,
-  // checkpoints, evaluation, the developer's trace) run in whole graphs where they can.
-  // The reference implementation runs every step eagerly.
+  active_ = std::make_unique<ActivePhase>();
+  ActivePhase& a = *active_;
   const bool graphs = device_.is_cuda() && o_.cuda_graphs && implementation_ == Implementation::Fast;
-  const int per_replay = graphs ? graph_steps_per_replay(algorithm_->graph_steps()) : 1;
-  GraphedSteps train_steps(
-      [&](int count) {
+  a.per_replay = graphs ? graph_steps_per_replay(algorithm_->graph_steps()) : 1;
+  const StepsUpdate update = phase_update(algorithm_.get(), phase.name);
+  a.steps = std::make_unique<GraphedSteps>(
+      [this, update](int count) {
         std::vector<Batch> batches;
         for (int k = 0; k < count; ++k) batches.push_back(data_->sample(config_.batch));
-        log.accumulate(update(batches));
+        active_->log.accumulate(update(batches));
       },
-      per_replay, graphs);
-  const auto phase_start = std::chrono::steady_clock::now();
-  auto interval_start = phase_start;
-  long interval_first = phase_step_ + 1;
+      a.per_replay, graphs);
+  a.start = a.interval_start = ActivePhase::Clock::now();
+  a.interval_first = phase_step_ + 1;
+}
+
+// The next steps of the phase (up to a whole graph, never past a host visit), then the visits due: a metrics row
+// every --log-every steps (with an evaluation where due), checkpoints, and --stop-after. The order of these
+// visits is what makes a resumed run the uninterrupted one.
+TrainingRun::StepOutcome TrainingRun::step_phase(const PhasePlan& phase) {
+  ActivePhase& a = *active_;
   const auto trace_prefix = profile_trace_prefix();
-  const long trace_first = 200, trace_last = trace_first + round_up(20, per_replay);
-  while (phase_step_ < phase.steps) {
-    long stop = std::min(phase.steps, (phase_step_ / log_every_ + 1) * log_every_);
-    if (trace_prefix)
-      for (long edge : {trace_first, trace_last})
-        if (phase_step_ < edge) stop = std::min(stop, edge);
-    const int count = static_cast<int>(std::min<long>(per_replay, stop - phase_step_));
-    if (trace_prefix && phase_step_ == trace_first) kernel_trace_start();
-    train_steps(count);
-    const long step = phase_step_ + count;
-    if (trace_prefix && step == trace_last) kernel_trace_stop(*trace_prefix + "_" + phase.name + ".json");
-    log.count_steps(count);
-    phase_step_ = step;
-    trained_now_ += count;
-    if (step % log_every_ != 0 && step != phase.steps) continue;
-    const std::string note = had_checkpoint_ || fs::exists(ckpt_ / "state.json")
-                                 ? "the last good checkpoint is kept in " + ckpt_.string()
-                                 : "no checkpoint was written yet";
-    const std::string row = log.flush(step, phase.name, interval_first, note);  // syncs the device
-    const auto now = std::chrono::steady_clock::now();
-    const double ms = std::chrono::duration<double, std::milli>(now - interval_start).count() / (step - interval_first + 1);
-    const bool eval_now =
-        o_.evaluate && eval_every_ > 0 && phase.name != "guidance" && (step % eval_every_ == 0 || step == phase.steps);
-    rows_.push_back(row + (eval_now ? evaluate_now() : std::string(",,")) + "," + std::to_string(ms));
-    interval_start = std::chrono::steady_clock::now();
-    interval_first = step + 1;
-    const double seconds =
-        phase_seconds_before_ + std::chrono::duration<double>(now - phase_start).count() - eval_seconds_;
-    if (progress_)
-      std::fprintf(stderr, "\r%-9s step %ld/%ld %s  %.0f steps/s   ", phase.name.c_str(), step, phase.steps,
-                   log.last_summary().c_str(), 1000.0 / ms);
-    if (step == phase.steps) continue;
-    if (stop_here(phase.name, step)) {
-      if (progress_) std::fprintf(stderr, "\n");
-      save_checkpoint(seconds);
-      return false;
-    }
-    if (step % ckpt_every_ == 0) save_checkpoint(seconds);
+  const long trace_first = 200, trace_last = trace_first + round_up(20, a.per_replay);
+  long stop = std::min(phase.steps, (phase_step_ / log_every_ + 1) * log_every_);
+  if (trace_prefix)
+    for (long edge : {trace_first, trace_last})
+      if (phase_step_ < edge) stop = std::min(stop, edge);
+  const int count = static_cast<int>(std::min<long>(a.per_replay, stop - phase_step_));
+  if (trace_prefix && phase_step_ == trace_first) kernel_trace_start();
+  (*a.steps)(count);
+  const long step = phase_step_ + count;
+  if (trace_prefix && step == trace_last) kernel_trace_stop(*trace_prefix + "_" + phase.name + ".json");
+  a.log.count_steps(count);
+  phase_step_ = step;
+  trained_now_ += count;
+  if (step % log_every_ != 0 && step != phase.steps) return StepOutcome::More;
+  log_interval(phase, step);
+  const double seconds = phase_seconds_before_ - eval_seconds_ +
+                         std::chrono::duration<double>(ActivePhase::Clock::now() - a.start).count();
+  if (step == phase.steps) {
+    end_phase(phase, seconds);
+    return StepOutcome::PhaseDone;
   }
-  end_phase(phase, phase_seconds_before_ - eval_seconds_ +
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_start).count());
-  return true;
+  if (stop_here(phase.name, step)) {
+    if (progress_) std::fprintf(stderr, "\n");
+    save_checkpoint(seconds);
+    return StepOutcome::Stopped;
+  }
+  if (step % ckpt_every_ == 0) save_checkpoint(seconds);
+  return StepOutcome::More;
+}
+
+// The metrics row of the interval ending at `step` (one host sync), with an evaluation where one is due.
+void TrainingRun::log_interval(const PhasePlan& phase, long step) {
+  ActivePhase& a = *active_;
+  const std::string note = had_checkpoint_ || fs::exists(ckpt_ / "state.json")
+                               ? "the last good checkpoint is kept in " + ckpt_.string()
+                               : "no checkpoint was written yet";
+  const std::string row = a.log.flush(step, phase.name, a.interval_first, note);  // syncs the run's stream
+  const auto now = ActivePhase::Clock::now();
+  const double ms =
+      std::chrono::duration<double, std::milli>(now - a.interval_start).count() / (step - a.interval_first + 1);
+  const bool eval_now =
+      o_.evaluate && eval_every_ > 0 && phase.name != "guidance" && (step % eval_every_ == 0 || step == phase.steps);
+  rows_.push_back(row + (eval_now ? evaluate_now() : std::string(",,")) + "," + std::to_string(ms));
+  a.interval_start = ActivePhase::Clock::now();
+  a.interval_first = step + 1;
+  if (progress_)
+    std::fprintf(stderr, "\r%-9s step %ld/%ld %s  %.0f steps/s   ", phase.name.c_str(), step, phase.steps,
+                 a.log.last_summary().c_str(), 1000.0 / ms);
 }
 
 // A finished phase's record; after the guidance phase the module is frozen and written at once.
 void TrainingRun::end_phase(const PhasePlan& phase, double seconds) {
+  active_.reset();
   eval_seconds_ = 0;
   if (progress_) std::fprintf(stderr, "\n");
   PhaseRecord record;
@@ -302,6 +325,7 @@ void TrainingRun::end_phase(const PhasePlan& phase, double seconds) {
   record.steps_per_s = phase.steps / std::max(seconds, 1e-9);
   record.peak_memory_bytes = peak_memory(device_);
   record.memory_kind = device_.is_cuda() ? "cuda-allocator-peak" : "cpu-peak-rss";
+  record.runs_in_process = group_size_;
   done_.push_back(record);
   phase_step_ = 0;
   phase_seconds_before_ = 0;
@@ -312,19 +336,40 @@ void TrainingRun::end_phase(const PhasePlan& phase, double seconds) {
   algorithm_->on_guidance_frozen();
 }
 
-TrainResult TrainingRun::run() {
-  for (; phase_index_ < plan_.size(); ++phase_index_) {
-    const PhasePlan& phase = plan_[phase_index_];
-    if (!run_phase(phase)) return result_;
-    // Between the guidance and the diffusion phase: a checkpoint at the boundary, where --stop-after may stop.
-    if (phase.name == "guidance" && phase_index_ + 1 < plan_.size()) {
-      ++phase_index_;
-      save_checkpoint(0);
-      if (stop_here(plan_[phase_index_].name, 0)) return result_;
-      --phase_index_;
-    }
+// After a phase: the next one. Between the guidance and the diffusion phase a checkpoint at the boundary, where
+// --stop-after may stop.
+void TrainingRun::next_phase() {
+  const bool after_guidance = plan_[phase_index_].name == "guidance";
+  ++phase_index_;
+  if (!after_guidance || phase_index_ >= plan_.size()) return;
+  save_checkpoint(0);
+  stopped_ = stop_here(plan_[phase_index_].name, 0);
+}
+
+bool TrainingRun::advance() {
+  if (stopped_ || phase_index_ >= plan_.size()) return false;
+  const RunContext::Active active(context_);
+  const PhasePlan& phase = plan_[phase_index_];
+  if (!active_) begin_phase(phase);
+  switch (step_phase(phase)) {
+    case StepOutcome::More: break;
+    case StepOutcome::Stopped: stopped_ = true; break;
+    case StepOutcome::PhaseDone: next_phase(); break;
   }
+  return !stopped_ && phase_index_ < plan_.size();
+}
+
+TrainResult TrainingRun::finish() {
+  if (stopped_) return result_;
+  if (phase_index_ < plan_.size()) throw Error("internal: finish() before the last phase ended");
+  const RunContext::Active active(context_);
   return write_results();
+}
+
+TrainResult TrainingRun::run() {
+  while (advance()) {
+  }
+  return finish();
 }
 
 TrainResult TrainingRun::write_results() {

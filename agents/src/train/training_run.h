@@ -4,6 +4,7 @@
 // artifacts. LibTorch inside; train.h is the public face.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,8 @@
 #include "modiff/torch/device.h"
 #include "runtime/cuda_support.h"
 #include "runtime/implementation.h"
+#include "runtime/run_context.h"
+#include "train/metrics_log.h"
 #include "train/run_folder.h"
 
 namespace modiff::agents {
@@ -27,19 +30,44 @@ struct PhasePlan {
   long steps;
 };
 
+// The phase a run is in: what lives from its first step to its last.
+struct ActivePhase {
+  using Clock = std::chrono::steady_clock;
+  MetricsLog log;
+  int per_replay = 1;                    // steps per captured graph (1: eager)
+  std::unique_ptr<GraphedSteps> steps;   // runs `count` steps, through the graph where it can
+  Clock::time_point start, interval_start;
+  long interval_first = 1;               // the first step of the current logging interval
+};
+
 class TrainingRun {
  public:
   // Checks the options and a frozen guidance, locks (and, without --resume, empties) the run folder, builds
   // the data and the modules, and restores the checkpoint with --resume.
-  TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& options);
+  // `shared_data`: the dataset on the device as other runs of a group already hold it (null: made here).
+  TrainingRun(const datasets::Dataset& dataset, const DatasetRef& ref, const TrainOptions& options,
+              std::shared_ptr<const OfflineData> shared_data = nullptr);
   // The remaining phases, then the artifacts (or a checkpoint, when --stop-after stops it).
   TrainResult run();
+  // The same in pieces, for runs trained side by side: each advance() queues the next steps (one captured graph
+  // on CUDA, without waiting for them) and makes the host visits due after them (metrics row, evaluation,
+  // checkpoint, phase end); false once nothing is left to train. finish() then writes the artifacts.
+  bool advance();
+  TrainResult finish();
+  const std::shared_ptr<const OfflineData>& data() const { return data_; }
+  // A group's runs share the process's allocator: their phases record the group's peak and its size.
+  void set_group_size(int runs) { group_size_ = runs; }
 
  private:
   // trainer.cpp
   void prepare_guidance(const datasets::Dataset& dataset);
   void check_resumable() const;
-  bool run_phase(const PhasePlan& phase);  // false: stopped by --stop-after (checkpoint written)
+  void build_modules(const datasets::Dataset& dataset, std::shared_ptr<const OfflineData> shared_data);
+  void begin_phase(const PhasePlan& phase);
+  enum class StepOutcome { More, PhaseDone, Stopped };
+  StepOutcome step_phase(const PhasePlan& phase);  // Stopped: by --stop-after (checkpoint written)
+  void log_interval(const PhasePlan& phase, long step);
+  void next_phase();
   void end_phase(const PhasePlan& phase, double seconds);
   std::string evaluate_now();
   bool stop_here(const std::string& phase_name, long step);
@@ -62,6 +90,7 @@ class TrainingRun {
   const DeviceChoice choice_;
   const torch::Device device_;
   const Implementation implementation_;
+  RunContext context_;  // its random streams and CUDA stream, in place while it works
   const GradientsBesideScope gradients_beside_;  // the fast implementation's on CUDA, for as long as the run lives
   const std::filesystem::path out_, ckpt_;
   const long log_every_, ckpt_every_, eval_every_;
@@ -72,7 +101,7 @@ class TrainingRun {
   std::unique_ptr<GuidanceModule> guidance_;
   std::optional<RunFolder> folder_;
   bool had_checkpoint_ = false;
-  std::unique_ptr<OfflineData> data_;
+  std::shared_ptr<const OfflineData> data_;
   std::unique_ptr<DiffusionModel> policy_;
   std::unique_ptr<Algorithm> algorithm_;
   nlohmann::json options_;  // what a resumed run must share with this one
@@ -86,6 +115,9 @@ class TrainingRun {
 
   double eval_seconds_ = 0;  // of the current phase: not training time
   long trained_now_ = 0;     // steps of this invocation, for stop_after
+  std::unique_ptr<ActivePhase> active_;  // null between phases
+  bool stopped_ = false;     // by --stop-after
+  int group_size_ = 1;
 };
 
 }  // namespace modiff::agents

@@ -77,6 +77,8 @@ struct PhaseRecord {
   double steps_per_s = 0;
   long peak_memory_bytes = 0;
   std::string memory_kind;  // cuda-allocator-peak | cpu-peak-rss
+  // The runs trained together in the process (train_group_on): the peak is the group's, all of them together.
+  int runs_in_process = 1;
 };
 
 // As manifests, checkpoints and `modiff train --json` write a phase.
@@ -92,10 +94,36 @@ struct TrainResult {
   std::string stopped_phase;
 };
 
-// Loads `dataset` (a file, or a name in the data home, built on first use for
-// bullet-D4RL names) and trains.
+// A dataset (a file, or a name in the data home, built on first use for bullet-D4RL names) as training reads it,
+// with the record its artifacts keep.
+struct TrainingData {
+  datasets::Dataset data;
+  DatasetRef ref;
+};
+TrainingData load_training_data(const std::string& dataset, bool quiet);
+
+// Loads `dataset` (load_training_data) and trains.
 TrainResult train(const std::string& dataset, const TrainOptions& options);
 // Trains on an in-memory dataset.
 TrainResult train_on(const datasets::Dataset& data, const DatasetRef& ref, const TrainOptions& options);
+
+// Several runs trained together in one process: step by step side by side, on CUDA each run's steps on a CUDA
+// stream of its own so that the kernels of all of them share the GPU (one run alone leaves most of it idle).
+// Each run is exactly the run train_on would train alone: its own seed and random streams, data sampling,
+// optimizer state, EMA, checkpoints, metrics.csv and artifacts, in its own `out`. Runs on the same dataset
+// object and device share one copy of the data on the device. A run that cannot start or fails (a busy folder,
+// a non-finite loss) gets its `error` and the others go on.
+struct GroupMember {
+  const datasets::Dataset* data = nullptr;
+  DatasetRef ref;
+  TrainOptions options;
+};
+struct GroupRunResult {
+  TrainResult result;
+  std::string error;  // empty: trained (or stopped by stop_after)
+};
+std::vector<GroupRunResult> train_group_on(const std::vector<GroupMember>& members);
+// Loads `dataset` as train() does, once, and trains a group of runs on it.
+std::vector<GroupRunResult> train_group(const std::string& dataset, const std::vector<TrainOptions>& options);
 
 }  // namespace modiff::agents

@@ -72,6 +72,9 @@ struct SweepRunOptions {
   bool quiet = false;          // no progress lines
   bool redo_changed = false;   // redo cells whose definition changed instead of stopping
   std::function<void()> after_cell;  // called after each finished cell (MPI ranks' signs of life)
+  // Train cells trained at once, side by side in this process (agents::train_group_on); 0: 16 on CUDA, 1 on
+  // the CPU.
+  int group_runs = 0;
 };
 
 // Runs the cells of a shard. Before the first cell: the datasets are resolved (and built), and every cell

@@ -20,41 +20,100 @@ const envs::EnvSpec& env_for_policy(const agents::InferencePolicy& policy, const
   return env;
 }
 
-std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs::EnvSpec& spec,
-                                    const EvalOptions& options, long* env_steps) {
-  if (options.episodes <= 0) throw Error("--episodes must be positive");
-  if (options.seeds.empty()) throw Error("--seeds: give at least one seed");
-  if (options.max_envs < 0) throw Error("--max-envs must be >= 0");
-  // Pool episode k is episode k % episodes of seed k / episodes.
-  const auto seed_of = [&](long k) { return options.seeds[static_cast<size_t>(k / options.episodes)]; };
-  const auto episode_of = [&](long k) { return static_cast<int>(k % options.episodes); };
-  const long total = static_cast<long>(options.seeds.size()) * options.episodes;
-  std::vector<EpisodeRecord> records(static_cast<size_t>(total));
+namespace {
+
+void check_job(const EvalJob& job) {
+  if (!job.policy) throw Error("internal: an evaluation without a policy");
+  if (job.episodes <= 0) throw Error("--episodes must be positive");
+  if (job.seeds.empty()) throw Error("--seeds: give at least one seed");
+}
+
+// The pool's episodes, job after job: pool episode k is episode `episode` of seed `seed` in job `job`.
+struct PoolEpisode {
+  size_t job;
+  uint64_t seed;
+  int episode;
+};
+
+std::vector<PoolEpisode> pool_episodes(const std::vector<EvalJob>& jobs) {
+  std::vector<PoolEpisode> all;
+  for (size_t j = 0; j < jobs.size(); ++j)
+    for (uint64_t seed : jobs[j].seeds)
+      for (int e = 0; e < jobs[j].episodes; ++e) all.push_back({j, seed, e});
+  return all;
+}
+
+// The policy's noise for an episode's step t: from (seed, episode, t) alone.
+uint64_t noise_key(const PoolEpisode& p, int step) {
+  return derive_seed(derive_seed(derive_seed(p.seed, 0x5EED), static_cast<uint64_t>(p.episode)),
+                     static_cast<uint64_t>(step));
+}
+
+}  // namespace
+
+std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>& jobs, const envs::EnvSpec& spec,
+                                                      const EvalPool& limits, long* env_steps) {
+  if (jobs.empty()) return {};
+  for (const auto& job : jobs) check_job(job);
+  if (limits.max_envs < 0) throw Error("--max-envs must be >= 0");
+  const std::vector<PoolEpisode> all = pool_episodes(jobs);
+  std::vector<size_t> first_of_job(jobs.size() + 1, 0);  // pool index of each job's first episode
+  for (const auto& p : all) ++first_of_job[p.job + 1];
+  for (size_t j = 0; j < jobs.size(); ++j) first_of_job[j + 1] += first_of_job[j];
+  std::vector<std::vector<EpisodeRecord>> records(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) records[j].resize(first_of_job[j + 1] - first_of_job[j]);
+
   envs::EpisodePoolOptions pool;
-  pool.episodes = total;
-  pool.max_envs = options.max_envs;
-  pool.max_steps = options.max_steps;
-  pool.reset_seed = [&](long k) { return derive_seed(seed_of(k), static_cast<uint64_t>(episode_of(k))); };
+  pool.episodes = static_cast<long>(all.size());
+  pool.max_envs = limits.max_envs;
+  pool.max_steps = limits.max_steps;
+  pool.reset_seed = [&](long k) { return derive_seed(all[k].seed, static_cast<uint64_t>(all[k].episode)); };
+  // Each policy acts on its own rows (in the batch's order), in a pass of its own.
+  std::vector<std::vector<int>> rows_of(jobs.size());
+  std::vector<float> obs_part;
+  std::vector<double> actions_part;
   std::vector<uint64_t> keys;
   envs::EpisodeHooks hooks;
   hooks.policy = [&](const float* obs, int rows, const long* episodes, const int* steps, double* actions) {
-    keys.resize(static_cast<size_t>(rows));
-    // The policy's noise for this episode's step t: from (seed, episode, t) alone.
-    for (int j = 0; j < rows; ++j)
-      keys[j] = derive_seed(derive_seed(derive_seed(seed_of(episodes[j]), 0x5EED), static_cast<uint64_t>(episode_of(episodes[j]))),
-                            static_cast<uint64_t>(steps[j]));
-    policy.act(obs, rows, actions, keys.data());
+    for (auto& r : rows_of) r.clear();
+    for (int r = 0; r < rows; ++r) rows_of[all[episodes[r]].job].push_back(r);
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const auto& mine = rows_of[j];
+      if (mine.empty()) continue;
+      const int n = static_cast<int>(mine.size()), obs_dim = spec.obs_dim, act_dim = spec.act_dim;
+      obs_part.resize(static_cast<size_t>(n) * obs_dim);
+      actions_part.resize(static_cast<size_t>(n) * act_dim);
+      keys.resize(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        std::copy_n(obs + static_cast<size_t>(mine[i]) * obs_dim, obs_dim, obs_part.begin() + static_cast<size_t>(i) * obs_dim);
+        keys[i] = noise_key(all[episodes[mine[i]]], steps[mine[i]]);
+      }
+      jobs[j].policy->act(obs_part.data(), n, actions_part.data(), keys.data());
+      for (int i = 0; i < n; ++i)
+        std::copy_n(actions_part.begin() + static_cast<size_t>(i) * act_dim, act_dim,
+                    actions + static_cast<size_t>(mine[i]) * act_dim);
+    }
   };
   hooks.after_step = [&](int, long k, const envs::EpisodeOutcome& so_far, bool ended) {
-    if (ended)
-      records[static_cast<size_t>(k)] = {so_far, seed_of(k), episode_of(k), envs::normalized_score(spec, so_far.episode_return)};
+    if (ended) {
+      const PoolEpisode& p = all[k];
+      records[p.job][k - first_of_job[p.job]] = {so_far, p.seed, p.episode,
+                                                envs::normalized_score(spec, so_far.episode_return)};
+    }
     return true;
   };
-  if (options.progress)
-    hooks.progress = [&](long steps, long finished) { options.progress(steps, static_cast<int>(finished), static_cast<int>(total)); };
+  if (limits.progress)
+    hooks.progress = [&](long steps, long finished) {
+      limits.progress(steps, static_cast<int>(finished), static_cast<int>(all.size()));
+    };
   const long steps = envs::run_episodes(spec, pool, hooks);
   if (env_steps) *env_steps = steps;
   return records;
+}
+
+std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs::EnvSpec& spec,
+                                    const EvalOptions& options, long* env_steps) {
+  return std::move(evaluate_many({{&policy, options.seeds, options.episodes}}, spec, options, env_steps).front());
 }
 
 std::vector<double> per_seed_means(const std::vector<EpisodeRecord>& episodes, const std::vector<uint64_t>& seeds) {

@@ -1,6 +1,7 @@
 #include "modiff/eval/evaluation.h"
 
 #include <charconv>
+#include <map>
 #include <chrono>
 #include <set>
 #include <sstream>
@@ -52,53 +53,90 @@ nlohmann::json aggregate_json(const AggregateWithIntervals& a) {
           {"ci95", {{"median", pair(a.median)}, {"iqr", pair(a.iqr)}, {"iqm", pair(a.iqm)}, {"mean", pair(a.mean)}}}};
 }
 
-Evaluation evaluate_pairing(const std::string& diffusion, const std::string& guidance, const EvalSettings& s,
-                            const std::function<void(long, int, int)>& progress) {
+namespace {
+
+void check_episode_count(const EvalSettings& s) {
   const double total_episodes = static_cast<double>(s.seeds.size()) * s.episodes;
   if (s.episodes <= 0 || total_episodes > kMaxEvalEpisodes)
     throw Error("evaluation: " + std::to_string(s.seeds.size()) + " seeds x " + std::to_string(s.episodes) +
                 " episodes is outside 1.." + std::to_string(static_cast<long>(kMaxEvalEpisodes)) + " episodes");
+}
+
+// A pairing's policy as the settings ask for it.
+agents::InferencePolicy load_pairing(const Pairing& p, const EvalSettings& s, std::vector<std::string>* warnings) {
   agents::InferenceOptions io;
   io.device = s.device;
   // Without guidance the policy draws one sample: the candidates setting is for guided pairings.
-  const bool guided = !guidance.empty() && guidance != "none";
+  const bool guided = !p.guidance.empty() && p.guidance != "none";
   io.candidates = guided ? s.candidates : 0;
   io.select = s.select;
   io.temperature = s.temperature;
   io.chunk = s.chunk;
-  Evaluation r;
-  auto policy = agents::InferencePolicy::load(diffusion, guidance, io, &r.warnings);
-  const auto& env = env_for_policy(policy, s.env);
-  EvalOptions opt;
-  opt.seeds = s.seeds;
-  opt.episodes = s.episodes;
-  opt.max_envs = s.max_envs;
-  opt.progress = progress;
-  const auto t0 = std::chrono::steady_clock::now();
-  long env_steps = 0;
-  const auto episodes = evaluate(policy, env, opt, &env_steps);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.per_seed = per_seed_means(episodes, opt.seeds);
+  return agents::InferencePolicy::load(p.diffusion, p.guidance, io, warnings);
+}
+
+// An evaluation's record: every episode, the per-seed means and the aggregates with their bootstrap intervals.
+void summarize(Evaluation& r, const Pairing& p, const agents::InferencePolicy& policy, const envs::EnvSpec& env,
+               const std::vector<EpisodeRecord>& episodes, const EvalSettings& s, double seconds,
+               long pool_env_steps) {
+  r.per_seed = per_seed_means(episodes, s.seeds);
   r.aggregate = aggregate_with_intervals({r.per_seed}, s.bootstrap_reps, s.bootstrap_seed);
   nlohmann::json eps = nlohmann::json::array(), seeds = nlohmann::json::array();
-  for (const auto& e : episodes)
+  long env_steps = 0;
+  for (const auto& e : episodes) {
     eps.push_back({{"seed", e.seed}, {"episode", e.episode}, {"return", e.episode_return}, {"length", e.length},
                    {"normalized_score", e.normalized_score}, {"terminated", e.terminated}});
-  for (size_t i = 0; i < opt.seeds.size(); ++i)
-    seeds.push_back({{"seed", opt.seeds[i]}, {"mean_normalized_score", r.per_seed[i]}});
-  r.json = {{"diffusion", diffusion},
-            {"guidance", policy.guidance() ? guidance : "none"},
+    env_steps += e.length;
+  }
+  for (size_t i = 0; i < s.seeds.size(); ++i)
+    seeds.push_back({{"seed", s.seeds[i]}, {"mean_normalized_score", r.per_seed[i]}});
+  r.json = {{"diffusion", p.diffusion},
+            {"guidance", policy.guidance() ? p.guidance : "none"},
             {"env", env.id},
             {"candidates", policy.candidates()},
             {"select", policy.guidance() ? policy.select() : "none"},
             {"env_steps", env_steps},
             {"seconds", seconds},
-            {"env_steps_per_s", env_steps / std::max(seconds, 1e-9)},
+            {"env_steps_per_s", pool_env_steps / std::max(seconds, 1e-9)},
             {"warnings", r.warnings},
             {"episodes", eps},
             {"per_seed", seeds},
             {"aggregate", aggregate_json(r.aggregate)}};
-  return r;
+}
+
+}  // namespace
+
+std::vector<Evaluation> evaluate_pairings(const std::vector<Pairing>& pairings, const EvalSettings& s,
+                                          const std::function<void(long, int, int)>& progress) {
+  check_episode_count(s);
+  std::vector<Evaluation> results(pairings.size());
+  std::vector<agents::InferencePolicy> policies;
+  std::map<std::string, std::vector<size_t>> by_env;  // pairings on each env, in order
+  for (size_t i = 0; i < pairings.size(); ++i) {
+    policies.push_back(load_pairing(pairings[i], s, &results[i].warnings));
+    by_env[env_for_policy(policies.back(), s.env).id].push_back(i);
+  }
+  for (const auto& [env_id, indices] : by_env) {
+    const auto& env = envs::find_env(env_id);
+    std::vector<EvalJob> jobs;
+    for (size_t i : indices) jobs.push_back({&policies[i], s.seeds, s.episodes});
+    EvalPool pool;
+    pool.max_envs = s.max_envs;
+    pool.progress = progress;
+    const auto t0 = std::chrono::steady_clock::now();
+    long env_steps = 0;
+    const auto episodes = evaluate_many(jobs, env, pool, &env_steps);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (size_t k = 0; k < indices.size(); ++k)
+      summarize(results[indices[k]], pairings[indices[k]], policies[indices[k]], env, episodes[k], s, seconds,
+                env_steps);
+  }
+  return results;
+}
+
+Evaluation evaluate_pairing(const std::string& diffusion, const std::string& guidance, const EvalSettings& s,
+                            const std::function<void(long, int, int)>& progress) {
+  return std::move(evaluate_pairings({{diffusion, guidance}}, s, progress).front());
 }
 
 std::function<std::pair<double, double>(const std::string&, const std::string&)> training_curve_evaluator(

@@ -530,38 +530,66 @@ agents::TrainOptions train_cell_options(const SweepConfig& c, const SweepCell& c
 
 bool trained(const fs::path& cell_dir) { return fs::exists(cell_dir / "run" / "diffusion" / "manifest.json"); }
 
+CellRecord new_record(const SweepCell& cell, const nlohmann::json& definition) {
+  CellRecord record;
+  record.id = cell.id;
+  record.kind = cell.kind;
+  record.dataset = cell.dataset;
+  record.algo = cell.algo;
+  record.schedule = cell.schedule;
+  record.seed = cell.seed;
+  record.policy_cell = cell.policy_cell;
+  record.guidance_cell = cell.guidance_cell;
+  record.guidance_algo = cell.guidance_algo;
+  record.defines = definition;
+  return record;
+}
+
+// A cell's evaluations: a train cell's policy with its own guidance and without any, a swap cell's one pairing.
+std::vector<eval::Pairing> cell_pairings(const SweepCell& cell, const fs::path& cells_dir) {
+  if (cell.kind == "train") {
+    const fs::path run_dir = cells_dir / cell.id / "run";
+    return {{(run_dir / "diffusion").string(), (run_dir / "guidance").string()}, {(run_dir / "diffusion").string(), "none"}};
+  }
+  return {{(cells_dir / cell.policy_cell / "run" / "diffusion").string(),
+           (cells_dir / cell.guidance_cell / "run" / "guidance").string()}};
+}
+
+// The cell's evaluations (as cell_pairings lists them) into its files and record.
+void record_evaluations(const SweepCell& cell, const fs::path& dir, const std::vector<eval::Evaluation>& e,
+                        CellRecord& record) {
+  record.guided = evaluation_summary(e.at(0));
+  record.score = mean_of(e.at(0).per_seed);
+  if (cell.kind != "train") {
+    write_text_atomically((dir / "eval.json").string(), e.at(0).json.dump(1) + "\n");
+    return;
+  }
+  write_text_atomically((dir / "guided.json").string(), e.at(0).json.dump(1) + "\n");
+  write_text_atomically((dir / "unguided.json").string(), e.at(1).json.dump(1) + "\n");
+  record.unguided = evaluation_summary(e.at(1));
+  record.score_unguided = mean_of(e.at(1).per_seed);
+  record.run = (dir / "run").string();
+}
+
 // A train cell: trains (or resumes) its run unless its diffusion artifact exists (a group trained it, or an
 // earlier process), then evaluates the policy with its own guidance and without any.
 void run_train_cell(const SweepConfig& c, const SweepCell& cell, const std::string& dataset_file, const fs::path& dir,
                     const std::string& progress_note, bool quiet, CellRecord& record) {
-  const fs::path run_dir = dir / "run";
   if (!trained(dir)) {
-    const agents::TrainOptions o = train_cell_options(c, cell, run_dir);
+    const agents::TrainOptions o = train_cell_options(c, cell, dir / "run");
     if (!quiet) std::fprintf(stderr, "sweep: %s training %s%s\n", progress_note.c_str(), cell.id.c_str(), o.resume ? " (resumed)" : "");
     agents::train(dataset_file, o);
   }
-  const auto guided = eval::evaluate_pairing((run_dir / "diffusion").string(), (run_dir / "guidance").string(), c.eval);
-  write_text_atomically((dir / "guided.json").string(), guided.json.dump(1) + "\n");
-  const auto unguided = eval::evaluate_pairing((run_dir / "diffusion").string(), "none", c.eval);
-  write_text_atomically((dir / "unguided.json").string(), unguided.json.dump(1) + "\n");
-  record.guided = evaluation_summary(guided);
-  record.unguided = evaluation_summary(unguided);
-  record.score = mean_of(guided.per_seed);
-  record.score_unguided = mean_of(unguided.per_seed);
-  record.run = run_dir.string();
+  record_evaluations(cell, dir, eval::evaluate_pairings(cell_pairings(cell, dir.parent_path()), c.eval), record);
 }
 
 // A swap cell: one train cell's policy guided by another's guidance module.
 void run_swap_cell(const SweepConfig& c, const SweepCell& cell, const fs::path& cells_dir, const fs::path& dir,
                    const std::string& progress_note, bool quiet, CellRecord& record) {
-  const fs::path policy = cells_dir / cell.policy_cell / "run" / "diffusion";
-  const fs::path guidance = cells_dir / cell.guidance_cell / "run" / "guidance";
   if (!quiet) std::fprintf(stderr, "sweep: %s evaluating %s\n", progress_note.c_str(), cell.id.c_str());
-  const auto e = eval::evaluate_pairing(policy.string(), guidance.string(), c.eval);
-  write_text_atomically((dir / "eval.json").string(), e.json.dump(1) + "\n");
-  record.guided = evaluation_summary(e);
-  record.score = mean_of(e.per_seed);
+  record_evaluations(cell, dir, eval::evaluate_pairings(cell_pairings(cell, cells_dir), c.eval), record);
 }
+
 
 // How many train cells one process trains at once: --group-runs, or on CUDA 16 (the runs' kernels share the GPU,
 // which one run leaves mostly idle) and on the CPU 1 (interleaving runs there gains nothing).
@@ -621,6 +649,66 @@ void train_cells_in_groups(const SweepConfig& c, const std::vector<SweepCell>& c
 
 }  // namespace
 
+namespace {
+
+// The cells most evaluated in one episode pool (the pairings' policies and every episode's world at once).
+constexpr size_t kCellsPerEvaluationBatch = 24;
+
+// The cells of this shard that only need evaluating (train cells trained, swap cells whose trainings are
+// finished), locked, evaluated together in batches (eval::evaluate_pairings: one episode pool per env, each
+// pairing's episodes what it would have alone), each with its files and DONE record. Rounds repeat while cells
+// become ready (a swap cell once its train cells are done). Returns the cells finished.
+int evaluate_ready_cells(const SweepConfig& c, const std::vector<SweepCell>& cells, const fs::path& cells_dir,
+                         const std::vector<nlohmann::json>& definitions, const SweepRunOptions& run) {
+  auto done = [&](const std::string& id) { return fs::exists(cells_dir / id / "DONE"); };
+  std::set<size_t> tried;  // cells found busy or evaluated: not looked at again
+  int finished = 0;
+  for (bool more = true; more;) {
+    more = false;
+    std::vector<std::unique_ptr<ExclusiveLock>> locks;
+    std::vector<size_t> batch;
+    for (size_t i = 0; i < cells.size() && batch.size() < kCellsPerEvaluationBatch; ++i) {
+      const SweepCell& cell = cells[i];
+      if (static_cast<int>(i % run.shards) != run.shard || tried.count(i) || done(cell.id)) continue;
+      const bool ready = cell.kind == "train" ? trained(cells_dir / cell.id)
+                                              : done(cell.policy_cell) && done(cell.guidance_cell);
+      if (!ready) continue;
+      auto lock = ExclusiveLock::try_acquire((cells_dir / cell.id / kFolderLockFile).string());
+      tried.insert(i);
+      if (!lock || done(cell.id)) continue;
+      if (!fs::exists(cells_dir / cell.id / kDefinitionFile))
+        write_text_atomically((cells_dir / cell.id / kDefinitionFile).string(), definitions[i].dump(1) + "\n");
+      locks.push_back(std::move(lock));
+      batch.push_back(i);
+    }
+    if (batch.empty()) break;
+    std::vector<eval::Pairing> pairings;
+    std::string ids;
+    for (size_t i : batch) {
+      const auto mine = cell_pairings(cells[i], cells_dir);
+      pairings.insert(pairings.end(), mine.begin(), mine.end());
+      ids += (ids.empty() ? "" : ", ") + cells[i].id;
+    }
+    if (!run.quiet) std::fprintf(stderr, "sweep: evaluating %zu cells together: %s\n", batch.size(), ids.c_str());
+    const auto evaluations = eval::evaluate_pairings(pairings, c.eval);
+    size_t next = 0;
+    for (size_t i : batch) {
+      const size_t count = cells[i].kind == "train" ? 2 : 1;
+      const std::vector<eval::Evaluation> mine(evaluations.begin() + next, evaluations.begin() + next + count);
+      next += count;
+      CellRecord record = new_record(cells[i], definitions[i]);
+      record_evaluations(cells[i], cells_dir / cells[i].id, mine, record);
+      write_text_atomically((cells_dir / cells[i].id / "DONE").string(), nlohmann::json(record).dump(1) + "\n");
+      ++finished;
+      if (run.after_cell) run.after_cell();
+    }
+    more = true;
+  }
+  return finished;
+}
+
+}  // namespace
+
 SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const SweepRunOptions& run) {
   const int shard = run.shard, shards = run.shards;
   const bool quiet = run.quiet;
@@ -638,6 +726,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
   train_cells_in_groups(c, cells, data, cells_dir, definitions, run);
   SweepProgress progress;
   progress.total = static_cast<int>(cells.size());
+  progress.finished = evaluate_ready_cells(c, cells, cells_dir, definitions, run);
   auto done_file = [&](const std::string& id) { return cells_dir / id / "DONE"; };
   for (size_t i = 0; i < cells.size(); ++i) {
     if (static_cast<int>(i % shards) != shard) continue;
@@ -664,17 +753,7 @@ SweepProgress run_sweep(const SweepConfig& c, const std::string& out_dir, const 
     }
     if (!fs::exists(dir / kDefinitionFile))
       write_text_atomically((dir / kDefinitionFile).string(), definitions[i].dump(1) + "\n");
-    CellRecord record;
-    record.id = cell.id;
-    record.kind = cell.kind;
-    record.dataset = cell.dataset;
-    record.algo = cell.algo;
-    record.schedule = cell.schedule;
-    record.seed = cell.seed;
-    record.policy_cell = cell.policy_cell;
-    record.guidance_cell = cell.guidance_cell;
-    record.guidance_algo = cell.guidance_algo;
-    record.defines = definitions[i];
+    CellRecord record = new_record(cell, definitions[i]);
     const std::string note = "[" + std::to_string(i + 1) + "/" + std::to_string(cells.size()) + "]";
     if (cell.kind == "train")
       run_train_cell(c, cell, data.file.at(cell.dataset), dir, note, quiet, record);

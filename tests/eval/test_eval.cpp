@@ -17,6 +17,7 @@
 #include "modiff/agents/train.h"
 #include "modiff/common/remove_tree.h"
 #include "modiff/eval/evaluate.h"
+#include "modiff/eval/evaluation.h"
 #include "modiff/eval/statistics.h"
 
 using namespace modiff;
@@ -299,4 +300,35 @@ TEST_CASE("evaluator: episodes depend on their seed alone, not on threads or bat
   const auto env = modiff_test::modiff("eval --diffusion " + p.hopper_diffusion + " --env bullet-ant-v0");
   CHECK(env.code != 0);
   CHECK(env.err.find("trained for bullet-hopper-v0") != std::string::npos);
+}
+
+TEST_CASE("evaluations side by side in one episode pool give each pairing the episodes it has alone", "[eval]") {
+  TinyPolicies p;
+  const std::string walker_diffusion = (p.dir / "walker2d" / "diffusion").string();
+  const std::vector<eval::Pairing> pairings = {{p.hopper_diffusion, p.hopper_guidance},
+                                               {walker_diffusion, "none"},
+                                               {p.hopper_diffusion, "none"},
+                                               {p.hopper_diffusion, p.hopper_guidance}};
+  eval::EvalSettings s;
+  s.seeds = {0, 1};
+  s.episodes = 2;
+  s.candidates = 4;
+  s.device = "cpu";
+  s.bootstrap_reps = 100;
+  for (int max_envs : {0, 3}) {  // 3: slots shared by episodes of different policies, one after another
+    CAPTURE(max_envs);
+    s.max_envs = max_envs;
+    const auto together = eval::evaluate_pairings(pairings, s);
+    REQUIRE(together.size() == pairings.size());
+    for (size_t i = 0; i < pairings.size(); ++i) {
+      CAPTURE(i);
+      const auto alone = eval::evaluate_pairing(pairings[i].diffusion, pairings[i].guidance, s);
+      CHECK(together[i].json.at("episodes") == alone.json.at("episodes"));
+      CHECK(together[i].json.at("env") == alone.json.at("env"));
+      CHECK(together[i].json.at("env_steps") == alone.json.at("env_steps"));
+      CHECK(together[i].per_seed == alone.per_seed);
+    }
+    CHECK(together[0].json.at("episodes") == together[3].json.at("episodes"));
+    CHECK(together[0].json.at("episodes") != together[2].json.at("episodes"));  // guidance changes the episodes
+  }
 }

@@ -25,18 +25,34 @@ struct EpisodeRecord : envs::EpisodeOutcome {
   double normalized_score = 0;
 };
 
-struct EvalOptions {
-  std::vector<uint64_t> seeds{0};
-  int episodes = 10;
+// How the episodes of one or several evaluations share an episode pool.
+struct EvalPool {
   int max_envs = 0;  // envs alive at once (0: all episodes at once)
   int max_steps = 0; // > 0: stop every episode after this many steps (benchmarks), recorded as truncated
   // Called now and then with (env steps so far, episodes finished, episodes in all).
   std::function<void(long, int, int)> progress;
 };
 
+struct EvalOptions : EvalPool {
+  std::vector<uint64_t> seeds{0};
+  int episodes = 10;
+};
+
 // Episodes in (seed, episode) order.
 std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs::EnvSpec& env,
                                     const EvalOptions& options, long* env_steps = nullptr);
+
+// Several evaluations on one env in one episode pool: the physics of all their episodes stepped together, each
+// policy acting on its own episodes' rows in passes of its own. Each job's episodes are exactly those
+// evaluate(*job.policy, env, {job.seeds, job.episodes}) gives: an episode depends on its policy, seed and
+// episode number alone, not on what is evaluated beside it.
+struct EvalJob {
+  agents::InferencePolicy* policy = nullptr;
+  std::vector<uint64_t> seeds;
+  int episodes = 0;
+};
+std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>& jobs, const envs::EnvSpec& env,
+                                                      const EvalPool& pool, long* env_steps = nullptr);
 
 // Per-seed means of the normalized scores, in the order of `seeds`.
 std::vector<double> per_seed_means(const std::vector<EpisodeRecord>& episodes, const std::vector<uint64_t>& seeds);

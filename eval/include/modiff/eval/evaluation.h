@@ -39,6 +39,15 @@ struct Evaluation {
 Evaluation evaluate_pairing(const std::string& diffusion_dir, const std::string& guidance_dir,
                             const EvalSettings& settings, const std::function<void(long, int, int)>& progress = {});
 
+// Several pairings under one set of settings, those on the same env in one episode pool (evaluate_many: shared
+// physics, each policy's passes its own): each the evaluation evaluate_pairing gives it alone, but for the
+// timing, which is the shared pool's ("seconds", and "env_steps_per_s" of all its episodes).
+struct Pairing {
+  std::string diffusion, guidance;  // guidance: a directory or "none"
+};
+std::vector<Evaluation> evaluate_pairings(const std::vector<Pairing>& pairings, const EvalSettings& settings,
+                                          const std::function<void(long, int, int)>& progress = {});
+
 // Evaluation during training (agents::TrainOptions::evaluate), for `modiff train --eval-every` and sweeps: the
 // policy with its guidance and without, one episode on each of the seeds 0..episodes-1 under `base`'s other
 // settings, each scored as the mean over those seeds.

@@ -1,5 +1,7 @@
 #include "modiff/eval/evaluate.h"
 
+#include <tbb/parallel_for.h>
+
 
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
@@ -54,7 +56,11 @@ uint64_t noise_key(const PoolEpisode& p, int step) {
 std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>& jobs, const envs::EnvSpec& spec,
                                                       const EvalPool& limits, long* env_steps) {
   if (jobs.empty()) return {};
-  for (const auto& job : jobs) check_job(job);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    check_job(jobs[j]);
+    for (size_t k = 0; k < j; ++k)  // they act at once, from different threads
+      if (jobs[k].policy == jobs[j].policy) throw Error("internal: one policy in two evaluations of one pool");
+  }
   if (limits.max_envs < 0) throw Error("--max-envs must be >= 0");
   const std::vector<PoolEpisode> all = pool_episodes(jobs);
   std::vector<size_t> first_of_job(jobs.size() + 1, 0);  // pool index of each job's first episode
@@ -68,31 +74,41 @@ std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>
   pool.max_envs = limits.max_envs;
   pool.max_steps = limits.max_steps;
   pool.reset_seed = [&](long k) { return derive_seed(all[k].seed, static_cast<uint64_t>(all[k].episode)); };
-  // Each policy acts on its own rows (in the batch's order), in a pass of its own.
-  std::vector<std::vector<int>> rows_of(jobs.size());
-  std::vector<float> obs_part;
-  std::vector<double> actions_part;
-  std::vector<uint64_t> keys;
+  // Each policy acts on its own rows (in the batch's order), in passes of its own; the policies at once, each
+  // from a thread of its own (on CUDA on its own stream, so that their passes overlap on the GPU).
+  struct JobRows {
+    std::vector<int> rows;  // of the batch
+    std::vector<float> obs;
+    std::vector<double> actions;
+    std::vector<uint64_t> keys;
+  };
+  std::vector<JobRows> parts(jobs.size());
+  std::vector<size_t> acting;
   envs::EpisodeHooks hooks;
   hooks.policy = [&](const float* obs, int rows, const long* episodes, const int* steps, double* actions) {
-    for (auto& r : rows_of) r.clear();
-    for (int r = 0; r < rows; ++r) rows_of[all[episodes[r]].job].push_back(r);
-    for (size_t j = 0; j < jobs.size(); ++j) {
-      const auto& mine = rows_of[j];
-      if (mine.empty()) continue;
-      const int n = static_cast<int>(mine.size()), obs_dim = spec.obs_dim, act_dim = spec.act_dim;
-      obs_part.resize(static_cast<size_t>(n) * obs_dim);
-      actions_part.resize(static_cast<size_t>(n) * act_dim);
-      keys.resize(static_cast<size_t>(n));
+    const int obs_dim = spec.obs_dim, act_dim = spec.act_dim;
+    for (auto& part : parts) part.rows.clear();
+    for (int r = 0; r < rows; ++r) parts[all[episodes[r]].job].rows.push_back(r);
+    acting.clear();
+    for (size_t j = 0; j < jobs.size(); ++j)
+      if (!parts[j].rows.empty()) acting.push_back(j);
+    tbb::parallel_for(size_t{0}, acting.size(), [&](size_t a) {
+      const size_t j = acting[a];
+      JobRows& part = parts[j];
+      const int n = static_cast<int>(part.rows.size());
+      part.obs.resize(static_cast<size_t>(n) * obs_dim);
+      part.actions.resize(static_cast<size_t>(n) * act_dim);
+      part.keys.resize(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) {
-        std::copy_n(obs + static_cast<size_t>(mine[i]) * obs_dim, obs_dim, obs_part.begin() + static_cast<size_t>(i) * obs_dim);
-        keys[i] = noise_key(all[episodes[mine[i]]], steps[mine[i]]);
+        const int r = part.rows[i];
+        std::copy_n(obs + static_cast<size_t>(r) * obs_dim, obs_dim, part.obs.begin() + static_cast<size_t>(i) * obs_dim);
+        part.keys[i] = noise_key(all[episodes[r]], steps[r]);
       }
-      jobs[j].policy->act(obs_part.data(), n, actions_part.data(), keys.data());
+      jobs[j].policy->act(part.obs.data(), n, part.actions.data(), part.keys.data());
       for (int i = 0; i < n; ++i)
-        std::copy_n(actions_part.begin() + static_cast<size_t>(i) * act_dim, act_dim,
-                    actions + static_cast<size_t>(mine[i]) * act_dim);
-    }
+        std::copy_n(part.actions.begin() + static_cast<size_t>(i) * act_dim, act_dim,
+                    actions + static_cast<size_t>(part.rows[i]) * act_dim);
+    });
   };
   hooks.after_step = [&](int, long k, const envs::EpisodeOutcome& so_far, bool ended) {
     if (ended) {

@@ -256,6 +256,19 @@ void bind_cuda_contexts(torch::Device device) {
 #endif
 }
 
+void run_on_stream(void* stream, const std::function<void()>& work) {
+#ifdef MODIFF_TORCH_CUDA
+  if (stream) {
+    const c10::cuda::CUDAStreamGuard guard(
+        c10::cuda::getStreamFromExternal(static_cast<cudaStream_t>(stream), c10::cuda::current_device()));
+    work();
+    return;
+  }
+#endif
+  (void)stream;
+  work();
+}
+
 void* new_cuda_stream() {
 #ifdef MODIFF_TORCH_CUDA
   return new_stream().stream();

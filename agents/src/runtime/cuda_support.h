@@ -81,6 +81,10 @@ void bind_cuda_contexts(torch::Device device);
 // nullptr without CUDA.
 void* new_cuda_stream();
 
+// Runs `work` with `stream` (a cudaStream_t from new_cuda_stream) as the current CUDA stream; just runs it where
+// the stream is null (CPU, no CUDA).
+void run_on_stream(void* stream, const std::function<void()>& work);
+
 // The current CUDA stream as a cudaStream_t (for modiff's own kernels); nullptr without CUDA.
 void* current_cuda_stream();
 

@@ -42,7 +42,8 @@ class InferencePolicy {
   // `noise_keys` (one per row), each row's randomness (its candidates' noise,
   // its selection draw) comes from its own key alone, drawn on the host: a
   // row's action then does not depend on which other rows share the batch.
-  // Without, the policy's generator draws for the whole batch.
+  // Without, the policy's generator draws for the whole batch. Several policies may act at once from
+  // different threads (on CUDA each on a stream of its own); one policy acts from one thread at a time.
   void act(const float* observations, int n, double* actions, const uint64_t* noise_keys = nullptr);
   void reseed(uint64_t seed);
 
@@ -54,6 +55,7 @@ class InferencePolicy {
  private:
   struct Impl;
   explicit InferencePolicy(std::unique_ptr<Impl> impl);
+  void act_chunks(const float* observations, int n, double* actions, const uint64_t* noise_keys);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -45,7 +45,7 @@ std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs:
 // Several evaluations on one env in one episode pool: the physics of all their episodes stepped together, each
 // policy acting on its own episodes' rows in passes of its own. Each job's episodes are exactly those
 // evaluate(*job.policy, env, {job.seeds, job.episodes}) gives: an episode depends on its policy, seed and
-// episode number alone, not on what is evaluated beside it.
+// episode number alone, not on what is evaluated beside it. The policies act at once: each job its own policy.
 struct EvalJob {
   agents::InferencePolicy* policy = nullptr;
   std::vector<uint64_t> seeds;

@@ -606,7 +606,7 @@ int group_size(const SweepConfig& c, const SweepRunOptions& run) {
 void train_cells_in_groups(const SweepConfig& c, const std::vector<SweepCell>& cells, const SweepData& data,
                            const fs::path& cells_dir, const std::vector<nlohmann::json>& definitions,
                            const SweepRunOptions& run) {
-  const int size = group_size(c, run);
+  int size = group_size(c, run);
   if (size <= 1) return;
   std::map<std::pair<std::string, std::string>, std::vector<size_t>> waiting;  // by (algo, schedule)
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -638,10 +638,19 @@ void train_cells_in_groups(const SweepConfig& c, const std::vector<SweepCell>& c
       if (members.size() < 2) continue;  // one run alone: the cell loop trains it
       if (!run.quiet) std::fprintf(stderr, "sweep: training %zu runs together: %s\n", members.size(), ids.c_str());
       const auto results = agents::train_group_on(members);
-      for (size_t k = 0; k < results.size(); ++k)
-        if (!results[k].error.empty() && !run.quiet)
+      bool out_of_memory = false;
+      for (size_t k = 0; k < results.size(); ++k) {
+        if (results[k].error.empty()) continue;
+        out_of_memory = out_of_memory || results[k].error.find("out of memory") != std::string::npos;
+        if (!run.quiet)
           std::fprintf(stderr, "sweep: %s failed in its group (%s); it is trained again alone\n",
                        members[k].options.out.c_str(), results[k].error.c_str());
+      }
+      // Groups that fit the GPU's memory: a group that ran out of it is followed by groups half its size.
+      if (out_of_memory && size > 1) {
+        size = std::max(1, size / 2);
+        if (!run.quiet) std::fprintf(stderr, "sweep: the GPU's memory held too little: groups of %d from here on\n", size);
+      }
       if (run.after_cell) run.after_cell();  // a sign of life for MPI ranks
     }
   }

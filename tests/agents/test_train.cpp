@@ -863,3 +863,36 @@ TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at e
     remove_tree(together.string());
   }
 }
+
+TEST_CASE("cli: train --seeds trains one run per seed together, each the run --seed trains alone", "[train][group][cli]") {
+  const fs::path dir = fresh_dir("seeds");
+  fs::create_directories(dir);
+  const std::string data = (dir / "hopper.hdf5").string();
+  REQUIRE(modiff_test::modiff("data build bullet-hopper-random-v0 --transitions 2000 --num-envs 4 --out " + data).code == 0);
+  const std::string common = "train --algo idql --dataset " + data +
+                             " --steps 30 --hidden 32 --batch 64 --log-every 10 --device cpu --threads 1 ";
+  const auto group = modiff_test::modiff(common + "--seeds 0-2 --json --out " + (dir / "group").string());
+  INFO(group.err);
+  REQUIRE(group.code == 0);
+  const auto runs = nlohmann::json::parse(group.out).at("runs");
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[1].at("seed") == 1);
+  CHECK(runs[1].at("phases").at(0).at("runs_in_process") == 3);
+  REQUIRE(modiff_test::modiff(common + "--seed 1 --json --out " + (dir / "alone").string()).code == 0);
+  CHECK(run_fingerprint(dir / "alone", true) == run_fingerprint(dir / "group" / "seed_1", true));
+  // Again into the same folder: every run is refused (not empty), each named, one error line at the end, exit 1.
+  const auto again = modiff_test::modiff(common + "--seeds 0-2 --out " + (dir / "group").string());
+  CHECK(again.code == 1);
+  CHECK(again.out.find("seed 2 (" + (dir / "group" / "seed_2").string() + "): ") != std::string::npos);
+  CHECK(modiff_test::lines(again.err) == 1);
+  CHECK(again.err.find("3 of 3 runs failed") != std::string::npos);
+  CHECK(run_fingerprint(dir / "alone", true) == run_fingerprint(dir / "group" / "seed_1", true));  // untouched
+  for (const std::string bad : {"--seeds 2-1", "--seeds 0,0", "--seeds x", "--seeds 0-2 --seed 3"}) {
+    INFO(bad);
+    const auto r = modiff_test::modiff(common + bad + " --out " + (dir / "bad").string());
+    CHECK(r.code == 2);
+    CHECK(modiff_test::lines(r.err) == 1);
+  }
+  CHECK_FALSE(fs::exists(dir / "bad"));
+  remove_tree(dir.string());
+}

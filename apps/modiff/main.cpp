@@ -1,6 +1,7 @@
 // modiff: the one command-line entry point. Subcommands are registered from
 // their own files; every error ends as one line on stderr and exit code 1
 // (2 for a bad command line).
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -19,6 +20,10 @@ std::string first_line(const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // CUDA gives a process 8 hardware work queues unless told otherwise; runs trained side by side use far more
+  // streams, which then wait behind each other's work in shared queues (16 Diffusion-QL runs on an H200: 4,177
+  // aggregate steps/s with 8, 5,655 with 32; docs/benchmarks.md). Read when CUDA starts; a user's own value stands.
+  ::setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", /*overwrite=*/0);
   modiff::use_reproducible_cpu_arithmetic();  // before any tensor op
   CLI::App app{"modiff: modular diffusion-policy offline RL on the bullet-D4RL locomotion suite"};
   app.require_subcommand(1);

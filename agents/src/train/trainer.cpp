@@ -255,6 +255,7 @@ void TrainingRun::begin_phase(const PhasePlan& phase) {
       a.per_replay, graphs);
   a.start = a.interval_start = ActivePhase::Clock::now();
   a.interval_first = phase_step_ + 1;
+  a.trace_prefix = profile_trace_prefix();
 }
 
 // The next steps of the phase (up to a whole graph, never past a host visit), then the visits due: a metrics row
@@ -262,7 +263,7 @@ void TrainingRun::begin_phase(const PhasePlan& phase) {
 // visits is what makes a resumed run the uninterrupted one.
 TrainingRun::StepOutcome TrainingRun::step_phase(const PhasePlan& phase) {
   ActivePhase& a = *active_;
-  const auto trace_prefix = profile_trace_prefix();
+  const auto& trace_prefix = a.trace_prefix;
   const long trace_first = 200, trace_last = trace_first + round_up(20, a.per_replay);
   long stop = std::min(phase.steps, (phase_step_ / log_every_ + 1) * log_every_);
   if (trace_prefix)

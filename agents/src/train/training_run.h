@@ -38,6 +38,7 @@ struct ActivePhase {
   std::unique_ptr<GraphedSteps> steps;   // runs `count` steps, through the graph where it can
   Clock::time_point start, interval_start;
   long interval_first = 1;               // the first step of the current logging interval
+  std::optional<std::string> trace_prefix;  // MODIFF_PROFILE_TRACE, read once per phase
 };
 
 class TrainingRun {

@@ -80,6 +80,7 @@ void print_result(const agents::TrainResult& r, const std::string& out) {
     std::printf("%-9s %8ld steps  %8.1f s  %8.1f steps/s  peak %.0f MiB (%s", p.name.c_str(), p.steps, p.seconds,
                 p.steps_per_s, p.peak_memory_bytes / 1048576.0, p.memory_kind.c_str());
     if (p.runs_in_process > 1) std::printf(", all %d runs together", p.runs_in_process);
+    if (p.stacked_runs > 1) std::printf(", stacked %d at once", p.stacked_runs);
     std::printf(")\n");
   }
   std::printf("guidance:  %s\ndiffusion: %s\nmetrics:   %s\n", r.guidance_dir.c_str(), r.diffusion_dir.c_str(),

@@ -22,7 +22,9 @@
 #include "modules/guidance.h"
 #include "ops/linear_accumulate.h"
 #include "ops/ln_resnet_block.h"
+#include "nets/denoisers.h"
 #include "nets/networks.h"
+#include "nets/stacked.h"
 #include "nets/offline_data.h"
 #include "ops/time_path.h"
 #include "skip.h"
@@ -405,6 +407,110 @@ TEST_CASE("accumulating linear layers give LibTorch's gradients on CUDA", "[bloc
   // Weight gradients on side streams, joined before they are read.
   GradientsBesideScope beside(true);
   check_linear_accumulate(torch::kCUDA);
+}
+
+namespace {
+
+// K networks of one shape (each its own initialization), stacked: rows of one tensor (nets/stacked.h).
+template <typename Net>
+struct StackOf {
+  std::vector<std::shared_ptr<Net>> nets;
+  std::vector<FlatParams> flats;
+  std::unique_ptr<StackedParams> stack;
+  StackOf(int k, const std::function<std::shared_ptr<Net>()>& make, torch::Device device) : flats(k) {
+    std::vector<StackedParams::Run> runs;
+    for (int i = 0; i < k; ++i) {
+      nets.push_back(make());
+      nets.back()->to(device);
+      flats[i] = flatten_parameters(*nets.back(), true);
+    }
+    for (int i = 0; i < k; ++i) runs.push_back({nets[i].get(), &flats[i]});
+    stack = std::make_unique<StackedParams>(runs);
+  }
+  // Each run's gradients of its part of a loss against the gradients the stack wrote into its row.
+  void check_gradients(const std::function<torch::Tensor(int)>& run_loss) {
+    for (size_t k = 0; k < nets.size(); ++k) {
+      CAPTURE(k);
+      const auto stacked = flats[k].grads.clone();
+      zero_grads(flats[k]);
+      run_loss(static_cast<int>(k)).backward();
+      CHECK(torch::allclose(stacked, flats[k].grads, 1e-4, 1e-5));
+      CHECK(flats[k].grads.abs().sum().item<double>() > 0);
+    }
+  }
+};
+
+void check_stacked_networks(torch::Device device) {
+  torch::manual_seed(11);
+  const int runs = 3, batch = 8, obs_dim = 5, act_dim = 2;
+  const auto options = torch::TensorOptions().device(device);
+  DenoiserConfig c;
+  c.hidden = 32;
+  c.blocks = 2;
+  c.block_width = 64;
+  c.time_dim = 16;
+  c.dropout = 0.25;
+  StackOf<LnResnetDenoiser> policies(
+      runs, [&] { return std::make_shared<LnResnetDenoiser>(c, obs_dim, act_dim, Implementation::Reference, Kernels{}); },
+      device);
+  const auto x = torch::randn({runs, batch, act_dim}, options), obs = torch::randn({runs, batch, obs_dim}, options);
+  const auto t = torch::randint(0, 5, {runs, batch, 1}, options), u = torch::rand({runs, c.blocks, batch, c.hidden}, options);
+  const auto eps = stacked_ln_resnet(*policies.nets[0], *policies.stack, x, t, obs, u, c.dropout);
+  const auto weight = torch::randn_like(eps);  // a loss linear in the outputs, other for each run
+  policies.stack->backward((eps * weight).sum());
+  // Run k alone: its network with the fused blocks' dropout rule (ops/ln_resnet_block.h) over its draws.
+  auto alone = [&](int k) {
+    auto& net = *policies.nets[k];
+    auto time = net.time_mlp->forward(fourier_features(t[k], net.time_features->kernel, Kernels{}));
+    auto h = net.input->forward(torch::cat({x[k], obs[k], time}, 1));
+    for (int b = 0; b < c.blocks; ++b)
+      h = ln_resnet_block_reference(h, {net.norms[b]->weight, net.norms[b]->bias, net.expand[b]->weight,
+                                        net.expand[b]->bias, net.contract[b]->weight, net.contract[b]->bias,
+                                        net.norms[b]->options.eps(), c.activation},
+                                    u[k][b], c.dropout);
+    return net.output->forward(activate(c.activation, h));
+  };
+  for (int k = 0; k < runs; ++k) CHECK(torch::allclose(eps[k].detach(), alone(k).detach(), 1e-4, 1e-5));
+  policies.check_gradients([&](int k) { return (alone(k) * weight[k]).sum(); });
+
+  // IQL's V (a LayerNorm on its input) and twin critics.
+  StackOf<MlpImpl> values(
+      runs, [&] { return std::make_shared<MlpImpl>(obs_dim, std::vector<int>{16, 16}, 1, Activation::Relu, true,
+                                                   Implementation::Reference); },
+      device);
+  const auto v = stacked_mlp(*values.nets[0], *values.stack, obs);
+  values.stack->backward((v * weight.narrow(2, 0, 1)).sum());
+  for (int k = 0; k < runs; ++k) CHECK(torch::allclose(v[k].detach(), values.nets[k]->forward(obs[k]).detach(), 1e-4, 1e-5));
+  values.check_gradients([&](int k) { return (values.nets[k]->forward(obs[k]) * weight[k].narrow(1, 0, 1)).sum(); });
+
+  StackOf<TwinQImpl> critics(
+      runs, [&] { return std::make_shared<TwinQImpl>(obs_dim, act_dim, 16, 2, Activation::Relu, Implementation::Reference); },
+      device);
+  const auto obs_act = torch::cat({obs, x}, 2);
+  const auto q = stacked_twin_q(*critics.nets[0], *critics.stack, obs_act);
+  critics.stack->backward((q.first * weight.narrow(2, 0, 1) + q.second * weight.narrow(2, 1, 1)).sum());
+  for (int k = 0; k < runs; ++k) {
+    const auto alone_q = critics.nets[k]->forward(obs[k], x[k]);
+    CHECK(torch::allclose(q.first[k].detach(), alone_q.first.detach(), 1e-4, 1e-5));
+    CHECK(torch::allclose(q.second[k].detach(), alone_q.second.detach(), 1e-4, 1e-5));
+  }
+  critics.check_gradients([&](int k) {
+    const auto alone_q = critics.nets[k]->forward(obs[k], x[k]);
+    return (alone_q.first * weight[k].narrow(1, 0, 1) + alone_q.second * weight[k].narrow(1, 1, 1)).sum();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("stacked networks compute each run's function and write each run's gradients into its row",
+          "[blocks][stack]") {
+  check_stacked_networks(torch::kCPU);
+}
+
+TEST_CASE("stacked networks compute each run's function and gradients on CUDA", "[blocks][stack][cuda]") {
+  if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: covered by the CPU case");
+  allow_tf32();
+  check_stacked_networks(torch::kCUDA);
 }
 
 namespace {

@@ -822,12 +822,16 @@ std::vector<std::vector<double>> metric_values(const fs::path& csv) {
 
 }  // namespace
 
+// On CUDA a group's IDQL runs are stacked (one network of stacked weights for all four, algos/stacked_steps.h):
+// their products add in another order than a run's own kernels, so they agree with the runs alone to a
+// tolerance; the other algorithms' runs take their own steps, the kernels of the run alone.
 TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at every logged step", "[group][cuda]") {
   if (resolve_device("auto").kind != DeviceKind::Cuda) {
     MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
   }
   const auto data = bimodal_bandit(2000, 4);
   for (const std::string algo : {"idql", "dql", "cfg"}) {
+    const bool stacked = algo == "idql";
     const fs::path alone = fresh_dir("cuda_group_alone"), together = fresh_dir("cuda_group_together");
     auto options = [&](const fs::path& root, uint64_t seed) {
       auto o = tiny(algo, "guidance-first", root / std::to_string(seed), 300);
@@ -846,6 +850,7 @@ TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at e
     for (uint64_t seed = 0; seed < 4; ++seed) {
       CAPTURE(algo, seed);
       REQUIRE(results[seed].error.empty());
+      for (const auto& phase : results[seed].result.phases) CHECK(phase.stacked_runs == (stacked ? 4 : 1));
       const auto a = metric_values(alone / std::to_string(seed) / "metrics.csv");
       const auto b = metric_values(together / std::to_string(seed) / "metrics.csv");
       REQUIRE(a.size() == b.size());
@@ -855,7 +860,7 @@ TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at e
         for (size_t c = 0; c < a[r].size(); ++c)
           worst = std::max(worst, std::abs(a[r][c] - b[r][c]) / (1.0 + std::abs(a[r][c])));
       CAPTURE(worst);
-      CHECK(worst < 1e-4);
+      CHECK(worst < (stacked ? 1e-2 : 1e-4));
       WARN(algo << " seed " << seed << ": largest relative difference of a logged metric, group against alone: "
                 << worst);
     }

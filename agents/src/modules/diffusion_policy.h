@@ -81,6 +81,15 @@ class DiffusionModel {
   // Label statistics of classifier-free guidance (set by the trainer).
   double label_mean = 0, label_std = 1, target_label = 0;
 
+  // What a group's stacked steps (algos/stacked_steps.h) train directly: the network, its flat parameters
+  // and their optimizer (null where not trainable).
+  struct TrainedParts {
+    Denoiser* net;
+    FlatParams* params;
+    FlatAdam* optimizer;
+  };
+  TrainedParts trained_parts() { return {net_.get(), &params_, optimizer_.get()}; }
+
   std::vector<std::pair<std::string, torch::Tensor>> state();    // weights, EMA, optimizer
   std::vector<std::pair<std::string, torch::Tensor>> weights();  // model and EMA weights
   long parameter_count() const { return params_.values.numel(); }

@@ -78,6 +78,12 @@ void GuidanceModule::freeze() {
   }
 }
 
+GuidanceModule::TrainedParts GuidanceModule::trained_parts() {
+  if (frozen_) throw Error("internal: the parts of a frozen guidance module trained");
+  return {q_.get(),        q_target_.get(),      v_ ? v_.get() : nullptr, &q_params_, &q_target_params_,
+          &v_params_,      q_optimizer_.get(), v_optimizer_.get()};
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> GuidanceModule::weights() {
   std::vector<std::pair<std::string, torch::Tensor>> w = {{"q_target", q_target_params_.values}};
   if (has_v()) w.push_back({"v", v_params_.values});

@@ -76,6 +76,16 @@ class GuidanceModule {
   // optimizer state and gradients. Irreversible.
   void freeze();
 
+  // What a group's stacked steps (algos/stacked_steps.h) train directly while the module trains: the
+  // networks, their flat parameters and optimizers (V's null for twin-q).
+  struct TrainedParts {
+    TwinQImpl *q, *q_target;
+    MlpImpl* v;
+    FlatParams *q_params, *q_target_params, *v_params;
+    FlatAdam *q_optimizer, *v_optimizer;
+  };
+  TrainedParts trained_parts();
+
   // Every tensor of the module's state by name: weights (and optimizer state while training).
   std::vector<std::pair<std::string, torch::Tensor>> state();
   // The weights an artifact holds (target critics, V).

@@ -44,6 +44,8 @@ class Ddpm {
                        const torch::Tensor& noise = {});
 
   const DiffusionConfig& config() const { return config_; }
+  // [T, 2]: sqrt(alphabar_t), sqrt(1 - alphabar_t) per step index (x_t = row[0] x0 + row[1] noise).
+  const torch::Tensor& noising() const { return noising_; }
 
  private:
   torch::Tensor fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,

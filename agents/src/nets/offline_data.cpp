@@ -91,7 +91,7 @@ Batch OfflineData::columns(const torch::Tensor& table) const {
   Batch b;
   long at = 0;
   auto take = [&](long width) {
-    auto column = table.narrow(1, at, width);
+    auto column = table.narrow(-1, at, width);
     at += width;
     return column;
   };
@@ -110,8 +110,10 @@ Batch OfflineData::rows(const torch::Tensor& index) const {
   return b;
 }
 
-Batch OfflineData::sample(long batch_size) const {
-  return rows(torch::randint(size, {batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device)));
+torch::Tensor OfflineData::sample_index(long batch_size) const {
+  return torch::randint(size, {batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
 }
+
+Batch OfflineData::sample(long batch_size) const { return rows(sample_index(batch_size)); }
 
 }  // namespace modiff::agents

@@ -35,8 +35,13 @@ struct Batch {
 class OfflineData {
  public:
   OfflineData(const datasets::Dataset& dataset, torch::Device device);
-  Batch sample(long batch_size) const;
+  Batch sample(long batch_size) const;  // rows(sample_index(batch_size))
+  torch::Tensor sample_index(long batch_size) const;  // the draw of a batch's rows
   Batch rows(const torch::Tensor& index) const;
+  // The columns of rows of the table, [..., width] (the last dimension the table's columns): a gather of
+  // several batches at once, [K, B, width], gives [K, B, ...] columns.
+  Batch columns(const torch::Tensor& table) const;
+  const torch::Tensor& table() const { return table_; }
 
   long size = 0;
   int obs_dim = 0, act_dim = 0;
@@ -47,7 +52,6 @@ class OfflineData {
   torch::Device device;
 
  private:
-  Batch columns(const torch::Tensor& table) const;
   torch::Tensor table_;  // [size, obs | act | reward | next_obs | next_act | not_done]
 };
 

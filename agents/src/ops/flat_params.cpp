@@ -63,6 +63,26 @@ FlatParams flatten_parameters(torch::nn::Module& module, bool trainable) {
   return flat;
 }
 
+void move_parameters(torch::nn::Module& module, FlatParams& p, const torch::Tensor& values, const torch::Tensor& grads) {
+  torch::NoGradGuard no_grad;
+  const bool trainable = p.grads.defined();
+  auto fits = [](const torch::Tensor& to, const torch::Tensor& from) {
+    return to.defined() && to.numel() == from.numel() && to.is_contiguous();
+  };
+  if (!fits(values, p.values) || (trainable && !fits(grads, p.grads)))
+    throw Error("internal: parameters moved into storage of another size");
+  values.copy_(p.values);
+  if (trainable) grads.copy_(p.grads);
+  const float* old_base = p.values.data_ptr<float>();
+  for (auto& param : module.parameters()) {
+    const long offset = param.data_ptr<float>() - old_base;
+    param.set_data(values.narrow(0, offset, param.numel()).view(param.sizes()));
+    if (trainable) param.mutable_grad() = grads.narrow(0, offset, param.numel()).view(param.sizes());
+  }
+  p.values = values;
+  if (trainable) p.grads = grads;
+}
+
 void zero_grads(FlatParams& p) { p.grads.zero_(); }
 
 torch::Tensor clip_grad_norm(FlatParams& p, double max_norm) {

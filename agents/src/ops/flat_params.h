@@ -19,6 +19,11 @@ struct FlatParams {
 // parameters stop requiring gradients (a frozen module or a target copy).
 FlatParams flatten_parameters(torch::nn::Module& module, bool trainable);
 
+// Moves the module's flat parameters `p` (made by flatten_parameters) into `values` and, where `p` has gradient
+// storage, `grads`: contiguous [n] tensors the caller owns (a row of a group's stacked tensor, nets/stacked.h).
+// The current values and gradients are copied; the parameters and their .grad become views of the new storage.
+void move_parameters(torch::nn::Module& module, FlatParams& p, const torch::Tensor& values, const torch::Tensor& grads);
+
 // Sets every gradient to zero in place (autograd then accumulates into the views).
 void zero_grads(FlatParams& p);
 
@@ -57,6 +62,8 @@ class FlatAdam {
   void follow_with_ema(FlatParams& ema, const EmaRule& rule);
   // One update from the current gradients (clipped first when max_grad_norm > 0), then the EMA.
   void step();
+  // After move_parameters: forgets the views it made of the old storage.
+  void parameters_moved() { slices_ = Slices(); }
   // Optimizer state by name, for checkpoints (m, v, step).
   std::vector<std::pair<std::string, torch::Tensor>> state();
   long state_bytes() const;

@@ -336,6 +336,7 @@ struct GraphedSteps::Impl {
   int per_replay = 1;
   bool enabled = false;
   int calls = 0;
+  std::vector<at::Generator> generators;  // besides the default one
 #ifdef MODIFF_TORCH_CUDA
   std::unique_ptr<at::cuda::CUDAGraph> graph;
 #endif
@@ -354,6 +355,11 @@ GraphedSteps::GraphedSteps(std::function<void(int)> run, int per_replay, bool en
 }
 
 GraphedSteps::~GraphedSteps() = default;
+
+void GraphedSteps::draws_from(std::vector<at::Generator> generators) {
+  if (replaying()) throw Error("internal: generators named after the capture");
+  impl_->generators = std::move(generators);
+}
 
 bool GraphedSteps::replaying() const {
 #ifdef MODIFF_TORCH_CUDA
@@ -391,6 +397,7 @@ void GraphedSteps::operator()(int count) {
       m.graph = std::make_unique<at::cuda::CUDAGraph>();
       const auto dump = graph_dump_prefix();  // a .dot file per capture, to count kernels
       if (dump) m.graph->enable_debug_mode();
+      for (const auto& generator : m.generators) m.graph->register_generator_state(generator);
       m.graph->capture_begin();
       m.run(count);
       join_gradients_beside();  // every forked stream must rejoin before the capture ends

@@ -109,6 +109,9 @@ class GraphedSteps {
   ~GraphedSteps();
   void operator()(int count);
   bool replaying() const;
+  // Generators besides the default one that `run` draws from (a group's runs' own, installed in turn as the
+  // default's state while it runs: RunContext::Draws), which the captured graph must then advance too.
+  void draws_from(std::vector<at::Generator> generators);
 
  private:
   struct Impl;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace modiff::agents {
 
@@ -24,6 +25,22 @@ class RunContext {
   RunContext(const RunContext&) = delete;
   RunContext& operator=(const RunContext&) = delete;
 
+  // The run's random streams in place of the defaults, the current CUDA stream left as it is: a group's steps
+  // (stacked_steps.h) draw each run's numbers, on the group's stream and inside the group's graph.
+  class Draws {
+   public:
+    explicit Draws(RunContext& context);
+    ~Draws();
+    Draws(const Draws&) = delete;
+    Draws& operator=(const Draws&) = delete;
+
+   private:
+    struct Saved;
+    RunContext& context_;
+    std::unique_ptr<Saved> saved_;
+  };
+
+  // The random streams and the run's CUDA stream in place.
   class Active {
    public:
     explicit Active(RunContext& context);
@@ -32,10 +49,17 @@ class RunContext {
     Active& operator=(const Active&) = delete;
 
    private:
+    Draws draws_;
     struct Saved;
-    RunContext& context_;
     std::unique_ptr<Saved> saved_;
   };
+
+  // The run's CUDA generator (a graph that draws from it registers it), or nothing on the CPU.
+  std::optional<at::Generator> cuda_generator() const;
+  // Work queued on the current stream waits for what the run's stream holds so far (no-op on the CPU)...
+  void current_stream_waits() const;
+  // ... and the run's stream for what the current one holds.
+  void waits_for_current_stream() const;
 
  private:
   struct Impl;

@@ -2,10 +2,17 @@
 // lockstep, each run one captured graph (or one eager chunk) at a time, so that on CUDA the GPU holds work of
 // every run at once. What makes each run the run it would be alone is its RunContext (its random streams and
 // stream, in place while it advances); the order in which runs advance changes nothing in any of them.
+//
+// On CUDA, runs that can be stacked (the same algorithm, phase, hyperparameters and shapes, at the same step:
+// TrainingRun::stack_key) take their steps together: one stack (algos/stacked_steps.h) whose every kernel does
+// the work of all of them, captured as one graph on a stream of its own. A run leaves its stack when the others
+// no longer take the same steps (a member failed, or logs at other steps); the rest form a new one.
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include "modiff/agents/train.h"
@@ -44,6 +51,151 @@ std::vector<std::unique_ptr<TrainingRun>> build_runs(const std::vector<GroupMemb
   return runs;
 }
 
+// MODIFF_STACK_RUNS=0 (a developer's knob, docs/gpu.md): a group's runs each take their own steps, as on the
+// CPU, for comparing the two ways of sharing the GPU.
+bool stacking_enabled() {
+  const char* value = std::getenv("MODIFF_STACK_RUNS");
+  if (value == nullptr) return true;
+  const std::string v = value;
+  if (v != "0" && v != "1") throw Error("MODIFF_STACK_RUNS must be 0 or 1, got '" + v + "'");
+  return v == "1";
+}
+
+// Runs taking their steps as one: the stacked steps, captured as one graph on the stack's own stream.
+class Stack {
+ public:
+  Stack(const std::vector<size_t>& members, std::vector<std::unique_ptr<TrainingRun>>& runs, const std::string& algo,
+        const std::string& phase, torch::Device device)
+      : members_(members), context_(0, device) {
+    const RunContext::Active on_stack_stream(context_);
+    std::vector<StackMember> stacked;
+    for (size_t i : members) stacked.push_back(runs[i]->stack_member(static_cast<int>(members.size())));
+    for (const auto& m : stacked) m.context->current_stream_waits();  // their parameters, before they move
+    steps_ = make_stacked_steps(algo, phase, stacked);
+    graph_ = std::make_unique<GraphedSteps>([this](int count) { steps_->steps(count); },
+                                            runs[members.front()]->steps_per_graph(), true);
+    std::vector<at::Generator> generators;
+    for (const auto& m : stacked) {
+      if (auto g = m.context->cuda_generator()) generators.push_back(*g);
+      contexts_.push_back(m.context);
+    }
+    graph_->draws_from(std::move(generators));
+    for (const auto* c : contexts_) c->waits_for_current_stream();
+  }
+  const std::vector<size_t>& members() const { return members_; }
+
+  // `count` steps of every member; the members' streams then wait for them (their host visits read results).
+  void take_steps(int count) {
+    const RunContext::Active on_stack_stream(context_);
+    for (const auto* c : contexts_) c->current_stream_waits();
+    (*graph_)(count);
+    for (const auto* c : contexts_) c->waits_for_current_stream();
+  }
+
+ private:
+  std::vector<size_t> members_;
+  std::vector<const RunContext*> contexts_;
+  RunContext context_;
+  std::unique_ptr<StackedSteps> steps_;
+  std::unique_ptr<GraphedSteps> graph_;
+};
+
+// One round of a group: every run still training takes the steps due, stacked where it can.
+class GroupRounds {
+ public:
+  GroupRounds(std::vector<std::unique_ptr<TrainingRun>>& runs, std::vector<GroupRunResult>& results,
+              const std::vector<GroupMember>& members)
+      : runs_(runs), results_(results), members_(members), training_(runs.size()), stacking_(stacking_enabled()) {
+    for (size_t i = 0; i < runs.size(); ++i) training_[i] = runs[i] != nullptr;
+  }
+
+  // False once no run has steps left.
+  bool round() {
+    std::vector<int> due(runs_.size(), 0);
+    std::map<std::tuple<std::string, long, int>, std::vector<size_t>> alike;
+    std::vector<size_t> alone;
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      if (!training_[i]) continue;
+      attempt(i, [&] {
+        due[i] = runs_[i]->steps_due();
+        training_[i] = due[i] > 0;
+      });
+      if (!training_[i]) continue;
+      const std::string key = stacking_ ? runs_[i]->stack_key() : "";
+      if (key.empty()) alone.push_back(i);
+      else alike[{key, runs_[i]->phase_step(), due[i]}].push_back(i);
+    }
+    std::map<StackId, std::unique_ptr<Stack>> kept;
+    for (auto& [alike_key, members] : alike) {
+      if (members.size() < 2) {
+        alone.push_back(members.front());
+        continue;
+      }
+      const StackId id{std::get<0>(alike_key), members};
+      if (auto stack = stacked_round(id, due[members.front()])) kept[id] = std::move(stack);
+    }
+    stacks_ = std::move(kept);
+    for (size_t i : alone) attempt(i, [&] { training_[i] = runs_[i]->take_steps(due[i]); });
+    for (bool t : training_)
+      if (t) return true;
+    return false;
+  }
+
+ private:
+  // A stack: what its runs share (TrainingRun::stack_key) and which runs it holds.
+  using StackId = std::pair<std::string, std::vector<size_t>>;
+
+  // The members' steps through their stack, kept from the last round where it holds the same runs in the same
+  // phase; null where a member failed (the others form a new stack in the next round).
+  std::unique_ptr<Stack> stacked_round(const StackId& id, int count) {
+    const std::vector<size_t>& members = id.second;
+    std::unique_ptr<Stack> stack;
+    auto found = stacks_.find(id);
+    if (found != stacks_.end()) stack = std::move(found->second);
+    try {
+      if (!stack) {
+        const TrainOptions& o = members_[members.front()].options;
+        stack = std::make_unique<Stack>(members, runs_, o.algo, runs_[members.front()]->phase_name(),
+                                        torch_device(resolve_device(o.device)));
+      }
+      runs_[members.front()]->trace_before_steps();
+      stack->take_steps(count);
+      runs_[members.front()]->trace_after_steps(count, "stack_");
+    } catch (const std::exception& e) {
+      for (size_t i : members) fail(i, e);
+      return nullptr;
+    }
+    bool all_train_on = true;
+    for (size_t i : members) {
+      attempt(i, [&] { training_[i] = runs_[i]->took_steps(count); });
+      all_train_on = all_train_on && runs_[i] != nullptr;
+    }
+    return all_train_on ? std::move(stack) : nullptr;
+  }
+
+  template <typename F>
+  void attempt(size_t i, F f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      fail(i, e);
+    }
+  }
+
+  void fail(size_t i, const std::exception& e) {
+    results_[i].error = message_of(e);
+    training_[i] = false;
+    runs_[i].reset();  // its folder's lock goes with it; its last checkpoint stays
+  }
+
+  std::vector<std::unique_ptr<TrainingRun>>& runs_;
+  std::vector<GroupRunResult>& results_;
+  const std::vector<GroupMember>& members_;
+  std::vector<bool> training_;
+  const bool stacking_;
+  std::map<StackId, std::unique_ptr<Stack>> stacks_;
+};
+
 }  // namespace
 
 std::vector<GroupRunResult> train_group_on(const std::vector<GroupMember>& members) {
@@ -53,21 +205,8 @@ std::vector<GroupRunResult> train_group_on(const std::vector<GroupMember>& membe
   for (const auto& run : runs) alive += run != nullptr;
   for (auto& run : runs)
     if (run) run->set_group_size(alive);
-  std::vector<bool> training(runs.size());
-  for (size_t i = 0; i < runs.size(); ++i) training[i] = runs[i] != nullptr;
-  for (bool any = true; any;) {
-    any = false;
-    for (size_t i = 0; i < runs.size(); ++i) {
-      if (!training[i]) continue;
-      try {
-        training[i] = runs[i]->advance();
-        any = any || training[i];
-      } catch (const std::exception& e) {
-        results[i].error = message_of(e);
-        training[i] = false;
-        runs[i].reset();  // its folder's lock goes with it; its last checkpoint stays
-      }
-    }
+  GroupRounds rounds(runs, results, members);
+  while (rounds.round()) {
   }
   for (size_t i = 0; i < runs.size(); ++i) {
     if (!runs[i]) continue;

@@ -9,6 +9,7 @@ void to_json(nlohmann::json& j, const PhaseRecord& p) {
   j = {{"name", p.name},     {"steps", p.steps}, {"seconds", p.seconds}, {"steps_per_s", p.steps_per_s},
        {"peak_memory_bytes", p.peak_memory_bytes}, {"memory_kind", p.memory_kind}};
   if (p.runs_in_process != 1) j["runs_in_process"] = p.runs_in_process;  // records of runs trained alone stay as they were
+  if (p.stacked_runs != 1) j["stacked_runs"] = p.stacked_runs;
 }
 
 void from_json(const nlohmann::json& j, PhaseRecord& p) {
@@ -19,6 +20,7 @@ void from_json(const nlohmann::json& j, PhaseRecord& p) {
   j.at("peak_memory_bytes").get_to(p.peak_memory_bytes);
   j.at("memory_kind").get_to(p.memory_kind);
   p.runs_in_process = j.contains("runs_in_process") ? j.at("runs_in_process").get<int>() : 1;
+  p.stacked_runs = j.contains("stacked_runs") ? j.at("stacked_runs").get<int>() : 1;
 }
 
 nlohmann::json TrainingRun::guidance_manifest() const {

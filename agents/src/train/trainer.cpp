@@ -243,37 +243,46 @@ void TrainingRun::begin_phase(const PhasePlan& phase) {
   policy_->train_mode(phase.name != "guidance");
   active_ = std::make_unique<ActivePhase>();
   ActivePhase& a = *active_;
-  const bool graphs = device_.is_cuda() && o_.cuda_graphs && implementation_ == Implementation::Fast;
-  a.per_replay = graphs ? graph_steps_per_replay(algorithm_->graph_steps()) : 1;
-  const StepsUpdate update = phase_update(algorithm_.get(), phase.name);
-  a.steps = std::make_unique<GraphedSteps>(
-      [this, update](int count) {
-        std::vector<Batch> batches;
-        for (int k = 0; k < count; ++k) batches.push_back(data_->sample(config_.batch));
-        active_->log.accumulate(update(batches));
-      },
-      a.per_replay, graphs);
+  a.per_replay = captured_steps() ? graph_steps_per_replay(algorithm_->graph_steps()) : 1;
+  a.steps = phase_steps(phase);
   a.start = a.interval_start = ActivePhase::Clock::now();
   a.interval_first = phase_step_ + 1;
   a.trace_prefix = profile_trace_prefix();
 }
 
-// The next steps of the phase (up to a whole graph, never past a host visit), then the visits due: a metrics row
-// every --log-every steps (with an evaluation where due), checkpoints, and --stop-after. The order of these
-// visits is what makes a resumed run the uninterrupted one.
-TrainingRun::StepOutcome TrainingRun::step_phase(const PhasePlan& phase) {
-  ActivePhase& a = *active_;
-  const auto& trace_prefix = a.trace_prefix;
-  const long trace_first = 200, trace_last = trace_first + round_up(20, a.per_replay);
+// The run's own steps of the phase: its batches and the algorithm's update, captured where the phase's steps are.
+std::unique_ptr<GraphedSteps> TrainingRun::phase_steps(const PhasePlan& phase) const {
+  const StepsUpdate update = phase_update(algorithm_.get(), phase.name);
+  return std::make_unique<GraphedSteps>(
+      [this, update](int count) {
+        std::vector<Batch> batches;
+        for (int k = 0; k < count; ++k) batches.push_back(data_->sample(config_.batch));
+        active_->log.accumulate(update(batches));
+      },
+      active_->per_replay, captured_steps());
+}
+
+bool TrainingRun::captured_steps() const {
+  return device_.is_cuda() && o_.cuda_graphs && implementation_ == Implementation::Fast;
+}
+
+// The next steps of the phase: up to a whole graph, never past a host visit (a metrics row, a checkpoint, the
+// developer's trace edges).
+int TrainingRun::step_count(const PhasePlan& phase) const {
+  const ActivePhase& a = *active_;
   long stop = std::min(phase.steps, (phase_step_ / log_every_ + 1) * log_every_);
-  if (trace_prefix)
-    for (long edge : {trace_first, trace_last})
+  if (a.trace_prefix)
+    for (long edge : trace_edges())
       if (phase_step_ < edge) stop = std::min(stop, edge);
-  const int count = static_cast<int>(std::min<long>(a.per_replay, stop - phase_step_));
-  if (trace_prefix && phase_step_ == trace_first) kernel_trace_start();
-  (*a.steps)(count);
+  return static_cast<int>(std::min<long>(a.per_replay, stop - phase_step_));
+}
+
+// After `count` steps of the phase, the visits due: a metrics row every --log-every steps (with an evaluation
+// where due), checkpoints, and --stop-after. The order of these visits is what makes a resumed run the
+// uninterrupted one.
+TrainingRun::StepOutcome TrainingRun::steps_done(const PhasePlan& phase, int count) {
+  ActivePhase& a = *active_;
   const long step = phase_step_ + count;
-  if (trace_prefix && step == trace_last) kernel_trace_stop(*trace_prefix + "_" + phase.name + ".json");
   a.log.count_steps(count);
   phase_step_ = step;
   trained_now_ += count;
@@ -316,6 +325,7 @@ void TrainingRun::log_interval(const PhasePlan& phase, long step) {
 
 // A finished phase's record; after the guidance phase the module is frozen and written at once.
 void TrainingRun::end_phase(const PhasePlan& phase, double seconds) {
+  const int stacked_runs = active_->stacked_runs;
   active_.reset();
   eval_seconds_ = 0;
   if (progress_) std::fprintf(stderr, "\n");
@@ -327,6 +337,7 @@ void TrainingRun::end_phase(const PhasePlan& phase, double seconds) {
   record.peak_memory_bytes = peak_memory(device_);
   record.memory_kind = device_.is_cuda() ? "cuda-allocator-peak" : "cpu-peak-rss";
   record.runs_in_process = group_size_;
+  record.stacked_runs = stacked_runs;
   done_.push_back(record);
   phase_step_ = 0;
   phase_seconds_before_ = 0;
@@ -347,17 +358,69 @@ void TrainingRun::next_phase() {
   stopped_ = stop_here(plan_[phase_index_].name, 0);
 }
 
-bool TrainingRun::advance() {
-  if (stopped_ || phase_index_ >= plan_.size()) return false;
+int TrainingRun::steps_due() {
+  if (stopped_ || phase_index_ >= plan_.size()) return 0;
   const RunContext::Active active(context_);
-  const PhasePlan& phase = plan_[phase_index_];
-  if (!active_) begin_phase(phase);
-  switch (step_phase(phase)) {
+  if (!active_) begin_phase(plan_[phase_index_]);
+  return step_count(plan_[phase_index_]);
+}
+
+bool TrainingRun::take_steps(int count) {
+  const RunContext::Active active(context_);
+  trace_before_steps();
+  (*active_->steps)(count);
+  trace_after_steps(count, "");
+  return after_steps(count);
+}
+
+std::array<long, 2> TrainingRun::trace_edges() const {
+  const long first = 200;
+  return {first, first + round_up(20, active_->per_replay)};
+}
+
+void TrainingRun::trace_before_steps() const {
+  if (active_->trace_prefix && phase_step_ == trace_edges()[0]) kernel_trace_start();
+}
+
+void TrainingRun::trace_after_steps(int count, const std::string& label) const {
+  if (active_->trace_prefix && phase_step_ + count == trace_edges()[1])
+    kernel_trace_stop(*active_->trace_prefix + "_" + label + plan_[phase_index_].name + ".json");
+}
+
+bool TrainingRun::took_steps(int count) {
+  const RunContext::Active active(context_);
+  return after_steps(count);
+}
+
+bool TrainingRun::after_steps(int count) {
+  switch (steps_done(plan_[phase_index_], count)) {
     case StepOutcome::More: break;
     case StepOutcome::Stopped: stopped_ = true; break;
     case StepOutcome::PhaseDone: next_phase(); break;
   }
   return !stopped_ && phase_index_ < plan_.size();
+}
+
+bool TrainingRun::advance() {
+  const int count = steps_due();
+  return count > 0 && take_steps(count);
+}
+
+std::string TrainingRun::stack_key() const {
+  if (!active_ || !captured_steps()) return "";
+  const PhasePlan& phase = plan_[phase_index_];
+  if (!stacked_steps_exist(o_.algo, phase.name, config_.policy, config_.guidance, device_)) return "";
+  std::string key = o_.algo + " " + phase.name + " " + std::to_string(phase_index_) + " " + device_.str() + " " +
+                    std::to_string(data_->obs_dim) + "x" + std::to_string(data_->act_dim);
+  for (const auto& row : resolved_.table.rows()) key += " " + row.name + "=" + row.value;
+  return key;
+}
+
+StackMember TrainingRun::stack_member(int stack_size) {
+  if (!active_) throw Error("internal: a run stacked outside a phase");
+  active_->steps = phase_steps(plan_[phase_index_]);
+  active_->stacked_runs = std::max(active_->stacked_runs, stack_size);
+  return {&context_, policy_.get(), guidance_.get(), data_.get(), config_.batch, &active_->log};
 }
 
 TrainResult TrainingRun::finish() {

@@ -4,6 +4,7 @@
 // artifacts. LibTorch inside; train.h is the public face.
 #include <torch/torch.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "algos/algorithm.h"
+#include "algos/stacked_steps.h"
 #include "io/artifact_io.h"
 #include "modiff/agents/artifact.h"
 #include "modiff/agents/train.h"
@@ -39,6 +41,7 @@ struct ActivePhase {
   Clock::time_point start, interval_start;
   long interval_first = 1;               // the first step of the current logging interval
   std::optional<std::string> trace_prefix;  // MODIFF_PROFILE_TRACE, read once per phase
+  int stacked_runs = 1;                  // the largest stack it took steps in
 };
 
 class TrainingRun {
@@ -55,6 +58,26 @@ class TrainingRun {
   // checkpoint, phase end); false once nothing is left to train. finish() then writes the artifacts.
   bool advance();
   TrainResult finish();
+  // advance() in parts, for a group whose runs' steps are stacked (group.cpp): the steps the next advance takes
+  // (the phase begun where due; 0 once nothing is left to train), then either the run's own steps or, where a
+  // stack took them for it, none, and the host visits due after them; false once nothing is left.
+  int steps_due();
+  bool take_steps(int count);
+  bool took_steps(int count);
+  // What runs must share to be stacked (algos/stacked_steps.h): algorithm, phase, every hyperparameter, the
+  // data's shapes, the device (empty: this run's steps are never stacked); where it stands in its phase.
+  std::string stack_key() const;
+  long phase_step() const { return phase_step_; }
+  const std::string& phase_name() const { return plan_[phase_index_].name; }
+  int steps_per_graph() const { return active_ ? active_->per_replay : 1; }
+  // What a stack needs of this run in its current phase. Its own captured steps are dropped: they would write
+  // into the parameters' storage of before the stack.
+  StackMember stack_member(int stack_size);
+  // The developer's kernel trace (MODIFF_PROFILE_TRACE, cuda_support.h) of steps 201..220 of the phase: started
+  // before the steps that begin it, written after those that end it as PREFIX_<label><phase>.json (a stack's
+  // steps are traced through its first run, label "stack_").
+  void trace_before_steps() const;
+  void trace_after_steps(int count, const std::string& label) const;
   const std::shared_ptr<const OfflineData>& data() const { return data_; }
   // A group's runs share the process's allocator: their phases record the group's peak and its size.
   void set_group_size(int runs) { group_size_ = runs; }
@@ -66,7 +89,12 @@ class TrainingRun {
   void build_modules(const datasets::Dataset& dataset, std::shared_ptr<const OfflineData> shared_data);
   void begin_phase(const PhasePlan& phase);
   enum class StepOutcome { More, PhaseDone, Stopped };
-  StepOutcome step_phase(const PhasePlan& phase);  // Stopped: by --stop-after (checkpoint written)
+  bool captured_steps() const;
+  std::array<long, 2> trace_edges() const;  // the first step traced, and the step after the last  // on CUDA, in the fast implementation, unless --no-cuda-graphs
+  std::unique_ptr<GraphedSteps> phase_steps(const PhasePlan& phase) const;
+  int step_count(const PhasePlan& phase) const;
+  StepOutcome steps_done(const PhasePlan& phase, int count);  // Stopped: by --stop-after (checkpoint written)
+  bool after_steps(int count);
   void log_interval(const PhasePlan& phase, long step);
   void next_phase();
   void end_phase(const PhasePlan& phase, double seconds);

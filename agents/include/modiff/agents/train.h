@@ -79,6 +79,9 @@ struct PhaseRecord {
   std::string memory_kind;  // cuda-allocator-peak | cpu-peak-rss
   // The runs trained together in the process (train_group_on): the peak is the group's, all of them together.
   int runs_in_process = 1;
+  // The most runs whose steps were stacked with this run's (on CUDA, runs of one algorithm, phase and shapes
+  // trained as one network with stacked weights: docs/agents.md, "Several runs at once"); 1: its own steps.
+  int stacked_runs = 1;
 };
 
 // As manifests, checkpoints and `modiff train --json` write a phase.

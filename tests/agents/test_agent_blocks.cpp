@@ -509,8 +509,11 @@ TEST_CASE("stacked networks compute each run's function and write each run's gra
 
 TEST_CASE("stacked networks compute each run's function and gradients on CUDA", "[blocks][stack][cuda]") {
   if (!torch::cuda::is_available()) MODIFF_SKIP("CPU-only LibTorch: covered by the CPU case");
-  allow_tf32();
+  // float32 products, as the CPU's: training's TF32 ones (allow_tf32) round to 10-bit inputs, past the tolerance.
+  const bool tf32 = at::globalContext().allowTF32CuBLAS();
+  at::globalContext().setAllowTF32CuBLAS(false);
   check_stacked_networks(torch::kCUDA);
+  at::globalContext().setAllowTF32CuBLAS(tf32);
 }
 
 namespace {

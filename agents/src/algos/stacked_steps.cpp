@@ -204,7 +204,7 @@ class IdqlStack : public StackedSteps {
     if (phase != "diffusion") iql_.emplace(members_);
   }
 
-  void steps(int count) override {
+  std::vector<std::vector<StepMetrics>> steps(int count) override {
     const auto batches = draw_batches(members_, count);
     std::vector<torch::Tensor> bc(batches.size());
     std::vector<IqlStack::Outcome> iql(batches.size());
@@ -217,8 +217,10 @@ class IdqlStack : public StackedSteps {
     if (bc_ && iql_) run_concurrently(members_.front().data->device, {bc_chain, iql_chain});
     else if (bc_) bc_chain();
     else iql_chain();
+    std::vector<std::vector<StepMetrics>> all(members_.size());
     for (size_t k = 0; k < members_.size(); ++k) {
-      std::vector<StepMetrics> metrics(batches.size());
+      std::vector<StepMetrics>& metrics = all[k];
+      metrics.resize(batches.size());
       const long row = static_cast<long>(k);
       for (size_t s = 0; s < batches.size(); ++s) {
         if (bc_) metrics[s].bc_loss = bc[s][row];
@@ -228,8 +230,8 @@ class IdqlStack : public StackedSteps {
         metrics[s].q_mean = iql[s].q_mean[row];
         metrics[s].q_std = iql[s].q_std[row];
       }
-      members_[k].log->accumulate(metrics);
     }
+    return all;
   }
 
  private:

@@ -20,26 +20,24 @@
 #include "modules/guidance.h"
 #include "nets/offline_data.h"
 #include "runtime/run_context.h"
-#include "train/metrics_log.h"
 
 namespace modiff::agents {
 
-// One run of a stack: what it trains and where its draws and metrics go.
+// One run of a stack: what it trains and where its draws come from.
 struct StackMember {
   RunContext* context;
   DiffusionModel* policy;
   GuidanceModule* guidance;
   const OfflineData* data;
   long batch;
-  MetricsLog* log;
 };
 
 class StackedSteps {
  public:
   virtual ~StackedSteps() = default;
-  // `count` consecutive steps of every member, each member's metrics added to its log: no host sync, so that
-  // the steps can be captured in one CUDA graph.
-  virtual void steps(int count) = 0;
+  // `count` consecutive steps of every member: metrics[member][step], device scalars. No host sync, so that the
+  // steps can be captured in one CUDA graph.
+  virtual std::vector<std::vector<StepMetrics>> steps(int count) = 0;
 };
 
 // Whether `algorithm`'s `phase` (joint | guidance | diffusion) has stacked steps for these networks on `device`

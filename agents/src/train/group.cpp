@@ -78,11 +78,18 @@ class Stack {
       : members_(members), context_(0, device) {
     const RunContext::Active on_stack_stream(context_);
     std::vector<StackMember> stacked;
-    for (size_t i : members) stacked.push_back(runs[i]->stack_member(static_cast<int>(members.size())));
+    for (size_t i : members) {
+      stacked.push_back(runs[i]->stack_member(static_cast<int>(members.size())));
+      logs_.push_back(&runs[i]->phase_log());
+    }
     for (const auto& m : stacked) m.context->current_stream_waits();  // their parameters, before they move
     steps_ = make_stacked_steps(algo, phase, stacked);
-    graph_ = std::make_unique<GraphedSteps>([this](int count) { steps_->steps(count); },
-                                            runs[members.front()]->steps_per_graph(), true);
+    graph_ = std::make_unique<GraphedSteps>(
+        [this](int count) {
+          const auto metrics = steps_->steps(count);
+          for (size_t k = 0; k < logs_.size(); ++k) logs_[k]->accumulate(metrics[k]);
+        },
+        runs[members.front()]->steps_per_graph(), true);
     std::vector<at::Generator> generators;
     for (const auto& m : stacked) {
       if (auto g = m.context->cuda_generator()) generators.push_back(*g);
@@ -104,6 +111,7 @@ class Stack {
  private:
   std::vector<size_t> members_;
   std::vector<const RunContext*> contexts_;
+  std::vector<MetricsLog*> logs_;
   RunContext context_;
   std::unique_ptr<StackedSteps> steps_;
   std::unique_ptr<GraphedSteps> graph_;

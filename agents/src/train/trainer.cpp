@@ -420,7 +420,7 @@ StackMember TrainingRun::stack_member(int stack_size) {
   if (!active_) throw Error("internal: a run stacked outside a phase");
   active_->steps = phase_steps(plan_[phase_index_]);
   active_->stacked_runs = std::max(active_->stacked_runs, stack_size);
-  return {&context_, policy_.get(), guidance_.get(), data_.get(), config_.batch, &active_->log};
+  return {&context_, policy_.get(), guidance_.get(), data_.get(), config_.batch};
 }
 
 TrainResult TrainingRun::finish() {

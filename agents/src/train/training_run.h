@@ -73,6 +73,7 @@ class TrainingRun {
   // What a stack needs of this run in its current phase. Its own captured steps are dropped: they would write
   // into the parameters' storage of before the stack.
   StackMember stack_member(int stack_size);
+  MetricsLog& phase_log() { return active_->log; }  // where a stack adds this run's metrics
   // The developer's kernel trace (MODIFF_PROFILE_TRACE, cuda_support.h) of steps 201..220 of the phase: started
   // before the steps that begin it, written after those that end it as PREFIX_<label><phase>.json (a stack's
   // steps are traced through its first run, label "stack_").

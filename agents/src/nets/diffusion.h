@@ -4,7 +4,9 @@
 // keeping actions in [-1, 1].
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "nets/fast_denoisers.h"
 #include "nets/networks.h"
@@ -43,11 +45,20 @@ class Ddpm {
                        double guide_weight = 1.0, c10::optional<at::Generator> generator = c10::nullopt,
                        const torch::Tensor& noise = {});
 
+  // The probability-flow ODE from `start` (x at step index T-1: noise) to actions, by DPM-Solver++ (Lu et al.
+  // 2022, "DPM-Solver++": data prediction, second-order multistep, first order at the first step) over this
+  // discrete schedule: `evaluations` denoiser passes at step indices from T-1 down to 0 (the nearest to points
+  // evenly spaced in log signal-to-noise ratio), each estimate of x0 clipped to [-1, 1], the last estimate returned. Deterministic given `start`; EDP's sampler
+  // (issue 20), far fewer passes than the T of the training chain. 1 <= evaluations <= T.
+  torch::Tensor solve_ode(Denoiser& model, const torch::Tensor& obs, int evaluations, const torch::Tensor& start,
+                          const torch::Tensor& cond = {});
+
   const DiffusionConfig& config() const { return config_; }
   // [T, 2]: sqrt(alphabar_t), sqrt(1 - alphabar_t) per step index (x_t = row[0] x0 + row[1] noise).
   const torch::Tensor& noising() const { return noising_; }
 
  private:
+  std::vector<int> solver_indices(int evaluations, const std::function<double(int)>& lambda) const;
   torch::Tensor fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
                           const torch::Tensor& cond);
   torch::Tensor noise_prediction_error(const torch::Tensor& eps, const torch::Tensor& noise, Kernels kernels) const;

@@ -453,6 +453,14 @@ TEST_CASE("loaded artifacts with absurd parameters are refused, naming them", "[
   const auto big = cli("eval --diffusion " + s / "policy/diffusion" + " --seeds 0 --episodes 1 --device cpu");
   CHECK(big.code == 1);
   CHECK(big.err.find("hidden = 1000000000 is outside") != std::string::npos);
+  // A sampler or loss the build does not know is refused, not read as another one.
+  d["hyperparameters"]["denoiser"]["hidden"] = 32;
+  d["hyperparameters"]["diffusion"]["sampler"] = "ancestral";
+  write(s / "policy/diffusion/manifest.json", d.dump());
+  const auto sampler = cli("eval --diffusion " + s / "policy/diffusion" + " --seeds 0 --episodes 1 --device cpu");
+  CHECK(sampler.code == 1);
+  CHECK(lines(sampler.err) == 1);
+  CHECK(sampler.err.find("sampler = 'ancestral' is not one of eps-clip, posterior") != std::string::npos);
 }
 
 TEST_CASE("a file on which libhdf5 spins ends in one line at the read deadline", "[faults][datasets]") {

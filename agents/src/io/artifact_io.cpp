@@ -74,6 +74,17 @@ int size_in(const nlohmann::json& j, const char* key, int lo, int hi) {
   return static_cast<int>(v);
 }
 
+// A named choice of a manifest: one of `known`, else refused (never read as another one).
+std::string choice_in(const nlohmann::json& j, const char* key, const std::vector<std::string>& known) {
+  const std::string v = j.at(key).get<std::string>();
+  std::string list;
+  for (const auto& k : known) {
+    if (v == k) return v;
+    list += (list.empty() ? "" : ", ") + k;
+  }
+  throw Error(std::string("hyperparameter ") + key + " = '" + v + "' is not one of " + list);
+}
+
 }  // namespace
 
 void from_json(const nlohmann::json& j, GuidanceConfig& c) {
@@ -129,8 +140,8 @@ void from_json(const nlohmann::json& j, DiffusionPolicyConfig& c) {
   const auto& f = j.at("diffusion");
   c.diffusion.schedule = f.at("schedule");
   c.diffusion.steps = size_in(f, "steps", 1, 1000);
-  c.diffusion.sampler = f.at("sampler");
-  c.diffusion.loss = f.at("loss");
+  c.diffusion.sampler = choice_in(f, "sampler", {"eps-clip", "posterior"});
+  c.diffusion.loss = choice_in(f, "loss", {"sum", "mean"});
   const auto& o = j.at("optimizer");
   c.adam.lr = o.at("lr");
   c.adam.beta1 = o.at("beta1");

@@ -133,7 +133,7 @@ void add_eval_bench(CLI::App& bench_cmd) {
   auto* cmd = bench_cmd.add_subcommand("eval", "Evaluator env-steps/s with candidate selection over numbers of envs");
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str()->check(one_of(kDevices));
   cmd->add_option("--envs", args->envs, "Comma-separated numbers of envs")->capture_default_str()->check(positive_int_list());
-  cmd->add_option("--algos", args->algos, "Policies to time: idql, dql, cfg")->capture_default_str()->check(list_of(agents::algorithm_names()));
+  cmd->add_option("--algos", args->algos, "Policies to time: idql, dql, cfg, edp")->capture_default_str()->check(list_of(agents::algorithm_names()));
   cmd->add_option("--steps", args->steps, "Env steps per env (default: 1000 on CUDA, 20 on CPU)")->check(integer_in(1, 1000000));
   cmd->add_option("--candidates", args->candidates, "Candidates per action")->capture_default_str()->check(integer_in(1, 4096));
   cmd->add_option("--chunk", args->chunk, "Envs per policy pass (-1: the evaluator's default, 64 on CUDA and 4 on CPU; 0: all at once)")

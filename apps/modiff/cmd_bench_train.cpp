@@ -81,7 +81,7 @@ std::vector<Cell> run_in_child(const std::string& algo, const std::string& sched
 
 struct TrainBenchArgs {
   long steps = 0;
-  std::string device = "auto", algos = "idql,dql,cfg", schedules = "joint,guidance-first", record;
+  std::string device = "auto", algos = "idql,dql,cfg,edp", schedules = "joint,guidance-first", record;
   std::string implementation = "fast", runs = "1";
   bool json = false, graphs = true;
 };

@@ -47,7 +47,7 @@ void add_hyperparameters_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("hyperparameters",
                                  "Every hyperparameter of an algorithm: value, range and source (what --set may change)");
-  cmd->add_option("--algo", args->algo, "idql, dql or cfg")->capture_default_str()->check(one_of(agents::algorithm_names()));
+  cmd->add_option("--algo", args->algo, "idql, dql, cfg or edp")->capture_default_str()->check(one_of(agents::algorithm_names()));
   cmd->add_option("--guidance-kind", args->guidance_kind, "iql or twin-q (default: the algorithm's own)")
       ->check(one_of({"iql", "twin-q"}));
   cmd->add_option("--dataset", args->dataset, "Dataset name, for values the reference sets per dataset (dql's grad norms)");

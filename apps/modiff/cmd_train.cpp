@@ -149,8 +149,8 @@ void train_command(const TrainArgs& args) {
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto& o = args->options;
-  auto* cmd = app.add_subcommand("train", "Train a guidance module and a diffusion policy (idql, dql, cfg) on a dataset");
-  cmd->add_option("--algo", o.algo, "idql, dql or cfg")->capture_default_str()->check(one_of(agents::algorithm_names()));
+  auto* cmd = app.add_subcommand("train", "Train a guidance module and a diffusion policy (idql, dql, cfg, edp) on a dataset");
+  cmd->add_option("--algo", o.algo, "idql, dql, cfg or edp")->capture_default_str()->check(one_of(agents::algorithm_names()));
   cmd->add_option("--schedule", o.schedule, "joint or guidance-first")->capture_default_str()->check(one_of({"joint", "guidance-first"}));
   cmd->add_option("--dataset", args->dataset, "Dataset name (data home; bullet-D4RL names build on first use) or HDF5 file")
       ->required();

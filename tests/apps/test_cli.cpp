@@ -139,7 +139,7 @@ TEST_CASE("cli: docs/agents.md's hyperparameter tables are what modiff hyperpara
     CHECK(r.out == doc.substr(body, end - body));
     ++tables;
   }
-  CHECK(tables == 3);  // idql, dql, cfg
+  CHECK(tables == 4);  // idql, dql, cfg, edp
 }
 
 TEST_CASE("cli: modiff hyperparameters shows per-dataset values and overrides", "[cli]") {

@@ -460,7 +460,7 @@ TEST_CASE("loaded artifacts with absurd parameters are refused, naming them", "[
   const auto sampler = cli("eval --diffusion " + s / "policy/diffusion" + " --seeds 0 --episodes 1 --device cpu");
   CHECK(sampler.code == 1);
   CHECK(lines(sampler.err) == 1);
-  CHECK(sampler.err.find("sampler = 'ancestral' is not one of eps-clip, posterior") != std::string::npos);
+  CHECK(sampler.err.find("sampler = 'ancestral' is not one of eps-clip, posterior, dpm-solver") != std::string::npos);
 }
 
 TEST_CASE("a file on which libhdf5 spins ends in one line at the read deadline", "[faults][datasets]") {

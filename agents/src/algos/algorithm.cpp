@@ -7,10 +7,10 @@
 namespace modiff::agents {
 
 // Each algorithm's file defines its entry.
-extern const AlgorithmEntry kIdql, kDql, kCfg;
+extern const AlgorithmEntry kIdql, kDql, kCfg, kEdp;
 
 const std::vector<AlgorithmEntry>& algorithms() {
-  static const std::vector<AlgorithmEntry> table = {kIdql, kDql, kCfg};
+  static const std::vector<AlgorithmEntry> table = {kIdql, kDql, kCfg, kEdp};
   return table;
 }
 

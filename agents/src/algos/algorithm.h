@@ -43,6 +43,9 @@ struct AlgorithmConfig {
 using GuidanceTable = void (*)(Hyperparameters& table, AlgorithmConfig& config, const std::string& dataset);
 void describe_iql_guidance(Hyperparameters& table, AlgorithmConfig& config, const std::string& dataset);     // idql.cpp
 void describe_twin_q_guidance(Hyperparameters& table, AlgorithmConfig& config, const std::string& dataset);  // dql.cpp
+// Diffusion-QL's gradient-norm limit for a dataset, and where it comes from (dql.cpp; EDP's hps.py has the same).
+double diffusion_ql_grad_norm(const std::string& dataset);
+extern const char* const kDiffusionQlGradNormSource;
 
 // Device scalars of one step (no host sync); undefined where not applicable.
 struct StepMetrics {

@@ -20,12 +20,12 @@ struct DqlConfig : AlgorithmConfig {
 };
 
 namespace {
-
 const std::string kDqlSource = "Diffusion-QL ql_diffusion.py";
+}  // namespace
 
 // Diffusion-QL's gradient-norm limits per locomotion dataset (its hyperparameter table, main.py), for the
 // actor and the critic alike.
-double grad_norm_for(const std::string& dataset) {
+double diffusion_ql_grad_norm(const std::string& dataset) {
   struct Entry {
     const char* env;
     double medium, replay, expert_mix;
@@ -40,11 +40,9 @@ double grad_norm_for(const std::string& dataset) {
   return 5.0;  // datasets outside the table (ant, random, expert): a middle value
 }
 
-const char* const kGradNormSource =
+const char* const kDiffusionQlGradNormSource =
     "Diffusion-QL main.py per dataset: hopper 9/4/5, halfcheetah 9/2/7, walker2d 1/4/5 (medium / medium-replay / "
     "medium-expert), 5 elsewhere";
-
-}  // namespace
 
 void DqlConfig::describe(Hyperparameters& h, const std::string& dataset) {
   auto& p = policy;
@@ -70,7 +68,8 @@ void DqlConfig::describe(Hyperparameters& h, const std::string& dataset) {
   h.number("policy.beta2", p.adam.beta2, 0.999, "[0, 1)", "torch.optim.Adam default");
   h.number("policy.eps", p.adam.eps, 1e-8, "(0, 1]", "torch.optim.Adam default");
   h.number("policy.weight_decay", p.adam.weight_decay, 0.0, "[0, 1]", "torch.optim.Adam: none");
-  h.number("policy.max_grad_norm", p.adam.max_grad_norm, grad_norm_for(dataset), "[0, 1e6]", kGradNormSource);
+  h.number("policy.max_grad_norm", p.adam.max_grad_norm, diffusion_ql_grad_norm(dataset), "[0, 1e6]",
+           kDiffusionQlGradNormSource);
   h.number("policy.ema_rate", p.ema_rate, 0.005, "(0, 1]", src + ": ema_decay 0.995");
   h.number("policy.ema_start", p.ema_start, 1000L, "[0, 1000000000]", src + ": step_start_ema 1000");
   h.number("policy.ema_every", p.ema_every, 5, "[1, 1000000]", src + ": update_ema_every 5");
@@ -91,7 +90,8 @@ void describe_twin_q_guidance(Hyperparameters& h, AlgorithmConfig& c, const std:
   h.number("guidance.tau", g.tau, 0.005, "(0, 1]", src + ": tau, every step");
   h.number("guidance.lr", g.lr, 3e-4, "(0, 1]", "Diffusion-QL main.py: lr");
   h.flag("guidance.lr_cosine", c.guidance_lr_cosine, true, src + ": lr_decay (CosineAnnealingLR)");
-  h.number("guidance.max_grad_norm", g.max_grad_norm, grad_norm_for(dataset), "[0, 1e6]", kGradNormSource);
+  h.number("guidance.max_grad_norm", g.max_grad_norm, diffusion_ql_grad_norm(dataset), "[0, 1e6]",
+           kDiffusionQlGradNormSource);
   h.flag("guidance.scale_rewards", g.scale_rewards, false, "Diffusion-QL main.py: raw rewards");
 }
 

@@ -125,6 +125,8 @@ void to_json(nlohmann::json& j, const DiffusionPolicyConfig& c) {
           {"target_quantile", c.target_quantile},
           {"candidates", c.candidates},
           {"select", c.select}};
+  // Written where it matters only, so that the other samplers' manifests stay as they were.
+  if (c.diffusion.sampler == "dpm-solver") j["diffusion"]["solver_passes"] = c.diffusion.solver_passes;
 }
 
 void from_json(const nlohmann::json& j, DiffusionPolicyConfig& c) {
@@ -140,7 +142,9 @@ void from_json(const nlohmann::json& j, DiffusionPolicyConfig& c) {
   const auto& f = j.at("diffusion");
   c.diffusion.schedule = f.at("schedule");
   c.diffusion.steps = size_in(f, "steps", 1, 1000);
-  c.diffusion.sampler = choice_in(f, "sampler", {"eps-clip", "posterior"});
+  c.diffusion.sampler = choice_in(f, "sampler", {"eps-clip", "posterior", "dpm-solver"});
+  if (c.diffusion.sampler == "dpm-solver")
+    c.diffusion.solver_passes = size_in(f, "solver_passes", 1, c.diffusion.steps);
   c.diffusion.loss = choice_in(f, "loss", {"sum", "mean"});
   const auto& o = j.at("optimizer");
   c.adam.lr = o.at("lr");

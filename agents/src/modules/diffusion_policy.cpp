@@ -27,6 +27,10 @@ torch::Tensor DiffusionModel::bc_loss(const torch::Tensor& obs, const torch::Ten
   return ddpm_.loss(*net_, act, normalizer_.apply(obs), cond);
 }
 
+Ddpm::Prediction DiffusionModel::bc_prediction(const torch::Tensor& obs, const torch::Tensor& act) {
+  return ddpm_.predict(*net_, act, normalizer_.apply(obs), {});
+}
+
 torch::Tensor DiffusionModel::bc_backward_separately(const torch::Tensor& obs, const torch::Tensor& act) {
   if (!separable_bc_gradients()) throw Error("internal: this denoiser's BC gradients cannot be kept apart");
   if (!bc_grads_.defined()) bc_grads_ = torch::zeros_like(params_.grads);

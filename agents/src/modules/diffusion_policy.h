@@ -51,6 +51,8 @@ class DiffusionModel {
 
   // The BC (noise-prediction) loss of clean actions under raw observations.
   torch::Tensor bc_loss(const torch::Tensor& obs, const torch::Tensor& act, const torch::Tensor& cond = {});
+  // The same loss and, from its pass, the one-step estimate of the clean actions (Ddpm::predict; EDP).
+  Ddpm::Prediction bc_prediction(const torch::Tensor& obs, const torch::Tensor& act);
   // Samples through the training model (differentiable) or the inference weights (EMA or model, no grad).
   torch::Tensor sample_train(const torch::Tensor& obs);
   torch::Tensor sample_ema(const torch::Tensor& obs);

@@ -45,8 +45,11 @@ NoiseSchedule NoiseSchedule::make(const std::string& kind, int steps, torch::Dev
 Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
     : config_(config),
       act_dim_(act_dim), schedule_(NoiseSchedule::make(config.schedule, config.steps, device)) {
-  if (config.sampler != "eps-clip" && config.sampler != "posterior")
-    throw Error("unknown sampler '" + config.sampler + "' (eps-clip, posterior)");
+  if (config.sampler != "eps-clip" && config.sampler != "posterior" && config.sampler != "dpm-solver")
+    throw Error("unknown sampler '" + config.sampler + "' (eps-clip, posterior, dpm-solver)");
+  if (config.sampler == "dpm-solver" && (config.solver_passes < 1 || config.solver_passes > config.steps))
+    throw Error("policy.solver_passes must be from 1 to policy.diffusion_steps (" + std::to_string(config.steps) +
+                "), got " + std::to_string(config.solver_passes));
   if (config.loss != "sum" && config.loss != "mean") throw Error("unknown diffusion loss '" + config.loss + "' (sum, mean)");
   auto cpu = [](const torch::Tensor& t) {
     auto c = t.to(torch::kCPU).to(torch::kFloat64).contiguous();
@@ -66,14 +69,32 @@ Ddpm::Ddpm(const DiffusionConfig& config, int act_dim, torch::Device device)
 }
 
 torch::Tensor Ddpm::loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond) {
-  if (FastDenoiser* fast = model.fast()) return fast_loss(*fast, x0, obs, cond);
+  return noise_prediction(model, x0, obs, cond, false).loss;
+}
+
+Ddpm::Prediction Ddpm::predict(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                               const torch::Tensor& cond) {
+  return noise_prediction(model, x0, obs, cond, true);
+}
+
+namespace {
+// x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), clipped; rows [B, 2] hold sqrt(abar_t), sqrt(1 - abar_t).
+torch::Tensor clean_estimate(const torch::Tensor& x_t, const torch::Tensor& eps, const torch::Tensor& rows) {
+  return torch::clamp((x_t - rows.narrow(1, 1, 1) * eps) / rows.narrow(1, 0, 1), -1.0, 1.0);
+}
+}  // namespace
+
+Ddpm::Prediction Ddpm::noise_prediction(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                                        const torch::Tensor& cond, bool estimate) {
+  if (FastDenoiser* fast = model.fast()) return fast_prediction(*fast, x0, obs, cond, estimate);
   const long batch = x0.size(0);
   auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
   auto rows = noising_.index_select(0, t);  // [batch, 2]: sqrt(alphabar_t), sqrt(1 - alphabar_t)
   auto noise = torch::randn_like(x0);
   auto x_t = rows.narrow(1, 0, 1) * x0 + rows.narrow(1, 1, 1) * noise;
   auto eps = model.forward(x_t, t.unsqueeze(1).to(x0.scalar_type()), obs, cond);
-  return noise_prediction_error(eps, noise, Kernels{});
+  return {noise_prediction_error(eps, noise, Kernels{}),
+          estimate ? clean_estimate(x_t, eps, rows) : torch::Tensor()};
 }
 
 torch::Tensor Ddpm::noise_prediction_error(const torch::Tensor& eps, const torch::Tensor& noise, Kernels kernels) const {
@@ -85,24 +106,25 @@ torch::Tensor Ddpm::noise_prediction_error(const torch::Tensor& eps, const torch
 // on the network's parameters alone: it makes the first layer's part for every step value on a parallel
 // branch (CUDA) while the actions are noised and the data's part is multiplied; then each row takes its
 // step's part (time_path.h).
-torch::Tensor Ddpm::fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
-                              const torch::Tensor& cond) {
+Ddpm::Prediction Ddpm::fast_prediction(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                                      const torch::Tensor& cond, bool estimate) {
   const long batch = x0.size(0);
   auto t = torch::randint(config_.steps, {batch}, x0.options().dtype(torch::kLong));
-  torch::Tensor noise, data_part;
+  torch::Tensor noise, data_part, rows, x_t;
   StepTable table;
   const TimePathParams time_path = model.time_path();
   run_concurrently(x0.device(), {[&] {
-                                   auto rows = noising_.index_select(0, t);  // [batch, 2]
+                                   rows = noising_.index_select(0, t);  // [batch, 2]
                                    noise = torch::randn_like(x0);
-                                   auto x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
+                                   x_t = torch::addcmul(rows.narrow(1, 0, 1) * x0, rows.narrow(1, 1, 1), noise);
                                    data_part = model.first_layer_data(x_t, obs, cond);
                                  },
                                  [&] {
                                    table = time_path_table(config_.steps, time_path, x0.options(), model.kernels());
                                  }});
   auto eps = model.forward_from_first_layer(add_step_rows(data_part, t, table, time_path));
-  return noise_prediction_error(eps, noise, model.kernels());
+  return {noise_prediction_error(eps, noise, model.kernels()),
+          estimate ? clean_estimate(x_t, eps, rows) : torch::Tensor()};
 }
 
 namespace {
@@ -128,6 +150,10 @@ torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torc
   // Classifier-free guidance: one pass over [conditional; unconditional] rows (the null condition is
   // all zeros), eps = eps(null) + w (eps(cond) - eps(null)).
   const bool guided = cond.defined() && guide_weight != 1.0;
+  if (config_.sampler == "dpm-solver") {
+    if (guided) throw Error("classifier-free guidance samples with eps-clip or posterior, not dpm-solver");
+    return solve_ode(model, obs, config_.solver_passes, noise(), cond);
+  }
   const auto chain_obs = guided ? torch::cat({obs, obs}) : obs;
   const auto chain_cond = guided ? torch::cat({cond, torch::zeros_like(cond)}) : cond;
   const DenoiserChain eps_of = chain_of(model, chain_obs, chain_cond, config_.steps);

@@ -16,7 +16,9 @@ namespace modiff::agents {
 struct DiffusionConfig {
   std::string schedule = "vp";     // vp | cosine | linear
   int steps = 5;                   // T
-  std::string sampler = "eps-clip";  // eps-clip (IDQL: clip x each step) | posterior (Diffusion-QL: clip x0)
+  std::string sampler = "eps-clip";  // eps-clip (IDQL: clip x each step) | posterior (Diffusion-QL: clip x0) |
+                                     // dpm-solver (EDP: the probability-flow ODE, solve_ode)
+  int solver_passes = 15;          // dpm-solver: denoiser passes per sample (1..steps)
   std::string loss = "sum";        // sum over action dims then batch mean (IDQL) | mean over elements (Diffusion-QL)
 };
 
@@ -32,8 +34,15 @@ class Ddpm {
 
   // Noise-prediction loss for clean actions x0 under observation obs (and condition cond, may be undefined):
   // x0 noised to a random step t, eps_hat(x_t, t, obs, cond) against the noise. A reference denoiser
-  // computes it through its forward pass; a fast one in parts (fast_loss).
+  // computes it through its forward pass; a fast one in parts (fast_prediction).
   torch::Tensor loss(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond);
+  // The same loss (the same draws) and, from the same pass, the one-step estimate of the clean actions from the
+  // noised ones, (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) clipped to [-1, 1], with its gradient (EDP's
+  // policy improvement acts on it instead of on a sampled chain).
+  struct Prediction {
+    torch::Tensor loss, x0_estimate;
+  };
+  Prediction predict(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs, const torch::Tensor& cond);
 
   // Draws actions for each row of obs, from Gaussian noise through all T steps. Differentiable
   // when grad mode is on (Diffusion-QL's Q-loss backpropagates through the chain).
@@ -59,8 +68,10 @@ class Ddpm {
 
  private:
   std::vector<int> solver_indices(int evaluations, const std::function<double(int)>& lambda) const;
-  torch::Tensor fast_loss(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
-                          const torch::Tensor& cond);
+  Prediction noise_prediction(Denoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                               const torch::Tensor& cond, bool estimate);
+  Prediction fast_prediction(FastDenoiser& model, const torch::Tensor& x0, const torch::Tensor& obs,
+                             const torch::Tensor& cond, bool estimate);
   torch::Tensor noise_prediction_error(const torch::Tensor& eps, const torch::Tensor& noise, Kernels kernels) const;
 
   DiffusionConfig config_;

@@ -1,0 +1,128 @@
+// EDP (Kang, Ma, Du, Pang, Yan 2023, "Efficient Diffusion Policies for Offline Reinforcement Learning"; official
+// code sail-sg/edp, whose diffusion/ lives on in yueyang130/SEEM: dql.py, trainer.py, hps.py). Diffusion-QL's
+// policy improvement without its sampling chain: the TD3-style term acts on the one-step estimate of the clean
+// action from the BC pass's noised data action, a0_hat = (a_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), so a
+// step costs one denoiser pass with gradients instead of a chain of T = 100; samples come from the
+// probability-flow ODE in 15 passes (DPM-Solver, Ddpm::solve_ode). Per joint step, as the official code: both
+// gradients from the parameters before the step (the critic's target from the target policy's next action, the
+// policy's term through the online critics), then the critic's update, the policy's, the targets.
+#include "algos/algorithm.h"
+
+namespace modiff::agents {
+
+// EDP's numbers: the fields of AlgorithmConfig and the weights of the policy loss's two terms.
+struct EdpConfig : AlgorithmConfig {
+  double alpha = 0;      // weight of the normalized TD3 term
+  double diff_coef = 0;  // weight of the behavior-cloning term
+  void describe(Hyperparameters& h, const std::string& dataset) override;
+};
+
+namespace {
+
+const std::string kEdpSource = "EDP dql.py";
+const std::string kEdpTrainer = "EDP trainer.py";
+
+// EDP's weight of the BC term per locomotion dataset (hps.py diff_coef): 0 on halfcheetah medium and
+// medium-replay, 10 on hopper medium-expert, 1 elsewhere.
+double diff_coef_for(const std::string& dataset) {
+  const bool halfcheetah = dataset.find("halfcheetah") != std::string::npos;
+  if (halfcheetah && dataset.find("medium-expert") == std::string::npos && dataset.find("medium") != std::string::npos)
+    return 0.0;
+  if (dataset.find("hopper") != std::string::npos && dataset.find("medium-expert") != std::string::npos) return 10.0;
+  return 1.0;
+}
+
+}  // namespace
+
+void EdpConfig::describe(Hyperparameters& h, const std::string& dataset) {
+  auto& p = policy;
+  const std::string& src = kEdpSource;
+  h.number("batch", batch, 256, "[1, 1048576]", kEdpTrainer + ": batch_size");
+  h.flag("normalize_obs", normalize_obs, false, kEdpTrainer + ": obs_norm False");
+  h.choice("policy.denoiser", p.denoiser.kind, "mlp", {"mlp", "ln-resnet"}, kEdpTrainer + ": policy_arch 256-256-256");
+  h.number("policy.hidden", p.denoiser.hidden, 256, "[1, 65536]", kEdpTrainer + ": policy_arch 256-256-256");
+  h.number("policy.blocks", p.denoiser.blocks, 3, "[1, 64]", kEdpTrainer + ": policy_arch 256-256-256");
+  h.number("policy.block_width", p.denoiser.block_width, 1024, "[1, 65536]", "unused by the MLP (ln-resnet only)");
+  h.number("policy.dropout", p.denoiser.dropout, 0.0, "[0, 1)", kEdpTrainer + ": an MLP without dropout");
+  h.number("policy.time_dim", p.denoiser.time_dim, 16, "[2, 65536]", src + ": time_embed_size");
+  h.activation("policy.activation", p.denoiser.activation, Activation::Mish, kEdpTrainer + ": activation mish");
+  h.choice("policy.noise_schedule", p.diffusion.schedule, "linear", {"vp", "cosine", "linear"}, src + ": schedule_name");
+  h.number("policy.diffusion_steps", p.diffusion.steps, 100, "[1, 1000]", src + ": num_timesteps");
+  h.choice("policy.sampler", p.diffusion.sampler, "dpm-solver", {"dpm-solver", "posterior", "eps-clip"},
+           "EDP paper: DPM-Solver (the code's default sample_method is the DDPM chain: posterior)");
+  h.number("policy.solver_passes", p.diffusion.solver_passes, 15, "[1, 1000]", src + ": dpm_steps");
+  h.choice("policy.loss", p.diffusion.loss, "mean", {"sum", "mean"}, "EDP diffusion.py: LossType.MSE");
+  h.number("policy.lr", p.adam.lr, 3e-4, "(0, 1]", src + ": lr");
+  h.flag("policy.lr_cosine", policy_lr_cosine, false, src + ": lr_decay False");
+  h.number("policy.beta1", p.adam.beta1, 0.9, "[0, 1)", "optax.adamw default");
+  h.number("policy.beta2", p.adam.beta2, 0.999, "[0, 1)", "optax.adamw default");
+  h.number("policy.eps", p.adam.eps, 1e-8, "(0, 1]", "optax.adamw default");
+  h.number("policy.weight_decay", p.adam.weight_decay, 0.0, "[0, 1]", src + ": the policy's adamw, weight_decay 0");
+  h.number("policy.max_grad_norm", p.adam.max_grad_norm, diffusion_ql_grad_norm(dataset), "[0, 1e6]",
+           std::string("EDP hps.py gn, as ") + kDiffusionQlGradNormSource);
+  h.number("policy.ema_rate", p.ema_rate, 0.005, "(0, 1]", src + ": tau of the target policy");
+  h.number("policy.ema_start", p.ema_start, 0L, "[0, 1000000000]", src + ": from the first step");
+  h.number("policy.ema_every", p.ema_every, 5, "[1, 1000000]", src + ": policy_tgt_freq");
+  h.flag("policy.sample_with_ema", p.sample_with_ema, false, kEdpTrainer + ": evaluates with train_params");
+  h.number("policy.candidates", p.candidates, 50, "[1, 4096]", kEdpTrainer + ": SamplerPolicy num_samples");
+  h.choice("policy.select", p.select, "softmax", {"argmax", "softmax", "expectile"},
+           kEdpTrainer + ": categorical over min Q (temperature 1)");
+  h.number("alpha", alpha, 2.0, "[0, 1e6]", src + ": alpha, the TD3 term's weight");
+  h.number("diff_coef", diff_coef, diff_coef_for(dataset), "[0, 1e6]",
+           "EDP hps.py diff_coef: 0 halfcheetah medium and medium-replay, 10 hopper medium-expert, 1 elsewhere");
+}
+
+namespace {
+
+class Edp : public Algorithm {
+ public:
+  Edp(const EdpConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
+      : Algorithm(g, p, d), alpha_(config.alpha), diff_coef_(config.diff_coef) {}
+
+  StepMetrics joint_step(const Batch& batch) override {
+    const auto next_action = policy_.sample_ema(batch.next_obs);  // the target policy's, before this step
+    StepMetrics m = policy_backward(batch);  // through the critics before their update
+    const GuidanceMetrics g = guidance_.update(batch, next_action);
+    policy_.optimizer_step();
+    m.critic_loss = g.critic_loss;
+    m.q_mean = g.q_mean;
+    m.q_std = g.q_std;
+    return m;
+  }
+
+  StepMetrics diffusion_step(const Batch& batch) override {
+    StepMetrics m = policy_backward(batch);
+    policy_.optimizer_step();
+    return m;
+  }
+
+ private:
+  // diff_coef BC + alpha q_loss with q_loss = -Q_i(s, a0_hat).mean() / |Q_i(s, a0_hat)|.mean() (one critic,
+  // chosen by a coin drawn on the device), backward into the policy's gradients. The critics' gradients it
+  // leaves are cleared by their own update.
+  StepMetrics policy_backward(const Batch& batch) {
+    policy_.zero_grad();
+    const Ddpm::Prediction bc = policy_.bc_prediction(batch.obs, batch.act);
+    auto [q1, q2] = guidance_.policy_q(batch.obs, bc.x0_estimate);
+    const auto coin = torch::rand({}, q1.options()) > 0.5;
+    const auto q_loss =
+        torch::where(coin, -q1.mean() / q1.abs().mean().detach(), -q2.mean() / q2.abs().mean().detach());
+    (diff_coef_ * bc.loss + alpha_ * q_loss).backward();
+    StepMetrics m;
+    m.bc_loss = bc.loss.detach();
+    m.q_loss = q_loss.detach();
+    return m;
+  }
+
+  const double alpha_, diff_coef_;
+};
+
+}  // namespace
+
+extern const AlgorithmEntry kEdp = {
+    "edp", "twin-q", [] { return std::unique_ptr<AlgorithmConfig>(new EdpConfig); },
+    [](const AlgorithmConfig& c, GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
+      return std::unique_ptr<Algorithm>(new Edp(static_cast<const EdpConfig&>(c), g, p, d));
+    }};
+
+}  // namespace modiff::agents

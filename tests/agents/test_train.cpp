@@ -308,6 +308,20 @@ TEST_CASE("EDP pairs and swaps with the other algorithms' guidance modules", "[t
     CHECK(warnings.empty());
     for (double x : act_many(swapped, 4)) CHECK((x >= -1 && x <= 1));
   }
+  // The iql objective: advantage-weighted regression of the one-step estimate, with IQL's guidance (it needs V).
+  const fs::path d = fresh_dir("edp_iql");
+  auto weighted = tiny("edp", "joint", d, 50);
+  weighted.guidance_kind = "iql";
+  weighted.set.push_back("objective=iql");
+  const auto awr = agents::train_on(data, bandit_ref(), weighted);
+  CHECK(agents::read_artifact(awr.guidance_dir, "guidance").algorithm == "iql");
+  auto policy = agents::InferencePolicy::load(awr.diffusion_dir, awr.guidance_dir, io);
+  for (double x : act_many(policy, 4)) CHECK((x >= -1 && x <= 1));
+  auto without_v = tiny("edp", "joint", fresh_dir("edp_iql_twin_q"), 10);
+  without_v.set.push_back("objective=iql");
+  CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), without_v),
+                    Catch::Contains("edp's iql objective weighs actions by Q - V: it needs a guidance with V(s)"));
+  remove_tree(d.string());
   // More solver passes than diffusion steps is refused, naming both.
   auto too_many = tiny("edp", "joint", fresh_dir("edp_passes"), 10);
   too_many.set.push_back("policy.solver_passes=200");

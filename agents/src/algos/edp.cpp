@@ -7,13 +7,16 @@
 // gradients from the parameters before the step (the critic's target from the target policy's next action, the
 // policy's term through the online critics), then the critic's update, the policy's, the targets.
 #include "algos/algorithm.h"
+#include "modiff/common/error.h"
 
 namespace modiff::agents {
 
 // EDP's numbers: the fields of AlgorithmConfig and the weights of the policy loss's two terms.
 struct EdpConfig : AlgorithmConfig {
-  double alpha = 0;      // weight of the normalized TD3 term
-  double diff_coef = 0;  // weight of the behavior-cloning term
+  std::string objective;       // td3 | iql (advantage-weighted regression of a0_hat)
+  double alpha = 0;            // weight of the normalized TD3 term
+  double awr_temperature = 0;  // iql: the weights exp((Q - V) x this), at most 100
+  double diff_coef = 0;        // weight of the behavior-cloning term
   void describe(Hyperparameters& h, const std::string& dataset) override;
 };
 
@@ -46,7 +49,8 @@ void EdpConfig::describe(Hyperparameters& h, const std::string& dataset) {
   h.number("policy.dropout", p.denoiser.dropout, 0.0, "[0, 1)", kEdpTrainer + ": an MLP without dropout");
   h.number("policy.time_dim", p.denoiser.time_dim, 16, "[2, 65536]", src + ": time_embed_size");
   h.activation("policy.activation", p.denoiser.activation, Activation::Mish, kEdpTrainer + ": activation mish");
-  h.choice("policy.noise_schedule", p.diffusion.schedule, "linear", {"vp", "cosine", "linear"}, src + ": schedule_name");
+  h.choice("policy.noise_schedule", p.diffusion.schedule, "linear", {"vp", "cosine", "linear"},
+           src + ": schedule_name");
   h.number("policy.diffusion_steps", p.diffusion.steps, 100, "[1, 1000]", src + ": num_timesteps");
   h.choice("policy.sampler", p.diffusion.sampler, "dpm-solver", {"dpm-solver", "posterior", "eps-clip"},
            "EDP paper: DPM-Solver (the code's default sample_method is the DDPM chain: posterior)");
@@ -67,7 +71,10 @@ void EdpConfig::describe(Hyperparameters& h, const std::string& dataset) {
   h.number("policy.candidates", p.candidates, 50, "[1, 4096]", kEdpTrainer + ": SamplerPolicy num_samples");
   h.choice("policy.select", p.select, "softmax", {"argmax", "softmax", "expectile"},
            kEdpTrainer + ": categorical over min Q (temperature 1)");
+  h.choice("objective", objective, "td3", {"td3", "iql"},
+           src + ": loss_type TD3 (IQL: advantage-weighted regression, with a guidance that has V)");
   h.number("alpha", alpha, 2.0, "[0, 1e6]", src + ": alpha, the TD3 term's weight");
+  h.number("awr_temperature", awr_temperature, 3.0, "[0, 1e6]", src + ": awr_temperature (iql objective)");
   h.number("diff_coef", diff_coef, diff_coef_for(dataset), "[0, 1e6]",
            "EDP hps.py diff_coef: 0 halfcheetah medium and medium-replay, 10 hopper medium-expert, 1 elsewhere");
 }
@@ -77,10 +84,19 @@ namespace {
 class Edp : public Algorithm {
  public:
   Edp(const EdpConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
-      : Algorithm(g, p, d), alpha_(config.alpha), diff_coef_(config.diff_coef) {}
+      : Algorithm(g, p, d),
+        weighted_regression_(config.objective == "iql"),
+        alpha_(config.alpha),
+        awr_temperature_(config.awr_temperature),
+        diff_coef_(config.diff_coef) {
+    if (weighted_regression_ && !g.has_v())
+      throw Error("edp's iql objective weighs actions by Q - V: it needs a guidance with V(s) (--guidance-kind iql), "
+                  "got " + g.config().kind);
+  }
 
   StepMetrics joint_step(const Batch& batch) override {
-    const auto next_action = policy_.sample_ema(batch.next_obs);  // the target policy's, before this step
+    // The target policy's next action, before this step (an IQL critic bootstraps from V instead).
+    const auto next_action = guidance_.has_v() ? batch.next_act : policy_.sample_ema(batch.next_obs);
     StepMetrics m = policy_backward(batch);  // through the critics before their update
     const GuidanceMetrics g = guidance_.update(batch, next_action);
     policy_.optimizer_step();
@@ -97,24 +113,42 @@ class Edp : public Algorithm {
   }
 
  private:
-  // diff_coef BC + alpha q_loss with q_loss = -Q_i(s, a0_hat).mean() / |Q_i(s, a0_hat)|.mean() (one critic,
-  // chosen by a coin drawn on the device), backward into the policy's gradients. The critics' gradients it
-  // leaves are cleared by their own update.
+  // diff_coef BC + the improvement term on a0_hat, backward into the policy's gradients (the critics' gradients
+  // it leaves are cleared by their own update).
   StepMetrics policy_backward(const Batch& batch) {
     policy_.zero_grad();
     const Ddpm::Prediction bc = policy_.bc_prediction(batch.obs, batch.act);
-    auto [q1, q2] = guidance_.policy_q(batch.obs, bc.x0_estimate);
-    const auto coin = torch::rand({}, q1.options()) > 0.5;
     const auto q_loss =
-        torch::where(coin, -q1.mean() / q1.abs().mean().detach(), -q2.mean() / q2.abs().mean().detach());
-    (diff_coef_ * bc.loss + alpha_ * q_loss).backward();
+        weighted_regression_ ? weighted_regression(batch, bc.x0_estimate) : td3_term(batch, bc.x0_estimate);
+    (diff_coef_ * bc.loss + q_loss).backward();
     StepMetrics m;
     m.bc_loss = bc.loss.detach();
     m.q_loss = q_loss.detach();
     return m;
   }
 
-  const double alpha_, diff_coef_;
+  // alpha (-Q_i(s, a0_hat).mean() / |Q_i(s, a0_hat)|.mean()), one critic chosen by a coin drawn on the device.
+  torch::Tensor td3_term(const Batch& batch, const torch::Tensor& a0_hat) {
+    auto [q1, q2] = guidance_.policy_q(batch.obs, a0_hat);
+    const auto coin = torch::rand({}, q1.options()) > 0.5;
+    return alpha_ * torch::where(coin, -q1.mean() / q1.abs().mean().detach(), -q2.mean() / q2.abs().mean().detach());
+  }
+
+  // IQL's advantage-weighted regression of a0_hat on the data action: -(w log N(a; a0_hat, I)).mean(), w =
+  // min(exp((min target Q(s, a) - V(s)) x awr_temperature), 100), constant (the official IQL loss, fixed std).
+  torch::Tensor weighted_regression(const Batch& batch, const torch::Tensor& a0_hat) {
+    torch::Tensor weight;
+    {
+      torch::NoGradGuard no_grad;
+      weight = torch::clamp_max(torch::exp((guidance_.q_min(batch.obs, batch.act) - guidance_.v(batch.obs)) *
+                                           awr_temperature_), 100.0);
+    }
+    const auto log_prob = (batch.act - a0_hat).pow(2).sum(1, true) * -0.5;
+    return -(weight * log_prob).mean();
+  }
+
+  const bool weighted_regression_;
+  const double alpha_, awr_temperature_, diff_coef_;
 };
 
 }  // namespace

@@ -49,6 +49,8 @@ const std::vector<EnvironmentVariable>& environment_variables() {
       {"MODIFF_READ_DEADLINE_S", "seconds an HDF5 file may take to read (default 300; 0: no deadline)", 0, 86400},
       {"MODIFF_SIDE_STREAMS", "CUDA side streams for the gradient work beside a step (default 2)", 1, 8},
       {"MODIFF_GRAPH_STEPS", "training steps per captured CUDA graph (default: the algorithm's)", 1, 64},
+      {"MODIFF_STACK_SIZE", "the most runs of a group trained as one stacked network on CUDA (default 16; 0, 1: none)",
+       0, 4096},
       {"MODIFF_PROFILE_TRACE", "file prefix of a kernel trace of training steps 200-220 (developers)", 0, kAnyText},
       {"MODIFF_GRAPH_DUMP", "file prefix of a .dot dump of every captured CUDA graph (developers)", 0, kAnyText},
   };
@@ -84,6 +86,8 @@ std::optional<int> graph_steps_setting() {
   static const auto steps = whole_number(variable("MODIFF_GRAPH_STEPS"));
   return steps ? std::optional<int>(static_cast<int>(*steps)) : std::nullopt;
 }
+
+int stack_size_setting() { return static_cast<int>(whole_number(variable("MODIFF_STACK_SIZE")).value_or(16)); }
 
 std::optional<std::string> profile_trace_prefix() { return text_of("MODIFF_PROFILE_TRACE"); }
 std::optional<std::string> graph_dump_prefix() { return text_of("MODIFF_GRAPH_DUMP"); }

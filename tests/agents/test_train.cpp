@@ -143,37 +143,44 @@ TEST_CASE("bandit: classifier-free reward guidance samples the high mode", "[tra
   remove_tree(out.string());
 }
 
+namespace {
+
+// The mean and the share above 0.25 of 1000 actions sampled without a guidance (no candidates) after 1500 joint
+// steps of `algo` on the bimodal bandit, its improvement term's weight `weight` set to `value`.
+std::pair<double, double> unguided_samples(const std::string& algo, const std::string& weight, double value) {
+  const auto data = bimodal_bandit(4000, 7);
+  const fs::path out = fresh_dir(algo + "_bandit_" + std::to_string(value));
+  auto o = tiny(algo, "joint", out, 1500);
+  o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3",
+           weight + "=" + std::to_string(value)};
+  agents::train_on(data, bandit_ref(), o);
+  agents::InferenceOptions io;
+  io.device = "cpu";
+  io.seed = 5;
+  auto alone = agents::InferencePolicy::load((out / "diffusion").string(), "none", io);
+  const auto actions = act_many(alone, 1000);
+  remove_tree(out.string());
+  double mean = 0, high_side = 0;
+  for (double a : actions) {
+    mean += a / actions.size();
+    high_side += (a > 0.25) / double(actions.size());
+  }
+  return {mean, high_side};
+}
+
+}  // namespace
+
 TEST_CASE("bandit: Diffusion-QL's Q-loss moves the policy itself to the rewarded side, behavior cloning alone does not",
           "[train][bandit]") {
   // The policy loss BC + eta * q_loss, sampled without a guidance (one sample, no candidates to choose from).
   // eta = 0 clones the data, symmetric about 0 (with T = 5 the last step's E[x0 | x1] blurs the two modes
   // into one spread: the closed-form optimal denoiser does the same); eta = 1 pulls the samples to the
   // rewarded mode's side through the gradient of Q along the sampled chain.
-  const auto data = bimodal_bandit(4000, 7);
-  auto samples_with_eta = [&](double eta, const std::string& tag) {
-    const fs::path out = fresh_dir("dql_bandit_" + tag);
-    auto o = tiny("dql", "joint", out, 1500);
-    o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3",
-             "eta=" + std::to_string(eta)};
-    agents::train_on(data, bandit_ref(), o);
-    agents::InferenceOptions io;
-    io.device = "cpu";
-    io.seed = 5;
-    auto alone = agents::InferencePolicy::load((out / "diffusion").string(), "none", io);
-    const auto actions = act_many(alone, 1000);
-    remove_tree(out.string());
-    double mean = 0, high_side = 0;
-    for (double a : actions) {
-      mean += a / actions.size();
-      high_side += (a > 0.25) / double(actions.size());
-    }
-    return std::make_pair(mean, high_side);
-  };
-  const auto [cloned_mean, cloned_high] = samples_with_eta(0.0, "bc");
+  const auto [cloned_mean, cloned_high] = unguided_samples("dql", "eta", 0.0);
   CAPTURE(cloned_mean, cloned_high);
   CHECK(std::abs(cloned_mean) < 0.1);
   CHECK(cloned_high < 0.4);
-  const auto [improved_mean, improved_high] = samples_with_eta(1.0, "q");
+  const auto [improved_mean, improved_high] = unguided_samples("dql", "eta", 1.0);
   CAPTURE(improved_mean, improved_high);
   CHECK(improved_mean > 0.5);
   CHECK(improved_high > 0.85);
@@ -184,32 +191,12 @@ TEST_CASE("bandit: EDP's TD3 term on the one-step action estimate moves the poli
   // EDP's policy loss diff_coef BC + alpha q_loss with q_loss on a0_hat, the clean action estimated in one step
   // from the BC pass's noised data action (no sampled chain); samples through the ODE solver, no candidates.
   // alpha = 0 clones the data, symmetric about 0; alpha = 2 (EDP's) pulls the samples to the rewarded mode.
-  const auto data = bimodal_bandit(4000, 7);
-  auto samples_with_alpha = [&](double alpha, const std::string& tag) {
-    const fs::path out = fresh_dir("edp_bandit_" + tag);
-    auto o = tiny("edp", "joint", out, 1500);
-    o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3",
-             "alpha=" + std::to_string(alpha)};
-    agents::train_on(data, bandit_ref(), o);
-    agents::InferenceOptions io;
-    io.device = "cpu";
-    io.seed = 5;
-    auto alone = agents::InferencePolicy::load((out / "diffusion").string(), "none", io);
-    const auto actions = act_many(alone, 1000);
-    remove_tree(out.string());
-    double mean = 0, high_side = 0;
-    for (double a : actions) {
-      mean += a / actions.size();
-      high_side += (a > 0.25) / double(actions.size());
-    }
-    return std::make_pair(mean, high_side);
-  };
   // Measured: cloned mean -0.03 with 28% above 0.25; improved mean 0.54 with 79%.
-  const auto [cloned_mean, cloned_high] = samples_with_alpha(0.0, "bc");
+  const auto [cloned_mean, cloned_high] = unguided_samples("edp", "alpha", 0.0);
   CAPTURE(cloned_mean, cloned_high);
   CHECK(std::abs(cloned_mean) < 0.1);
   CHECK(cloned_high < 0.4);
-  const auto [improved_mean, improved_high] = samples_with_alpha(2.0, "q");
+  const auto [improved_mean, improved_high] = unguided_samples("edp", "alpha", 2.0);
   CAPTURE(improved_mean, improved_high);
   CHECK(improved_mean > 0.4);
   CHECK(improved_high > 0.7);

@@ -10,13 +10,13 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <tuple>
 #include <utility>
 
 #include "modiff/agents/train.h"
+#include "modiff/common/environment.h"
 #include "modiff/common/error.h"
 #include "modiff/torch/device.h"
 #include "train/training_run.h"
@@ -52,23 +52,11 @@ std::vector<std::unique_ptr<TrainingRun>> build_runs(const std::vector<GroupMemb
   return runs;
 }
 
-// The most runs in one stack: MODIFF_STACK_SIZE (a developer's knob, docs/gpu.md; 0 or 1: every run its own
-// steps, as on the CPU), else kDefaultStackSize. More runs alike than that form several stacks, which run beside
-// each other on their own streams.
-constexpr int kDefaultStackSize = 16;
 // Fewer runs alike than this take their own steps on their own streams: on an H200 4 IDQL runs side by side made
-// 4,854 steps/s, stacked 3,785; 16 runs 4,408 side by side, 6,208 stacked (docs/benchmarks.md).
+// 4,854 steps/s, stacked 3,785; 16 runs 4,408 side by side, 6,208 stacked (docs/benchmarks.md). The most runs in
+// one stack is MODIFF_STACK_SIZE (common/environment.h, default 16; 0 or 1: no stacks); more runs alike than that
+// form several stacks, which run beside each other on their own streams.
 constexpr size_t kFewestStacked = 8;
-int stack_size_limit() {
-  const char* value = std::getenv("MODIFF_STACK_SIZE");
-  if (value == nullptr) return kDefaultStackSize;
-  const std::string v = value;
-  char* end = nullptr;
-  const long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < 0 || n > 4096)
-    throw Error("MODIFF_STACK_SIZE must be a whole number from 0 to 4096, got '" + v + "'");
-  return static_cast<int>(n);
-}
 
 // Runs taking their steps as one: the stacked steps, captured as one graph on the stack's own stream.
 class Stack {
@@ -122,7 +110,7 @@ class GroupRounds {
  public:
   GroupRounds(std::vector<std::unique_ptr<TrainingRun>>& runs, std::vector<GroupRunResult>& results,
               const std::vector<GroupMember>& members)
-      : runs_(runs), results_(results), members_(members), training_(runs.size()), stack_size_(stack_size_limit()) {
+      : runs_(runs), results_(results), members_(members), training_(runs.size()), stack_size_(stack_size_setting()) {
     for (size_t i = 0; i < runs.size(); ++i) training_[i] = runs[i] != nullptr;
   }
 

@@ -248,6 +248,7 @@ void TrainingRun::begin_phase(const PhasePlan& phase) {
   a.start = a.interval_start = ActivePhase::Clock::now();
   a.interval_first = phase_step_ + 1;
   a.trace_prefix = profile_trace_prefix();
+  a.stack_key = phase_stack_key(phase);
 }
 
 // The run's own steps of the phase: its batches and the algorithm's update, captured where the phase's steps are.
@@ -406,9 +407,10 @@ bool TrainingRun::advance() {
   return count > 0 && take_steps(count);
 }
 
-std::string TrainingRun::stack_key() const {
-  if (!active_ || !captured_steps()) return "";
-  const PhasePlan& phase = plan_[phase_index_];
+std::string TrainingRun::stack_key() const { return active_ ? active_->stack_key : ""; }
+
+std::string TrainingRun::phase_stack_key(const PhasePlan& phase) const {
+  if (!captured_steps()) return "";
   if (!stacked_steps_exist(o_.algo, phase.name, config_.policy, config_.guidance, device_)) return "";
   std::string key = o_.algo + " " + phase.name + " " + std::to_string(phase_index_) + " " + device_.str() + " " +
                     std::to_string(data_->obs_dim) + "x" + std::to_string(data_->act_dim);

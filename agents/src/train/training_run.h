@@ -42,6 +42,7 @@ struct ActivePhase {
   long interval_first = 1;               // the first step of the current logging interval
   std::optional<std::string> trace_prefix;  // MODIFF_PROFILE_TRACE, read once per phase
   int stacked_runs = 1;                  // the largest stack it took steps in
+  std::string stack_key;                 // TrainingRun::stack_key, made once per phase
 };
 
 class TrainingRun {
@@ -91,7 +92,8 @@ class TrainingRun {
   void begin_phase(const PhasePlan& phase);
   enum class StepOutcome { More, PhaseDone, Stopped };
   bool captured_steps() const;
-  std::array<long, 2> trace_edges() const;  // the first step traced, and the step after the last  // on CUDA, in the fast implementation, unless --no-cuda-graphs
+  std::array<long, 2> trace_edges() const;
+  std::string phase_stack_key(const PhasePlan& phase) const;  // the first step traced, and the step after the last  // on CUDA, in the fast implementation, unless --no-cuda-graphs
   std::unique_ptr<GraphedSteps> phase_steps(const PhasePlan& phase) const;
   int step_count(const PhasePlan& phase) const;
   StepOutcome steps_done(const PhasePlan& phase, int count);  // Stopped: by --stop-after (checkpoint written)

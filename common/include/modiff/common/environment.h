@@ -33,6 +33,9 @@ unsigned read_deadline_seconds();
 int side_stream_setting();
 // Training steps per captured CUDA graph (MODIFF_GRAPH_STEPS, 1-64), or none: the algorithm's choice.
 std::optional<int> graph_steps_setting();
+// The most runs of a group trained as one stacked network on CUDA (MODIFF_STACK_SIZE, 0-4096, default 16; 0 or
+// 1: every run its own steps), read when a group starts.
+int stack_size_setting();
 // File prefixes for the developer's kernel trace (MODIFF_PROFILE_TRACE) and graph dumps (MODIFF_GRAPH_DUMP).
 std::optional<std::string> profile_trace_prefix();
 std::optional<std::string> graph_dump_prefix();

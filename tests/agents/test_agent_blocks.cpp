@@ -479,7 +479,9 @@ struct StackOf {
   std::vector<std::shared_ptr<Net>> nets;
   std::vector<FlatParams> flats;
   std::unique_ptr<StackedParams> stack;
-  StackOf(int k, const std::function<std::shared_ptr<Net>()>& make, torch::Device device) : flats(k) {
+  StackOf(int k, const std::function<std::shared_ptr<Net>()>& make, torch::Device device,
+          StackedParams::WeightUse use = StackedParams::WeightUse::Once)
+      : flats(k) {
     std::vector<StackedParams::Run> runs;
     for (int i = 0; i < k; ++i) {
       nets.push_back(make());
@@ -487,7 +489,7 @@ struct StackOf {
       flats[i] = flatten_parameters(*nets.back(), true);
     }
     for (int i = 0; i < k; ++i) runs.push_back({nets[i].get(), &flats[i]});
-    stack = std::make_unique<StackedParams>(runs);
+    stack = std::make_unique<StackedParams>(runs, use);
   }
   // Each run's gradients of its part of a loss against the gradients the stack wrote into its row.
   void check_gradients(const std::function<torch::Tensor(int)>& run_loss) {
@@ -501,6 +503,42 @@ struct StackOf {
     }
   }
 };
+
+// Diffusion-QL's MLP denoiser stacked with weights used repeatedly: its forward pass, a reverse chain sampled through
+// it (as Ddpm::sample samples each run with the same draws) and one loss over both, against each run alone.
+void check_stacked_mlp_policies(torch::Device device, const torch::Tensor& obs, const torch::Tensor& weight) {
+  const long runs = obs.size(0), batch = obs.size(1), act_dim = weight.size(2);
+  DenoiserConfig c;
+  c.kind = "mlp";
+  c.hidden = 32;
+  c.blocks = 3;
+  c.time_dim = 16;
+  c.activation = Activation::Mish;
+  StackOf<MlpDenoiser> policies(
+      runs, [&] { return std::make_shared<MlpDenoiser>(c, obs.size(2), act_dim, Implementation::Reference); }, device,
+      StackedParams::WeightUse::Repeated);
+  DiffusionConfig d;
+  d.sampler = "posterior";
+  const Ddpm ddpm(d, static_cast<int>(act_dim), device);
+  const auto x = torch::randn({runs, batch, act_dim}, obs.options());
+  const auto t = torch::randint(0, d.steps, {runs, batch, 1}, obs.options());
+  const auto noise = torch::randn({runs, d.steps, batch, act_dim}, obs.options());
+  const auto eps = stacked_mlp_denoiser(*policies.nets[0], *policies.stack, x, t, obs);
+  long draw = 0;
+  const auto sampled = ddpm.reverse_chain(stacked_mlp_chain(*policies.nets[0], *policies.stack, obs, d.steps),
+                                          [&] { return noise.select(1, draw++); });
+  policies.stack->backward((eps * weight).sum() + (sampled * weight).sum());
+  Ddpm own(d, static_cast<int>(act_dim), device);
+  auto alone = [&](int k, bool chain) {
+    auto& net = *policies.nets[k];
+    return chain ? own.sample(net, obs[k], {}, 1.0, c10::nullopt, noise[k]) : net.forward(x[k], t[k], obs[k], {});
+  };
+  for (int k = 0; k < runs; ++k) {
+    CHECK(torch::allclose(eps[k].detach(), alone(k, false).detach(), 1e-4, 1e-5));
+    CHECK(torch::allclose(sampled[k].detach(), alone(k, true).detach(), 1e-4, 1e-5));
+  }
+  policies.check_gradients([&](int k) { return (alone(k, false) * weight[k]).sum() + (alone(k, true) * weight[k]).sum(); });
+}
 
 void check_stacked_networks(torch::Device device) {
   torch::manual_seed(11);
@@ -560,6 +598,17 @@ void check_stacked_networks(torch::Device device) {
     const auto alone_q = critics.nets[k]->forward(obs[k], x[k]);
     return (alone_q.first * weight[k].narrow(1, 0, 1) + alone_q.second * weight[k].narrow(1, 1, 1)).sum();
   });
+  // As constants (a policy's loss through them): the gradient reaches the actions alone.
+  const auto act = x.clone().requires_grad_(true);
+  const auto policy_q = stacked_twin_q(*critics.nets[0], *critics.stack, torch::cat({obs, act}, 2), false);
+  const auto act_grad = torch::autograd::grad({(policy_q.first * policy_q.second).sum()}, {act})[0];
+  for (int k = 0; k < runs; ++k) {
+    const auto own = x[k].clone().requires_grad_(true);
+    const auto alone_q = critics.nets[k]->forward(obs[k], own);
+    const auto own_grad = torch::autograd::grad({(alone_q.first * alone_q.second).sum()}, {own})[0];
+    CHECK(torch::allclose(act_grad[k], own_grad, 1e-4, 1e-5));
+  }
+  check_stacked_mlp_policies(device, obs, weight);
 }
 
 }  // namespace

@@ -891,9 +891,10 @@ std::vector<std::vector<double>> metric_values(const fs::path& csv) {
 
 }  // namespace
 
-// On CUDA a group's IDQL runs are stacked (one network of stacked weights for all four, algos/stacked_steps.h):
-// their products add in another order than a run's own kernels, so they agree with the runs alone to a
-// tolerance; the other algorithms' runs take their own steps, the kernels of the run alone.
+// On CUDA a group's runs are stacked where their phase has stacked steps (one network of stacked weights for all
+// four, algos/stacked_steps.h): every algorithm's guidance phase, IDQL's and Diffusion-QL's joint and diffusion
+// phases. Their products add in another order than a run's own kernels, so they agree with the runs alone to a
+// tolerance; the other phases' runs take their own steps, the kernels of the run alone.
 TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at every logged step", "[group][cuda]") {
   if (resolve_device("auto").kind != DeviceKind::Cuda) {
     MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
@@ -901,42 +902,49 @@ TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at e
   const auto data = bimodal_bandit(2000, 4);
   // Stacks of four (by default groups of fewer than 8 runs alike are not stacked: docs/gpu.md).
   setenv("MODIFF_STACK_SIZE", "4", 1);
-  for (const std::string algo : {"idql", "dql", "cfg"}) {
-    const bool stacked = algo == "idql";
-    const fs::path alone = fresh_dir("cuda_group_alone"), together = fresh_dir("cuda_group_together");
-    auto options = [&](const fs::path& root, uint64_t seed) {
-      auto o = tiny(algo, "guidance-first", root / std::to_string(seed), 300);
-      o.guidance_steps = 100;
-      o.device = "cuda";
-      o.log_every = 20;
-      o.seed = seed;
-      return o;
-    };
-    std::vector<agents::GroupMember> members;
-    for (uint64_t seed = 0; seed < 4; ++seed) {
-      agents::train_on(data, bandit_ref(), options(alone, seed));
-      members.push_back({&data, bandit_ref(), options(together, seed)});
+  for (const std::string algo : {"idql", "dql", "cfg", "edp"}) {
+    for (const std::string schedule : {"guidance-first", "joint"}) {
+      const fs::path alone = fresh_dir("cuda_group_alone"), together = fresh_dir("cuda_group_together");
+      auto options = [&](const fs::path& root, uint64_t seed) {
+        auto o = tiny(algo, schedule, root / std::to_string(seed), 300);
+        o.guidance_steps = 100;
+        o.device = "cuda";
+        o.log_every = 20;
+        o.seed = seed;
+        return o;
+      };
+      std::vector<agents::GroupMember> members;
+      for (uint64_t seed = 0; seed < 4; ++seed) {
+        agents::train_on(data, bandit_ref(), options(alone, seed));
+        members.push_back({&data, bandit_ref(), options(together, seed)});
+      }
+      const auto results = agents::train_group_on(members);
+      const bool policy_stacked = algo == "idql" || algo == "dql";
+      for (uint64_t seed = 0; seed < 4; ++seed) {
+        CAPTURE(algo, schedule, seed);
+        REQUIRE(results[seed].error.empty());
+        bool any_stacked = false;
+        for (const auto& phase : results[seed].result.phases) {
+          const bool stacked = phase.name == "guidance" || policy_stacked;
+          CHECK(phase.stacked_runs == (stacked ? 4 : 1));
+          any_stacked = any_stacked || stacked;
+        }
+        const auto a = metric_values(alone / std::to_string(seed) / "metrics.csv");
+        const auto b = metric_values(together / std::to_string(seed) / "metrics.csv");
+        REQUIRE(a.size() == b.size());
+        REQUIRE(a.size() == (schedule == "joint" ? 15u : 20u));  // guidance-first: 5 guidance rows, 15 diffusion rows
+        double worst = 0;
+        for (size_t r = 0; r < a.size(); ++r)
+          for (size_t c = 0; c < a[r].size(); ++c)
+            worst = std::max(worst, std::abs(a[r][c] - b[r][c]) / (1.0 + std::abs(a[r][c])));
+        CAPTURE(worst);
+        CHECK(worst < (any_stacked ? 1e-2 : 1e-4));
+        WARN(algo << " " << schedule << " seed " << seed
+                  << ": largest relative difference of a logged metric, group against alone: " << worst);
+      }
+      remove_tree(alone.string());
+      remove_tree(together.string());
     }
-    const auto results = agents::train_group_on(members);
-    for (uint64_t seed = 0; seed < 4; ++seed) {
-      CAPTURE(algo, seed);
-      REQUIRE(results[seed].error.empty());
-      for (const auto& phase : results[seed].result.phases) CHECK(phase.stacked_runs == (stacked ? 4 : 1));
-      const auto a = metric_values(alone / std::to_string(seed) / "metrics.csv");
-      const auto b = metric_values(together / std::to_string(seed) / "metrics.csv");
-      REQUIRE(a.size() == b.size());
-      REQUIRE(a.size() == 20);  // 5 guidance rows, 15 diffusion rows
-      double worst = 0;
-      for (size_t r = 0; r < a.size(); ++r)
-        for (size_t c = 0; c < a[r].size(); ++c)
-          worst = std::max(worst, std::abs(a[r][c] - b[r][c]) / (1.0 + std::abs(a[r][c])));
-      CAPTURE(worst);
-      CHECK(worst < (stacked ? 1e-2 : 1e-4));
-      WARN(algo << " seed " << seed << ": largest relative difference of a logged metric, group against alone: "
-                << worst);
-    }
-    remove_tree(alone.string());
-    remove_tree(together.string());
   }
   unsetenv("MODIFF_STACK_SIZE");
 }

@@ -88,6 +88,9 @@ class Algorithm {
   const OfflineData& data_;
 };
 
+class StackedSteps;  // algos/stacked_steps.h
+struct StackMember;
+
 // One registered algorithm: its name, the guidance kind it trains unless told otherwise, its config
 // and its update steps.
 struct AlgorithmEntry {
@@ -96,6 +99,11 @@ struct AlgorithmEntry {
   std::unique_ptr<AlgorithmConfig> (*config)();
   std::unique_ptr<Algorithm> (*make)(const AlgorithmConfig& config, GuidanceModule& guidance, DiffusionModel& policy,
                                      const OfflineData& data);
+  // Its joint and diffusion phases for a stack of runs on CUDA (algos/stacked_steps.h), where it has them: whether
+  // runs of `config` in `phase` can be stacked, and the stacked steps of such runs.
+  bool (*stacks)(const std::string& phase, const AlgorithmConfig& config, torch::Device device) = nullptr;
+  std::unique_ptr<StackedSteps> (*make_stacked)(const std::string& phase,
+                                                const std::vector<StackMember>& members) = nullptr;
 };
 const std::vector<AlgorithmEntry>& algorithms();
 const AlgorithmEntry& find_algorithm(const std::string& name);  // throws, naming the known ones

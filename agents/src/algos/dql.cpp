@@ -7,6 +7,7 @@
 // same policy loss goes through the frozen (target) critics: no critic
 // gradients, optimizer state or target copies.
 #include "algos/algorithm.h"
+#include "algos/stacked_steps.h"
 #include "runtime/cuda_support.h"
 
 #include <tuple>
@@ -157,12 +158,83 @@ class Dql : public Algorithm {
   double eta_;
 };
 
+// Diffusion-QL's joint and diffusion phases for a stack of runs: Dql::joint_step and Dql::diffusion_step over
+// [K, B, ...] tensors, the same three branches beside each other, each run's Q-loss normalized by its own critic.
+class DqlStack : public StepByStep {
+ public:
+  DqlStack(const std::string& phase, const std::vector<StackMember>& members)
+      : StepByStep(members), eta_(static_cast<const DqlConfig&>(*members.front().config).eta), policy_(members_) {
+    if (phase == "joint") critic_.emplace(members_);
+    else frozen_.emplace(members_);
+  }
+
+ private:
+  StepMetrics step(const Batch& b) override {
+    const bool joint = critic_.has_value();
+    const auto d = draws(b);
+    const size_t first = joint ? 1 : 0;  // d: [next-action noise,] steps, noise, chain noise, coin
+    torch::Tensor bc, action;
+    GuidanceMetrics g;
+    run_concurrently(b.act.device(),
+                     {[&] { action = policy_.sample_train(b.obs, d[first + 2]); },
+                      [&] {
+                        if (joint) g = critic_->update(b, policy_.sample_ema(b.next_obs, d[0]));
+                      },
+                      [&] { bc = policy_.bc_loss(b, d[first], d[first + 1]); }});
+    const auto [q1, q2] = joint ? critic_->policy_q(b.obs, action) : frozen_->policy_q(b.obs, action);
+    auto mean = [](const torch::Tensor& t) { return t.mean({1, 2}); };
+    const auto q_loss = torch::where(d[first + 3] > 0.5, -mean(q1) / mean(q2.abs()).detach(),
+                                     -mean(q2) / mean(q1.abs()).detach());
+    policy_.step(bc + eta_ * q_loss);
+    StepMetrics m;
+    m.bc_loss = bc.detach();
+    m.q_loss = q_loss.detach();
+    m.critic_loss = g.critic_loss;
+    m.q_mean = g.q_mean;
+    m.q_std = g.q_std;
+    return m;
+  }
+
+  // Each run's draws in the order its own step makes them on CUDA: the branches of joint_step run on the host
+  // the critic's first (the EMA's chain), then the BC pass's, then the sampled chain's; the coin last.
+  std::vector<torch::Tensor> draws(const Batch& b) const {
+    const long batch = b.act.size(1), act_dim = b.act.size(2);
+    const int steps = policy_.ddpm().config().steps;
+    const auto options = b.act.options();
+    return stacked_draws(members_, [&] {
+      std::vector<torch::Tensor> drawn;
+      if (critic_) drawn.push_back(draw_chain_noise(steps, batch, act_dim, options));
+      for (const auto& t : draw_noising(steps, batch, act_dim, options)) drawn.push_back(t);
+      drawn.push_back(draw_chain_noise(steps, batch, act_dim, options));
+      drawn.push_back(torch::rand({}, options));
+      return drawn;
+    });
+  }
+
+  const double eta_;
+  MlpPolicyStack policy_;
+  std::optional<TdCriticStack> critic_;       // joint: the critics trained beside the policies
+  std::optional<FrozenCriticStack> frozen_;  // diffusion: the frozen guidance's target critics
+};
+
+// The MLP denoiser without a condition, sampled by a chain; in the joint phase beside twin-q critics.
+bool dql_stacks(const std::string& phase, const AlgorithmConfig& c, torch::Device) {
+  const auto& p = c.policy;
+  const bool chain = p.diffusion.sampler == "posterior" || p.diffusion.sampler == "eps-clip";
+  return p.denoiser.kind == "mlp" && p.denoiser.cond_dim == 0 && chain &&
+         (phase == "diffusion" || c.guidance.kind == "twin-q");
+}
+
 }  // namespace
 
 extern const AlgorithmEntry kDql = {
     "dql", "twin-q", [] { return std::unique_ptr<AlgorithmConfig>(new DqlConfig); },
     [](const AlgorithmConfig& c, GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
       return std::unique_ptr<Algorithm>(new Dql(static_cast<const DqlConfig&>(c), g, p, d));
+    },
+    dql_stacks,
+    [](const std::string& phase, const std::vector<StackMember>& members) {
+      return std::unique_ptr<StackedSteps>(new DqlStack(phase, members));
     }};
 
 }  // namespace modiff::agents

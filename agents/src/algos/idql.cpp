@@ -3,6 +3,8 @@
 // it from the data and only used at inference to pick among candidates. Each
 // joint step: actor update, then V, then Q.
 #include "algos/algorithm.h"
+#include "algos/stacked_steps.h"
+#include "ops/ln_resnet_block.h"
 #include "runtime/cuda_support.h"
 
 namespace modiff::agents {
@@ -98,12 +100,59 @@ class Idql : public Algorithm {
   }
 };
 
+// IDQL's joint and diffusion phases for a stack: the policies' behavior cloning, and in the joint phase the
+// guidance beside it as a parallel chain (as Idql::joint_steps runs them).
+class IdqlStack : public StackedSteps {
+ public:
+  IdqlStack(const std::string& phase, const std::vector<StackMember>& members) : members_(members), bc_(members_) {
+    if (phase == "joint") guidance_.emplace(members_);
+  }
+
+  std::vector<std::vector<StepMetrics>> steps(int count) override {
+    const auto batches = stacked_batches(members_, count);
+    std::vector<torch::Tensor> bc(batches.size());
+    std::vector<StepMetrics> m(batches.size());
+    auto bc_chain = [&] {
+      for (size_t s = 0; s < batches.size(); ++s) bc[s] = bc_.update(batches[s]);
+    };
+    if (guidance_) {
+      run_concurrently(members_.front().data->device, {bc_chain, [&] {
+                                                         for (size_t s = 0; s < batches.size(); ++s)
+                                                           m[s] = guidance_->update(batches[s]);
+                                                       }});
+    } else {
+      bc_chain();
+    }
+    for (size_t s = 0; s < batches.size(); ++s) m[s].bc_loss = bc[s];
+    return per_member(m, members_.size());
+  }
+
+ private:
+  const std::vector<StackMember> members_;
+  LnResnetBcStack bc_;
+  std::optional<GuidanceStack> guidance_;
+};
+
+// The LN-ResNet policy without a condition, its dropout drawn as the stack draws it: the runs' own blocks draw it
+// as the fused blocks do (one uniform per element); LibTorch's Dropout modules, where the fused blocks are not
+// built, draw otherwise.
+bool idql_stacks(const std::string&, const AlgorithmConfig& c, torch::Device device) {
+  const auto& d = c.policy.denoiser;
+  const bool same_dropout_draws =
+      d.dropout == 0 || (Kernels::for_device(device).own && fused_ln_resnet_block_supports(d.hidden));
+  return d.kind == "ln-resnet" && d.cond_dim == 0 && d.blocks > 0 && same_dropout_draws;
+}
+
 }  // namespace
 
 extern const AlgorithmEntry kIdql = {
     "idql", "iql", [] { return std::unique_ptr<AlgorithmConfig>(new IdqlConfig); },
     [](const AlgorithmConfig&, GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
       return std::unique_ptr<Algorithm>(new Idql(g, p, d));
+    },
+    idql_stacks,
+    [](const std::string& phase, const std::vector<StackMember>& members) {
+      return std::unique_ptr<StackedSteps>(new IdqlStack(phase, members));
     }};
 
 }  // namespace modiff::agents

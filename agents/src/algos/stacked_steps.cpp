@@ -1,15 +1,9 @@
-// IDQL's steps for a stack of runs: the behavior-cloning update of K LN-ResNet policies and the IQL update of
-// K critics, each over [K, B, ...] tensors, in the order of the run's own steps (algos/idql.cpp,
-// modules/guidance_iql.cpp, nets/diffusion.cpp's loss).
+// The pieces of stacked steps and the guidance phase of every algorithm, stacked (modules/guidance_iql.cpp,
+// modules/guidance_twin_q.cpp, nets/diffusion.cpp's loss and chain, each over [K, B, ...] tensors).
 #include "algos/stacked_steps.h"
-
-#include <optional>
 
 #include "modiff/common/error.h"
 #include "nets/denoisers.h"
-#include "nets/stacked.h"
-#include "ops/ln_resnet_block.h"
-#include "runtime/cuda_support.h"
 
 namespace modiff::agents {
 
@@ -17,13 +11,81 @@ namespace {
 
 long stack_size(const std::vector<StackMember>& members) { return static_cast<long>(members.size()); }
 
-// Each member's batches for `count` steps, drawn from its own stream as its trainer draws them (a graph's
-// batches before its steps), gathered as [K, B, ...] columns: one gather where all runs share one dataset.
-std::vector<Batch> draw_batches(const std::vector<StackMember>& members, int count) {
+// Row k of each defined field of stacked metrics.
+StepMetrics member_row(const StepMetrics& stacked, long k) {
+  auto row = [k](const torch::Tensor& t) { return t.defined() ? t[k] : t; };
+  return {row(stacked.bc_loss),    row(stacked.q_loss), row(stacked.critic_loss),
+          row(stacked.value_loss), row(stacked.q_mean), row(stacked.q_std)};
+}
+
+template <typename Net>
+std::vector<StackedParams::Run> guidance_runs(const std::vector<StackMember>& members,
+                                              Net* GuidanceModule::TrainedParts::*net,
+                                              FlatParams* GuidanceModule::TrainedParts::*params) {
+  std::vector<StackedParams::Run> r;
+  for (const auto& m : members) {
+    auto parts = m.guidance->trained_parts();
+    r.push_back({parts.*net, parts.*params});
+  }
+  return r;
+}
+
+std::vector<const Normalizer*> guidance_normalizers(const std::vector<StackMember>& members) {
+  std::vector<const Normalizer*> n;
+  for (const auto& m : members) n.push_back(&m.guidance->normalizer());
+  return n;
+}
+
+std::vector<const Normalizer*> policy_normalizers(const std::vector<StackMember>& members) {
+  std::vector<const Normalizer*> n;
+  for (const auto& m : members) n.push_back(&m.policy->normalizer());
+  return n;
+}
+
+// Each member's reward scale, [K, 1, 1].
+torch::Tensor reward_scales(const std::vector<StackMember>& members, const torch::TensorOptions& options) {
+  std::vector<double> scales;
+  for (const auto& m : members) scales.push_back(m.guidance->reward_scale());
+  return torch::tensor(scales, torch::TensorOptions().dtype(torch::kFloat64)).to(options).view({stack_size(members), 1, 1});
+}
+
+// The minimum of twin critics' outputs, its mean and (unbiased) standard deviation per run.
+void record_q(GuidanceMetrics& m, const torch::Tensor& q_min) {
+  const auto flat = q_min.detach().flatten(1);
+  m.q_mean = flat.mean(1);
+  m.q_std = torch::std(flat, {1}, true, false);
+}
+
+// Every algorithm's guidance phase.
+class GuidancePhaseStack : public StepByStep {
+ public:
+  explicit GuidancePhaseStack(const std::vector<StackMember>& members) : StepByStep(members), guidance_(members_) {}
+
+ private:
+  StepMetrics step(const Batch& b) override { return guidance_.update(b); }
+  GuidanceStack guidance_;
+};
+
+}  // namespace
+
+std::vector<std::vector<StepMetrics>> StepByStep::steps(int count) {
+  std::vector<StepMetrics> stacked;
+  for (const auto& batch : stacked_batches(members_, count)) stacked.push_back(step(batch));
+  return per_member(stacked, members_.size());
+}
+
+std::vector<std::vector<StepMetrics>> per_member(const std::vector<StepMetrics>& stacked, size_t members) {
+  std::vector<std::vector<StepMetrics>> all(members);
+  for (const auto& step : stacked)
+    for (size_t k = 0; k < members; ++k) all[k].push_back(member_row(step, static_cast<long>(k)));
+  return all;
+}
+
+std::vector<Batch> stacked_batches(const std::vector<StackMember>& members, int count) {
   std::vector<std::vector<torch::Tensor>> index(static_cast<size_t>(count));
   for (const auto& m : members) {
     const RunContext::Draws draws(*m.context);
-    for (auto& step : index) step.push_back(m.data->sample_index(m.batch));
+    for (auto& step : index) step.push_back(m.data->sample_index(m.config->batch));
   }
   bool one_dataset = true;
   for (const auto& m : members) one_dataset = one_dataset && m.data == members.front().data;
@@ -31,8 +93,9 @@ std::vector<Batch> draw_batches(const std::vector<StackMember>& members, int cou
   for (const auto& step : index) {
     torch::Tensor table;
     if (one_dataset) {
-      table = members.front().data->table().index_select(0, torch::cat(step)).view({stack_size(members), -1,
-                                                                                   members.front().data->table().size(1)});
+      // One gather where all runs share one dataset.
+      const auto& all = members.front().data->table();
+      table = all.index_select(0, torch::cat(step)).view({stack_size(members), -1, all.size(1)});
     } else {
       std::vector<torch::Tensor> tables;
       for (size_t k = 0; k < members.size(); ++k) tables.push_back(members[k].data->table().index_select(0, step[k]));
@@ -43,7 +106,31 @@ std::vector<Batch> draw_batches(const std::vector<StackMember>& members, int cou
   return batches;
 }
 
-// obs [K, B, obs] through each run's normalizer (none where every run's is the identity).
+std::vector<torch::Tensor> stacked_draws(const std::vector<StackMember>& members,
+                                         const std::function<std::vector<torch::Tensor>()>& draw) {
+  std::vector<std::vector<torch::Tensor>> slots;
+  for (const auto& m : members) {
+    const RunContext::Draws draws(*m.context);
+    const auto drawn = draw();
+    slots.resize(drawn.size());
+    for (size_t i = 0; i < drawn.size(); ++i) slots[i].push_back(drawn[i]);
+  }
+  std::vector<torch::Tensor> stacked;
+  for (const auto& slot : slots) stacked.push_back(torch::stack(slot));
+  return stacked;
+}
+
+torch::Tensor draw_chain_noise(int steps, long batch, long act_dim, const torch::TensorOptions& options) {
+  std::vector<torch::Tensor> draws;
+  for (int i = 0; i < steps; ++i) draws.push_back(torch::randn({batch, act_dim}, options));
+  return torch::stack(draws);
+}
+
+std::vector<torch::Tensor> draw_noising(int steps, long batch, long act_dim, const torch::TensorOptions& options) {
+  auto step = torch::randint(steps, {batch}, options.dtype(torch::kLong));
+  return {step, torch::randn({batch, act_dim}, options)};
+}
+
 torch::Tensor normalized(const std::vector<const Normalizer*>& normalizers, const torch::Tensor& obs) {
   bool identity = true;
   for (const auto* n : normalizers) identity = identity && n->is_identity;
@@ -53,213 +140,237 @@ torch::Tensor normalized(const std::vector<const Normalizer*>& normalizers, cons
   return torch::stack(rows);
 }
 
-// The behavior-cloning update of K LN-ResNet policies (Algorithm::bc_update with Ddpm's loss).
-class BcStack {
- public:
-  explicit BcStack(const std::vector<StackMember>& members) : members_(members), params_(runs(members)) {
-    net_ = dynamic_cast<const LnResnetDenoiser*>(members.front().policy->trained_parts().net);
-    if (net_ == nullptr) throw Error("internal: stacked behavior cloning of a denoiser other than the LN-ResNet");
-    dropout_ = net_->dropouts.empty() ? 0.0 : net_->dropouts.front()->options.p();
-    for (const auto& m : members) normalizers_.push_back(&m.policy->normalizer());
+torch::Tensor noise_prediction_loss(const Ddpm& ddpm, const torch::Tensor& eps, const torch::Tensor& noise) {
+  const auto error = (eps - noise).pow(2);
+  return ddpm.config().loss == "sum" ? error.sum(2).mean(1) : error.mean({1, 2});
+}
+
+torch::Tensor noised_actions(const Ddpm& ddpm, const torch::Tensor& x0, const torch::Tensor& step,
+                             const torch::Tensor& noise) {
+  auto rows = ddpm.noising().index_select(0, step.flatten()).view({step.size(0), step.size(1), 2});
+  return torch::addcmul(rows.narrow(2, 0, 1) * x0, rows.narrow(2, 1, 1), noise);
+}
+
+// ---- Critics ----
+
+IqlCriticStack::IqlCriticStack(const std::vector<StackMember>& members)
+    : members_(members),
+      first_(members.front().guidance->trained_parts()),
+      q_(guidance_runs(members, &GuidanceModule::TrainedParts::q, &GuidanceModule::TrainedParts::q_params)),
+      q_target_(guidance_runs(members, &GuidanceModule::TrainedParts::q_target,
+                              &GuidanceModule::TrainedParts::q_target_params)),
+      v_(guidance_runs(members, &GuidanceModule::TrainedParts::v, &GuidanceModule::TrainedParts::v_params)),
+      config_(members.front().guidance->config()),
+      normalizers_(guidance_normalizers(members)),
+      reward_scale_(reward_scales(members, q_.values().options())) {}
+
+GuidanceMetrics IqlCriticStack::update(const Batch& b) {
+  const auto obs = normalized(normalizers_, b.obs), next_obs = normalized(normalizers_, b.next_obs);
+  const auto obs_act = torch::cat({obs, b.act}, 2);
+  torch::Tensor q_min;
+  {
+    torch::NoGradGuard no_grad;
+    auto q_target = stacked_twin_q(*first_.q_target, q_target_, obs_act);
+    q_min = torch::min(q_target.first, q_target.second);
   }
+  const auto diff = q_min - stacked_mlp(*first_.v, v_, obs);
+  const auto weight = torch::where(diff > 0, torch::full_like(diff, config_.expectile),
+                                   torch::full_like(diff, 1 - config_.expectile));
+  const auto value_loss = (weight * diff.pow(2)).mean({1, 2});
+  v_.backward(value_loss.sum());
+  for (const auto& m : members_) m.guidance->trained_parts().v_optimizer->step();
 
-  // One update of every policy from its batch ([K, B, ...]): the K losses.
-  torch::Tensor update(const Batch& b) {
-    const Draws d = draw(b.act.size(1), b.act.size(2), b.act.options());
-    const auto& ddpm = members_.front().policy->ddpm();
-    auto rows = ddpm.noising().index_select(0, d.step.flatten()).view({stack_size(members_), -1, 2});
-    auto x_t = torch::addcmul(rows.narrow(2, 0, 1) * b.act, rows.narrow(2, 1, 1), d.noise);
-    auto eps = stacked_ln_resnet(*net_, params_, x_t, d.step.unsqueeze(2).to(b.act.scalar_type()),
-                                 normalized(normalizers_, b.obs), d.uniforms, dropout_);
-    auto error = (eps - d.noise).pow(2);
-    auto loss = ddpm.config().loss == "sum" ? error.sum(2).mean(1) : error.mean({1, 2});
-    params_.backward(loss.sum());
-    for (const auto& m : members_) m.policy->optimizer_step();
-    return loss.detach();
+  torch::Tensor v_next;
+  {
+    torch::NoGradGuard no_grad;
+    v_next = stacked_mlp(*first_.v, v_, next_obs);
   }
-
- private:
-  struct Draws {
-    torch::Tensor step, noise, uniforms;  // [K, B] step indices, [K, B, act] noise, [K, blocks, B, hidden]
-  };
-
-  static std::vector<StackedParams::Run> runs(const std::vector<StackMember>& members) {
-    std::vector<StackedParams::Run> r;
-    for (const auto& m : members) {
-      auto parts = m.policy->trained_parts();
-      r.push_back({parts.net, parts.params});
-    }
-    return r;
+  const auto q = stacked_twin_q(*first_.q, q_, obs_act);
+  const auto target = b.reward * reward_scale_ + config_.discount * b.not_done * v_next;
+  const auto critic_loss = ((q.first - target).pow(2) + (q.second - target).pow(2)).mean({1, 2});
+  q_.backward(critic_loss.sum());
+  for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
+  {
+    torch::NoGradGuard no_grad;
+    q_target_.values().lerp_(q_.values(), config_.tau);
   }
+  GuidanceMetrics m;
+  m.critic_loss = critic_loss.detach();
+  m.value_loss = value_loss.detach();
+  record_q(m, q_min);
+  return m;
+}
 
-  // Each run's draws in the order of its own loss: the steps, the noise, then the blocks' dropout draws
-  // (nets/diffusion.cpp's fast_loss, nets/fast_denoisers.cpp's first_layer_data).
-  Draws draw(long batch, long act_dim, const torch::TensorOptions& options) const {
-    const bool dropout = net_->is_training() && dropout_ > 0;
-    const long steps = members_.front().policy->ddpm().config().steps;
-    std::vector<torch::Tensor> step, noise, uniforms;
-    for (const auto& m : members_) {
-      const RunContext::Draws draws(*m.context);
-      step.push_back(torch::randint(steps, {batch}, options.dtype(torch::kLong)));
-      noise.push_back(torch::randn({batch, act_dim}, options));
-      if (dropout)
-        uniforms.push_back(torch::rand({static_cast<long>(net_->norms.size()), batch, net_->input->weight.size(0)}, options));
-    }
-    return {torch::stack(step), torch::stack(noise), dropout ? torch::stack(uniforms) : torch::Tensor()};
+TdCriticStack::TdCriticStack(const std::vector<StackMember>& members)
+    : members_(members),
+      first_(members.front().guidance->trained_parts()),
+      q_(guidance_runs(members, &GuidanceModule::TrainedParts::q, &GuidanceModule::TrainedParts::q_params)),
+      q_target_(guidance_runs(members, &GuidanceModule::TrainedParts::q_target,
+                              &GuidanceModule::TrainedParts::q_target_params)),
+      config_(members.front().guidance->config()),
+      normalizers_(guidance_normalizers(members)),
+      reward_scale_(reward_scales(members, q_.values().options())) {}
+
+GuidanceMetrics TdCriticStack::update(const Batch& b, const torch::Tensor& next_action) {
+  const auto obs = normalized(normalizers_, b.obs), next_obs = normalized(normalizers_, b.next_obs);
+  torch::Tensor target;
+  {
+    torch::NoGradGuard no_grad;
+    auto next_q = stacked_twin_q(*first_.q_target, q_target_, torch::cat({next_obs, next_action}, 2));
+    target = b.reward * reward_scale_ + config_.discount * b.not_done * torch::min(next_q.first, next_q.second);
   }
-
-  const std::vector<StackMember>& members_;
-  StackedParams params_;
-  const LnResnetDenoiser* net_ = nullptr;
-  double dropout_ = 0;
-  std::vector<const Normalizer*> normalizers_;
-};
-
-// The IQL update of K critics (GuidanceModule::update_iql): V by expectile regression on the minimum target Q,
-// Q on r + gamma (1 - terminal) V(s'), then the Polyak-averaged targets.
-class IqlStack {
- public:
-  struct Outcome {
-    torch::Tensor critic_loss, value_loss, q_mean, q_std;  // [K] each
-  };
-
-  explicit IqlStack(const std::vector<StackMember>& members)
-      : members_(members),
-        first_(members.front().guidance->trained_parts()),
-        q_(runs(members, &GuidanceModule::TrainedParts::q, &GuidanceModule::TrainedParts::q_params)),
-        q_target_(runs(members, &GuidanceModule::TrainedParts::q_target, &GuidanceModule::TrainedParts::q_target_params)),
-        v_(runs(members, &GuidanceModule::TrainedParts::v, &GuidanceModule::TrainedParts::v_params)),
-        config_(members.front().guidance->config()) {
-    std::vector<double> scales;
-    for (const auto& m : members) {
-      scales.push_back(m.guidance->reward_scale());
-      normalizers_.push_back(&m.guidance->normalizer());
-    }
-    reward_scale_ = torch::tensor(scales, torch::TensorOptions().dtype(torch::kFloat64))
-                        .to(q_.values().options())
-                        .view({stack_size(members), 1, 1});
+  const auto q = stacked_twin_q(*first_.q, q_, torch::cat({obs, b.act}, 2));
+  const auto critic_loss = (q.first - target).pow(2).mean({1, 2}) + (q.second - target).pow(2).mean({1, 2});
+  q_.backward(critic_loss.sum());
+  for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
+  {
+    torch::NoGradGuard no_grad;
+    q_target_.values().lerp_(q_.values(), config_.tau);
   }
+  GuidanceMetrics m;
+  m.critic_loss = critic_loss.detach();
+  record_q(m, torch::min(q.first, q.second));
+  return m;
+}
 
-  Outcome update(const Batch& b) {
-    const auto obs = normalized(normalizers_, b.obs), next_obs = normalized(normalizers_, b.next_obs);
-    const auto obs_act = torch::cat({obs, b.act}, 2);
-    torch::Tensor q_min;
-    {
-      torch::NoGradGuard no_grad;
-      auto q_target = stacked_twin_q(*first_.q_target, q_target_, obs_act);
-      q_min = torch::min(q_target.first, q_target.second);
-    }
-    const auto diff = q_min - stacked_mlp(*first_.v, v_, obs);
-    const auto weight = torch::where(diff > 0, torch::full_like(diff, config_.expectile),
-                                     torch::full_like(diff, 1 - config_.expectile));
-    const auto value_loss = (weight * diff.pow(2)).mean({1, 2});
-    v_.backward(value_loss.sum());
-    for (const auto& m : members_) m.guidance->trained_parts().v_optimizer->step();
+std::pair<torch::Tensor, torch::Tensor> TdCriticStack::policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
+  return stacked_twin_q(*first_.q, q_, torch::cat({normalized(normalizers_, obs), act}, 2), /*param_grads=*/false);
+}
 
-    torch::Tensor v_next;
-    {
-      torch::NoGradGuard no_grad;
-      v_next = stacked_mlp(*first_.v, v_, next_obs);
-    }
-    const auto q = stacked_twin_q(*first_.q, q_, obs_act);
-    const auto target = b.reward * reward_scale_ + config_.discount * b.not_done * v_next;
-    const auto critic_loss = ((q.first - target).pow(2) + (q.second - target).pow(2)).mean({1, 2});
-    q_.backward(critic_loss.sum());
-    for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
-    {
-      torch::NoGradGuard no_grad;
-      q_target_.values().lerp_(q_.values(), config_.tau);
-    }
-    const auto flat = q_min.flatten(1);
-    return {critic_loss.detach(), value_loss.detach(), flat.mean(1), torch::std(flat, {1}, true, false)};
+namespace {
+std::vector<StackedParams::Run> target_critic_runs(const std::vector<StackMember>& members) {
+  std::vector<StackedParams::Run> r;
+  for (const auto& m : members) {
+    const auto critics = m.guidance->target_critics();
+    r.push_back({critics.net, critics.params});
   }
-
- private:
-  template <typename Net>
-  static std::vector<StackedParams::Run> runs(const std::vector<StackMember>& members,
-                                              Net* GuidanceModule::TrainedParts::*net,
-                                              FlatParams* GuidanceModule::TrainedParts::*params) {
-    std::vector<StackedParams::Run> r;
-    for (const auto& m : members) {
-      auto parts = m.guidance->trained_parts();
-      r.push_back({parts.*net, parts.*params});
-    }
-    return r;
-  }
-
-  const std::vector<StackMember>& members_;
-  const GuidanceModule::TrainedParts first_;
-  StackedParams q_, q_target_, v_;
-  const GuidanceConfig config_;
-  std::vector<const Normalizer*> normalizers_;
-  torch::Tensor reward_scale_;  // [K, 1, 1]
-};
-
-// IDQL's phases for a stack: joint (the two updates as parallel chains, as algos/idql.cpp runs them),
-// guidance (IQL alone) and diffusion (behavior cloning alone).
-class IdqlStack : public StackedSteps {
- public:
-  IdqlStack(const std::string& phase, const std::vector<StackMember>& members) : phase_(phase), members_(members) {
-    if (phase != "guidance") bc_.emplace(members_);
-    if (phase != "diffusion") iql_.emplace(members_);
-  }
-
-  std::vector<std::vector<StepMetrics>> steps(int count) override {
-    const auto batches = draw_batches(members_, count);
-    std::vector<torch::Tensor> bc(batches.size());
-    std::vector<IqlStack::Outcome> iql(batches.size());
-    auto bc_chain = [&] {
-      for (size_t s = 0; s < batches.size(); ++s) bc[s] = bc_->update(batches[s]);
-    };
-    auto iql_chain = [&] {
-      for (size_t s = 0; s < batches.size(); ++s) iql[s] = iql_->update(batches[s]);
-    };
-    if (bc_ && iql_) run_concurrently(members_.front().data->device, {bc_chain, iql_chain});
-    else if (bc_) bc_chain();
-    else iql_chain();
-    std::vector<std::vector<StepMetrics>> all(members_.size());
-    for (size_t k = 0; k < members_.size(); ++k) {
-      std::vector<StepMetrics>& metrics = all[k];
-      metrics.resize(batches.size());
-      const long row = static_cast<long>(k);
-      for (size_t s = 0; s < batches.size(); ++s) {
-        if (bc_) metrics[s].bc_loss = bc[s][row];
-        if (!iql_) continue;
-        metrics[s].critic_loss = iql[s].critic_loss[row];
-        metrics[s].value_loss = iql[s].value_loss[row];
-        metrics[s].q_mean = iql[s].q_mean[row];
-        metrics[s].q_std = iql[s].q_std[row];
-      }
-    }
-    return all;
-  }
-
- private:
-  const std::string phase_;
-  const std::vector<StackMember> members_;
-  std::optional<BcStack> bc_;
-  std::optional<IqlStack> iql_;
-};
-
+  return r;
+}
 }  // namespace
 
-bool stacked_steps_exist(const std::string& algorithm, const std::string& phase, const DiffusionPolicyConfig& policy,
-                         const GuidanceConfig& guidance, torch::Device device) {
-  if (algorithm != "idql" || !device.is_cuda()) return false;
-  if (phase != "diffusion" && guidance.kind != "iql") return false;
-  if (phase == "guidance") return true;
-  const auto& d = policy.denoiser;
-  // The runs' own blocks draw their dropout as the fused blocks do (one uniform per element); LibTorch's
-  // Dropout modules, where the fused blocks are not built, draw otherwise.
-  const bool same_dropout_draws =
-      d.dropout == 0 || (Kernels::for_device(device).own && fused_ln_resnet_block_supports(d.hidden));
-  return d.kind == "ln-resnet" && d.cond_dim == 0 && d.blocks > 0 && same_dropout_draws;
+FrozenCriticStack::FrozenCriticStack(const std::vector<StackMember>& members)
+    : first_(members.front().guidance->target_critics().net),
+      q_target_(target_critic_runs(members)),
+      normalizers_(guidance_normalizers(members)) {
+  for (const auto& m : members)
+    if (!m.guidance->frozen()) throw Error("internal: the stacked critics of a guidance still training");
+}
+
+std::pair<torch::Tensor, torch::Tensor> FrozenCriticStack::policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
+  return stacked_twin_q(*first_, q_target_, torch::cat({normalized(normalizers_, obs), act}, 2));
+}
+
+GuidanceStack::GuidanceStack(const std::vector<StackMember>& members) {
+  if (members.front().guidance->has_v()) iql_.emplace(members);
+  else td_.emplace(members);
+}
+
+StepMetrics GuidanceStack::update(const Batch& b) {
+  const GuidanceMetrics g = iql_ ? iql_->update(b) : td_->update(b, b.next_act);
+  StepMetrics m;
+  m.critic_loss = g.critic_loss;
+  m.value_loss = g.value_loss;
+  m.q_mean = g.q_mean;
+  m.q_std = g.q_std;
+  return m;
+}
+
+// ---- Policies ----
+
+namespace {
+std::vector<StackedParams::Run> policy_runs(const std::vector<StackMember>& members, bool ema) {
+  std::vector<StackedParams::Run> r;
+  for (const auto& m : members) {
+    auto parts = m.policy->trained_parts();
+    r.push_back(ema ? StackedParams::Run{parts.ema_net, parts.ema_params} : StackedParams::Run{parts.net, parts.params});
+  }
+  return r;
+}
+}  // namespace
+
+MlpPolicyStack::MlpPolicyStack(const std::vector<StackMember>& members)
+    : members_(members),
+      params_(policy_runs(members, false), StackedParams::WeightUse::Repeated),
+      ema_(policy_runs(members, true)),
+      normalizers_(policy_normalizers(members)) {
+  net_ = dynamic_cast<const MlpDenoiser*>(members.front().policy->trained_parts().net);
+  if (net_ == nullptr) throw Error("internal: a stacked MLP policy over another denoiser");
+}
+
+torch::Tensor MlpPolicyStack::bc_loss(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise) {
+  const auto x_t = noised_actions(ddpm(), b.act, step, noise);
+  const auto eps = stacked_mlp_denoiser(*net_, params_, x_t, step.unsqueeze(2).to(b.act.scalar_type()),
+                                        normalized(normalizers_, b.obs));
+  return noise_prediction_loss(ddpm(), eps, noise);
+}
+
+torch::Tensor MlpPolicyStack::sample(StackedParams& params, const torch::Tensor& obs, const torch::Tensor& noise) {
+  const DenoiserChain eps_of = stacked_mlp_chain(*net_, params, normalized(normalizers_, obs), ddpm().config().steps);
+  long draw = 0;
+  return ddpm().reverse_chain(eps_of, [&] { return noise.select(1, draw++); });
+}
+
+torch::Tensor MlpPolicyStack::sample_train(const torch::Tensor& obs, const torch::Tensor& noise) {
+  return sample(params_, obs, noise);
+}
+
+torch::Tensor MlpPolicyStack::sample_ema(const torch::Tensor& obs, const torch::Tensor& noise) {
+  torch::NoGradGuard no_grad;
+  return sample(ema_, obs, noise);
+}
+
+void MlpPolicyStack::step(const torch::Tensor& losses) {
+  params_.backward(losses.sum());
+  for (const auto& m : members_) m.policy->optimizer_step();
+}
+
+LnResnetBcStack::LnResnetBcStack(const std::vector<StackMember>& members)
+    : members_(members), params_(policy_runs(members, false)), normalizers_(policy_normalizers(members)) {
+  net_ = dynamic_cast<const LnResnetDenoiser*>(members.front().policy->trained_parts().net);
+  if (net_ == nullptr) throw Error("internal: stacked behavior cloning of a denoiser other than the LN-ResNet");
+  dropout_ = net_->dropouts.empty() ? 0.0 : net_->dropouts.front()->options.p();
+}
+
+torch::Tensor LnResnetBcStack::update(const Batch& b) {
+  const long batch = b.act.size(1), act_dim = b.act.size(2);
+  const bool dropout = net_->is_training() && dropout_ > 0;
+  const int steps = members_.front().policy->ddpm().config().steps;
+  // Each run's draws in the order of its own loss: the steps, the noise, then the blocks' dropout draws
+  // (nets/diffusion.cpp's fast_loss, nets/fast_denoisers.cpp's first_layer_data).
+  const auto d = stacked_draws(members_, [&] {
+    auto drawn = draw_noising(steps, batch, act_dim, b.act.options());
+    if (dropout)
+      drawn.push_back(torch::rand({static_cast<long>(net_->norms.size()), batch, net_->input->weight.size(0)},
+                                  b.act.options()));
+    return drawn;
+  });
+  const auto& ddpm = members_.front().policy->ddpm();
+  const auto x_t = noised_actions(ddpm, b.act, d[0], d[1]);
+  const auto eps = stacked_ln_resnet(*net_, params_, x_t, d[0].unsqueeze(2).to(b.act.scalar_type()),
+                                     normalized(normalizers_, b.obs), dropout ? d[2] : torch::Tensor(), dropout_);
+  const auto loss = noise_prediction_loss(ddpm, eps, d[1]);
+  params_.backward(loss.sum());
+  for (const auto& m : members_) m.policy->optimizer_step();
+  return loss.detach();
+}
+
+// ---- Dispatch ----
+
+bool stacked_steps_exist(const std::string& algorithm, const std::string& phase, const AlgorithmConfig& config,
+                         torch::Device device) {
+  if (!device.is_cuda()) return false;
+  if (phase == "guidance") return true;  // iql or twin-q, the same for every algorithm
+  const AlgorithmEntry& entry = find_algorithm(algorithm);
+  return entry.stacks != nullptr && entry.stacks(phase, config, device);
 }
 
 std::unique_ptr<StackedSteps> make_stacked_steps(const std::string& algorithm, const std::string& phase,
                                                  const std::vector<StackMember>& members) {
-  if (algorithm != "idql" || members.empty()) throw Error("internal: no stacked steps for " + algorithm);
-  return std::make_unique<IdqlStack>(phase, members);
+  if (members.empty()) throw Error("internal: a stack of no runs");
+  if (phase == "guidance") return std::make_unique<GuidancePhaseStack>(members);
+  const AlgorithmEntry& entry = find_algorithm(algorithm);
+  if (entry.make_stacked == nullptr) throw Error("internal: no stacked steps for " + algorithm);
+  return entry.make_stacked(phase, members);
 }
 
 }  // namespace modiff::agents

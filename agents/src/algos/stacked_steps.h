@@ -8,9 +8,15 @@
 // streams in the order its own steps draw them (RunContext::Draws), its parameters, optimizer state and EMA
 // stay its own (moved into a row of the stack), and its metrics go to its own log. On CUDA the stacked products
 // add in another order than a run's own kernels, so a stacked run agrees with the run alone to floating-point
-// tolerance (tests/agents/test_train.cpp, "[stack]"); on the CPU runs are never stacked.
+// tolerance (tests/agents/test_train.cpp, "[group][cuda]"); on the CPU runs are never stacked.
+//
+// The guidance phase is the same for every algorithm (Algorithm::guidance_step) and is stacked here; an
+// algorithm's joint and diffusion phases are stacked in its own file (AlgorithmEntry::stacks), from the pieces
+// below: the members' batches and draws, their critics' updates, their policies' losses and chains.
 #include <torch/torch.h>
 
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,17 +25,18 @@
 #include "modules/diffusion_policy.h"
 #include "modules/guidance.h"
 #include "nets/offline_data.h"
+#include "nets/stacked.h"
 #include "runtime/run_context.h"
 
 namespace modiff::agents {
 
-// One run of a stack: what it trains and where its draws come from.
+// One run of a stack: what it trains, with which numbers, and where its draws come from.
 struct StackMember {
   RunContext* context;
   DiffusionModel* policy;
   GuidanceModule* guidance;
   const OfflineData* data;
-  long batch;
+  const AlgorithmConfig* config;  // the same numbers for every member of a stack (TrainingRun::stack_key)
 };
 
 class StackedSteps {
@@ -40,13 +47,148 @@ class StackedSteps {
   virtual std::vector<std::vector<StepMetrics>> steps(int count) = 0;
 };
 
-// Whether `algorithm`'s `phase` (joint | guidance | diffusion) has stacked steps for these networks on `device`
+// Whether `algorithm`'s `phase` (joint | guidance | diffusion) has stacked steps for runs of `config` on `device`
 // (CUDA only: on the CPU the runs of a group take their own steps, bit-identical to the runs alone).
-bool stacked_steps_exist(const std::string& algorithm, const std::string& phase, const DiffusionPolicyConfig& policy,
-                         const GuidanceConfig& guidance, torch::Device device);
+bool stacked_steps_exist(const std::string& algorithm, const std::string& phase, const AlgorithmConfig& config,
+                         torch::Device device);
 // The stacked steps of the members (all of one algorithm, phase and hyperparameters, on one CUDA device); moves
 // their parameters into the stack's rows.
 std::unique_ptr<StackedSteps> make_stacked_steps(const std::string& algorithm, const std::string& phase,
                                                  const std::vector<StackMember>& members);
+
+// ---- The pieces of stacked steps ([K, ...] tensors, row k the k-th member's) ----
+
+// Stacked steps that make one stacked step from one stacked batch: `step` returns [K] tensors in each field it
+// fills. Draws each member's batches for `count` steps first, as a run's own graph does.
+class StepByStep : public StackedSteps {
+ public:
+  explicit StepByStep(const std::vector<StackMember>& members) : members_(members) {}
+  std::vector<std::vector<StepMetrics>> steps(int count) override;
+
+ protected:
+  virtual StepMetrics step(const Batch& batch) = 0;
+  const std::vector<StackMember> members_;
+};
+
+// metrics[member][step] from each step's stacked metrics ([K] tensors).
+std::vector<std::vector<StepMetrics>> per_member(const std::vector<StepMetrics>& stacked, size_t members);
+// Each member's batches for `count` steps, drawn from its own stream as its trainer draws them (a graph's
+// batches before its steps), gathered as [K, B, ...] columns.
+std::vector<Batch> stacked_batches(const std::vector<StackMember>& members, int count);
+// Each member's draws from its own streams: `draw()` runs once per member, with that member's generators
+// current, and returns its tensors in the order its own step draws them; each is returned stacked ([K, ...]).
+std::vector<torch::Tensor> stacked_draws(const std::vector<StackMember>& members,
+                                         const std::function<std::vector<torch::Tensor>()>& draw);
+// A reverse chain's draws for one run, as Ddpm::sample makes them: the start, then one per step but the last,
+// each [batch, act] (the chain's own calls, so that the same generator gives the same numbers): [steps, batch, act].
+torch::Tensor draw_chain_noise(int steps, long batch, long act_dim, const torch::TensorOptions& options);
+// The draws of one run's noise-prediction loss (Ddpm::loss): the steps [batch] (long), then the noise [batch, act].
+std::vector<torch::Tensor> draw_noising(int steps, long batch, long act_dim, const torch::TensorOptions& options);
+
+// obs [K, B, obs] through each member's normalizer (none where every one is the identity).
+torch::Tensor normalized(const std::vector<const Normalizer*>& normalizers, const torch::Tensor& obs);
+
+// The noise-prediction loss of K runs (Ddpm::loss's reduction): eps and noise [K, B, act] -> [K].
+torch::Tensor noise_prediction_loss(const Ddpm& ddpm, const torch::Tensor& eps, const torch::Tensor& noise);
+// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise for steps [K, B], x0 and noise [K, B, act].
+torch::Tensor noised_actions(const Ddpm& ddpm, const torch::Tensor& x0, const torch::Tensor& step,
+                             const torch::Tensor& noise);
+
+// The IQL update of K critics (GuidanceModule::update_iql): V by expectile regression on the minimum target Q,
+// Q on r + gamma (1 - terminal) V(s'), then the Polyak-averaged targets. Metrics [K] each.
+class IqlCriticStack {
+ public:
+  explicit IqlCriticStack(const std::vector<StackMember>& members);
+  GuidanceMetrics update(const Batch& b);
+
+ private:
+  const std::vector<StackMember>& members_;
+  const GuidanceModule::TrainedParts first_;
+  StackedParams q_, q_target_, v_;
+  const GuidanceConfig config_;
+  std::vector<const Normalizer*> normalizers_;
+  torch::Tensor reward_scale_;  // [K, 1, 1]
+};
+
+// Diffusion-QL's TD update of K twin critics (GuidanceModule::update_twin_q) towards r + gamma (1 - terminal)
+// min Q'(s', a') for the given next actions [K, B, act], then the Polyak-averaged targets. Metrics [K] each.
+class TdCriticStack {
+ public:
+  explicit TdCriticStack(const std::vector<StackMember>& members);
+  GuidanceMetrics update(const Batch& b, const torch::Tensor& next_action);
+  // The online critics a policy loss goes through (GuidanceModule::policy_q): constants, gradients to `act` only.
+  std::pair<torch::Tensor, torch::Tensor> policy_q(const torch::Tensor& obs, const torch::Tensor& act);
+
+ private:
+  const std::vector<StackMember>& members_;
+  const GuidanceModule::TrainedParts first_;
+  StackedParams q_, q_target_;
+  const GuidanceConfig config_;
+  std::vector<const Normalizer*> normalizers_;
+  torch::Tensor reward_scale_;  // [K, 1, 1]
+};
+
+// The guidance alone, from the data (Algorithm::guidance_step: iql's update, or twin-q's TD update towards the
+// dataset's next action): every algorithm's guidance phase, and IDQL's joint one beside its policies.
+class GuidanceStack {
+ public:
+  explicit GuidanceStack(const std::vector<StackMember>& members);
+  StepMetrics update(const Batch& b);  // critic_loss, value_loss (iql), q_mean, q_std: [K] each
+
+ private:
+  std::optional<IqlCriticStack> iql_;
+  std::optional<TdCriticStack> td_;
+};
+
+// The target critics of K frozen guidance modules: what a policy's loss goes through in the diffusion phase.
+class FrozenCriticStack {
+ public:
+  explicit FrozenCriticStack(const std::vector<StackMember>& members);
+  std::pair<torch::Tensor, torch::Tensor> policy_q(const torch::Tensor& obs, const torch::Tensor& act);
+
+ private:
+  const TwinQImpl* first_;
+  StackedParams q_target_;
+  std::vector<const Normalizer*> normalizers_;
+};
+
+// K diffusion policies over Diffusion-QL's MLP denoiser (no condition): their losses, their sampled chains with
+// gradients and their EMAs' chains, then one backward pass and each member's optimizer step.
+class MlpPolicyStack {
+ public:
+  explicit MlpPolicyStack(const std::vector<StackMember>& members);
+  // The noise-prediction losses ([K]) of the batch's actions noised by the members' draws (draw_noising).
+  torch::Tensor bc_loss(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise);
+  // Actions sampled through the whole chain with gradients (DiffusionModel::sample_train): noise [K, T, B, act].
+  torch::Tensor sample_train(const torch::Tensor& obs, const torch::Tensor& noise);
+  // The EMAs' actions, without gradients (DiffusionModel::sample_ema).
+  torch::Tensor sample_ema(const torch::Tensor& obs, const torch::Tensor& noise);
+  // The backward pass of the members' losses ([K]), then each member's optimizer step (with its EMA).
+  void step(const torch::Tensor& losses);
+  const Ddpm& ddpm() const { return members_.front().policy->ddpm(); }
+
+ private:
+  torch::Tensor sample(StackedParams& params, const torch::Tensor& obs, const torch::Tensor& noise);
+
+  const std::vector<StackMember>& members_;
+  const MlpDenoiser* net_ = nullptr;
+  StackedParams params_, ema_;
+  std::vector<const Normalizer*> normalizers_;
+};
+
+// The behavior-cloning update of K LN-ResNet policies (IDQL's: Algorithm::bc_update with Ddpm's loss), the
+// blocks' dropout drawn as the fused blocks draw it. Returns the K losses.
+class LnResnetBcStack {
+ public:
+  explicit LnResnetBcStack(const std::vector<StackMember>& members);
+  torch::Tensor update(const Batch& b);
+
+ private:
+  const std::vector<StackMember>& members_;
+  StackedParams params_;
+  const LnResnetDenoiser* net_ = nullptr;
+  double dropout_ = 0;
+  std::vector<const Normalizer*> normalizers_;
+};
 
 }  // namespace modiff::agents

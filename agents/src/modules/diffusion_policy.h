@@ -89,8 +89,10 @@ class DiffusionModel {
     Denoiser* net;
     FlatParams* params;
     FlatAdam* optimizer;
+    Denoiser* ema_net;  // the EMA its optimizer steps update (Diffusion-QL's critic samples next actions from it)
+    FlatParams* ema_params;
   };
-  TrainedParts trained_parts() { return {net_.get(), &params_, optimizer_.get()}; }
+  TrainedParts trained_parts() { return {net_.get(), &params_, optimizer_.get(), ema_net_.get(), &ema_params_}; }
 
   std::vector<std::pair<std::string, torch::Tensor>> state();    // weights, EMA, optimizer
   std::vector<std::pair<std::string, torch::Tensor>> weights();  // model and EMA weights

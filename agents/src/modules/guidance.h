@@ -85,6 +85,12 @@ class GuidanceModule {
     FlatAdam *q_optimizer, *v_optimizer;
   };
   TrainedParts trained_parts();
+  // The target critics (what guides once the module is frozen) and their flat parameters, for stacked steps.
+  struct TargetCritics {
+    TwinQImpl* net;
+    FlatParams* params;
+  };
+  TargetCritics target_critics() { return {q_target_.get(), &q_target_params_}; }
 
   // Every tensor of the module's state by name: weights (and optimizer state while training).
   std::vector<std::pair<std::string, torch::Tensor>> state();

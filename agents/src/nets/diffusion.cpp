@@ -157,25 +157,31 @@ torch::Tensor Ddpm::sample(Denoiser& model, const torch::Tensor& obs, const torc
   const auto chain_obs = guided ? torch::cat({obs, obs}) : obs;
   const auto chain_cond = guided ? torch::cat({cond, torch::zeros_like(cond)}) : cond;
   const DenoiserChain eps_of = chain_of(model, chain_obs, chain_cond, config_.steps);
+  if (!guided) return reverse_chain(eps_of, noise);
+  return reverse_chain(
+      [&](const torch::Tensor& x, int step) {
+        auto parts = eps_of(torch::cat({x, x}), step).chunk(2, 0);
+        return parts[1] + guide_weight * (parts[0] - parts[1]);
+      },
+      noise);
+}
+
+torch::Tensor Ddpm::reverse_chain(const DenoiserChain& eps_of, const std::function<torch::Tensor()>& noise) const {
   auto x = noise();
   for (int i = config_.steps - 1; i >= 0; --i) {
-    torch::Tensor eps;
-    if (guided) {
-      auto parts = eps_of(torch::cat({x, x}), i).chunk(2, 0);
-      eps = parts[1] + guide_weight * (parts[0] - parts[1]);
-    } else {
-      eps = eps_of(x, i);
-    }
+    const auto eps = eps_of(x, i);
     const double beta = beta_[i], alpha = alpha_[i], abar = alphabar_[i];
     if (config_.sampler == "eps-clip") {
       x = torch::add(x, eps, -beta / std::sqrt(1 - abar)) * (1 / std::sqrt(alpha));
       if (i > 0) x = torch::add(x, noise(), std::sqrt(beta));
       x = torch::clamp(x, -1.0, 1.0);
-    } else {
+    } else if (config_.sampler == "posterior") {
       auto x0 = torch::clamp(torch::add(x * std::sqrt(1 / abar), eps, -std::sqrt(1 / abar - 1)), -1.0, 1.0);
       const double abar_prev = i > 0 ? alphabar_[i - 1] : 1.0;
       x = torch::add(x0 * (beta * std::sqrt(abar_prev) / (1 - abar)), x, (1 - abar_prev) * std::sqrt(alpha) / (1 - abar));
       if (i > 0) x = torch::add(x, noise(), std::sqrt(beta * (1 - abar_prev) / (1 - abar)));
+    } else {
+      throw Error("internal: the reverse chain of sampler '" + config_.sampler + "'");
     }
   }
   return torch::clamp(x, -1.0, 1.0);

@@ -53,6 +53,10 @@ class Ddpm {
   torch::Tensor sample(Denoiser& model, const torch::Tensor& obs, const torch::Tensor& cond = {},
                        double guide_weight = 1.0, c10::optional<at::Generator> generator = c10::nullopt,
                        const torch::Tensor& noise = {});
+  // The reverse chain of `sample` (eps-clip or posterior) over any eps_hat(x, step), step T-1 .. 0: `noise()` gives
+  // each draw in turn (the start, then one per step but the last). x takes the draws' shape: a stack's
+  // [K, B, act] chain (nets/stacked.h) samples K runs at once.
+  torch::Tensor reverse_chain(const DenoiserChain& eps_of, const std::function<torch::Tensor()>& noise) const;
 
   // The probability-flow ODE from `start` (x at step index T-1: noise) to actions, by DPM-Solver++ (Lu et al.
   // 2022, "DPM-Solver++": data prediction, second-order multistep, first order at the first step) over this

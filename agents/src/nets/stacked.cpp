@@ -13,8 +13,11 @@ namespace {
 constexpr long kRowAlignment = 16;
 }  // namespace
 
-StackedParams::StackedParams(const std::vector<Run>& runs) {
+StackedParams::StackedParams(const std::vector<Run>& runs, WeightUse use) : use_(use) {
   if (runs.empty()) throw Error("internal: a stack of no runs");
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (runs[i].params == runs[j].params) throw Error("internal: one network twice in a stack");
   const FlatParams& first = *runs.front().params;
   const long n = first.values.numel();
   const long stride = (n + kRowAlignment - 1) / kRowAlignment * kRowAlignment;
@@ -65,8 +68,14 @@ torch::Tensor StackedParams::operator()(const torch::Tensor& first_run_parameter
 StackedParams::Param StackedParams::param(const torch::Tensor& first_run_parameter) {
   if (!grads_.defined() || !torch::GradMode::is_enabled())
     return {constant_view(values_, first_row_, first_run_parameter), torch::Tensor()};
+  // Repeated uses: autograd's own products, their gradients accumulated in the leaf.
+  if (use_ == WeightUse::Repeated) return {leaf(first_run_parameter, false).leaf, torch::Tensor()};
   const Leaf& l = leaf(first_run_parameter, true);
   return {l.leaf, l.grads};
+}
+
+torch::Tensor StackedParams::constant(const torch::Tensor& first_run_parameter) const {
+  return constant_view(values_, first_row_, first_run_parameter);
 }
 
 void StackedParams::backward(const torch::Tensor& loss) {
@@ -163,6 +172,32 @@ torch::Tensor stacked_mlp(const MlpImpl& first_run, StackedParams& p, torch::Ten
   return x;
 }
 
+torch::Tensor stacked_mlp_denoiser(const MlpDenoiser& net, StackedParams& p, const torch::Tensor& x,
+                                   const torch::Tensor& t, const torch::Tensor& obs) {
+  const auto features = sinusoidal_embedding(t.flatten(), net.frequencies).view({t.size(0), t.size(1), -1});
+  auto time = stacked_mlp(*net.time_mlp, p, features);
+  return stacked_mlp(*net.body, p, torch::cat({x, time, obs}, 2));
+}
+
+DenoiserChain stacked_mlp_chain(const MlpDenoiser& net, StackedParams& p, const torch::Tensor& obs, int steps) {
+  const long runs = obs.size(0), act = net.action_dim;
+  const auto step_values = torch::arange(steps, obs.options());
+  const auto features = sinusoidal_embedding(step_values, net.frequencies).unsqueeze(0).expand({runs, steps, -1});
+  const auto time = stacked_mlp(*net.time_mlp, p, features);  // [K, T, time]
+  const auto& first = net.body->layers.front();
+  const auto weight = p(first->weight).transpose(1, 2);  // [K, in, hidden]; input columns [x | time | obs]
+  const long time_dim = time.size(2);
+  const auto per_step = torch::bmm(time, weight.narrow(1, act, time_dim));  // [K, T, hidden]
+  const auto fixed = torch::baddbmm(p(first->bias).unsqueeze(1), obs, weight.narrow(1, act + time_dim, net.obs_width));
+  const auto x_weight = weight.narrow(1, 0, act);
+  const MlpImpl* body = net.body.get();
+  return [&p, body, per_step, fixed, x_weight](const torch::Tensor& x, int step) {
+    auto h = torch::baddbmm(fixed + per_step.narrow(1, step, 1), x, x_weight);
+    for (size_t i = 1; i < body->layers.size(); ++i) h = p.linear(body->layers[i], activate(body->activation, h));
+    return h;
+  };
+}
+
 torch::Tensor stacked_ln_resnet(const LnResnetDenoiser& net, StackedParams& p, const torch::Tensor& x,
                                 const torch::Tensor& t, const torch::Tensor& obs, const torch::Tensor& uniforms,
                                 double dropout) {
@@ -181,10 +216,13 @@ torch::Tensor stacked_ln_resnet(const LnResnetDenoiser& net, StackedParams& p, c
 }
 
 std::pair<torch::Tensor, torch::Tensor> stacked_twin_q(const TwinQImpl& net, StackedParams& p,
-                                                       const torch::Tensor& obs_act) {
+                                                       const torch::Tensor& obs_act, bool param_grads) {
+  auto param = [&](const torch::Tensor& parameter) {
+    return param_grads ? p.param(parameter) : StackedParams::Param{p.constant(parameter), torch::Tensor()};
+  };
   torch::Tensor heads[2] = {obs_act, obs_act};
   for (size_t i = 0; i < net.weights.size(); ++i) {
-    const auto w = p.param(net.weights[i]), b = p.param(net.biases[i]);  // [K, 2, in, out], [K, 2, 1, out]
+    const auto w = param(net.weights[i]), b = param(net.biases[i]);  // [K, 2, in, out], [K, 2, 1, out]
     auto head_of = [](const StackedParams::Param& both, long head) {
       return StackedParams::Param{both.value.select(1, head), both.grad.defined() ? both.grad.select(1, head) : both.grad};
     };

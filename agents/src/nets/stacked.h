@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nets/denoisers.h"
+#include "nets/fast_denoisers.h"
 #include "nets/networks.h"
 #include "ops/flat_params.h"
 
@@ -25,9 +26,13 @@ class StackedParams {
     torch::nn::Module* module;
     FlatParams* params;
   };
+  // How often a pass uses each weight. Once: the stacked products write their weights' gradients straight into
+  // the rows (param()). Repeated (a sampled chain: the same layers at every step): every parameter is a leaf
+  // whose gradient autograd accumulates over its uses, copied into the rows by backward().
+  enum class WeightUse { Once, Repeated };
   // Moves each run's parameters (and gradients, where it has them) into row k; the networks must have the
   // same parameters in the same order.
-  explicit StackedParams(const std::vector<Run>& runs);
+  explicit StackedParams(const std::vector<Run>& runs, WeightUse use = WeightUse::Once);
   long runs() const { return values_.size(0); }
   // The stacked [K, sizes...] view of a parameter of the first run's network (the others' sit at the same
   // offset of their rows). Where the runs train and gradients are recorded, a leaf of autograd (one per
@@ -41,6 +46,8 @@ class StackedParams {
     torch::Tensor value, grad;
   };
   Param param(const torch::Tensor& first_run_parameter);
+  // The view as a constant: no gradient reaches the parameters (a critic a policy's loss goes through).
+  torch::Tensor constant(const torch::Tensor& first_run_parameter) const;
   // Runs the backward pass of `loss` (each stacked product writes its parameters' gradients), then copies the
   // gradients of the leaves operator() handed out since the last call into the runs' gradient rows (zero for
   // a parameter the loss does not reach). Every row is overwritten: no zeroing first.
@@ -57,6 +64,7 @@ class StackedParams {
     bool written_by_op;         // its gradient written by the operation that uses it (param())
   };
   Leaf& leaf(const torch::Tensor& first_run_parameter, bool written_by_op);
+  WeightUse use_;
   const float* first_row_ = nullptr;
   torch::Tensor values_, grads_;
   std::vector<Leaf> leaves_;  // of the pass since the last backward
@@ -80,8 +88,16 @@ torch::Tensor stacked_ln_resnet(const LnResnetDenoiser& first_run, StackedParams
                                 double dropout);
 // An Mlp over K runs: x [K, B, in].
 torch::Tensor stacked_mlp(const MlpImpl& first_run, StackedParams& p, torch::Tensor x);
-// Both heads of a TwinQ over K runs: obs_act [K, B, obs + act] -> {Q1, Q2}, each [K, B, 1].
+// Diffusion-QL's MLP denoiser over K runs (MlpDenoiser::forward): x [K, B, act], t [K, B, 1] (the step index as
+// a float), obs [K, B, obs].
+torch::Tensor stacked_mlp_denoiser(const MlpDenoiser& first_run, StackedParams& p, const torch::Tensor& x,
+                                   const torch::Tensor& t, const torch::Tensor& obs);
+// The same denoiser along one reverse chain of `steps` steps (FastDenoiser::chain): the observation's and every
+// step's time features' parts of the first layer made once. obs [K, B, obs]; the chain takes x [K, B, act].
+DenoiserChain stacked_mlp_chain(const MlpDenoiser& first_run, StackedParams& p, const torch::Tensor& obs, int steps);
+// Both heads of a TwinQ over K runs: obs_act [K, B, obs + act] -> {Q1, Q2}, each [K, B, 1]. Without
+// `param_grads` the critics are constants: gradients reach obs_act only (GuidanceModule::policy_q).
 std::pair<torch::Tensor, torch::Tensor> stacked_twin_q(const TwinQImpl& first_run, StackedParams& p,
-                                                       const torch::Tensor& obs_act);
+                                                       const torch::Tensor& obs_act, bool param_grads = true);
 
 }  // namespace modiff::agents

@@ -411,7 +411,7 @@ std::string TrainingRun::stack_key() const { return active_ ? active_->stack_key
 
 std::string TrainingRun::phase_stack_key(const PhasePlan& phase) const {
   if (!captured_steps()) return "";
-  if (!stacked_steps_exist(o_.algo, phase.name, config_.policy, config_.guidance, device_)) return "";
+  if (!stacked_steps_exist(o_.algo, phase.name, config_, device_)) return "";
   std::string key = o_.algo + " " + phase.name + " " + std::to_string(phase_index_) + " " + device_.str() + " " +
                     std::to_string(data_->obs_dim) + "x" + std::to_string(data_->act_dim);
   for (const auto& row : resolved_.table.rows()) key += " " + row.name + "=" + row.value;
@@ -422,7 +422,7 @@ StackMember TrainingRun::stack_member(int stack_size) {
   if (!active_) throw Error("internal: a run stacked outside a phase");
   active_->steps = phase_steps(plan_[phase_index_]);
   active_->stacked_runs = std::max(active_->stacked_runs, stack_size);
-  return {&context_, policy_.get(), guidance_.get(), data_.get(), config_.batch};
+  return {&context_, policy_.get(), guidance_.get(), data_.get(), &config_};
 }
 
 TrainResult TrainingRun::finish() {

@@ -159,7 +159,8 @@ class Dql : public Algorithm {
 };
 
 // Diffusion-QL's joint and diffusion phases for a stack of runs: Dql::joint_step and Dql::diffusion_step over
-// [K, B, ...] tensors, the same three branches beside each other, each run's Q-loss normalized by its own critic.
+// [K, B, ...] tensors, the critics' update beside the policies' passes, each run's Q-loss normalized by its own
+// critic.
 class DqlStack : public StepByStep {
  public:
   DqlStack(const std::string& phase, const std::vector<StackMember>& members)
@@ -175,12 +176,17 @@ class DqlStack : public StepByStep {
     const size_t first = joint ? 1 : 0;  // d: [next-action noise,] steps, noise, chain noise, coin
     torch::Tensor bc, action;
     GuidanceMetrics g;
-    run_concurrently(b.act.device(),
-                     {[&] { action = policy_.sample_train(b.obs, d[first + 2]); },
-                      [&] {
-                        if (joint) g = critic_->update(b, policy_.sample_ema(b.next_obs, d[0]));
-                      },
-                      [&] { bc = policy_.bc_loss(b, d[first], d[first + 1]); }});
+    // The policy's two passes on one branch: the weights' leaves then take their gradients on the stream that
+    // makes them (a leaf used from two streams would make autograd join them, and warn).
+    auto policy_passes = [&] {
+      bc = policy_.bc_loss(b, d[first], d[first + 1]);
+      action = policy_.sample_train(b.obs, d[first + 2]);
+    };
+    if (joint) {
+      run_concurrently(b.act.device(), {policy_passes, [&] { g = critic_->update(b, policy_.sample_ema(b.next_obs, d[0])); }});
+    } else {
+      policy_passes();
+    }
     const auto [q1, q2] = joint ? critic_->policy_q(b.obs, action) : frozen_->policy_q(b.obs, action);
     auto mean = [](const torch::Tensor& t) { return t.mean({1, 2}); };
     const auto q_loss = torch::where(d[first + 3] > 0.5, -mean(q1) / mean(q2.abs()).detach(),

@@ -293,8 +293,10 @@ MlpPolicyStack::MlpPolicyStack(const std::vector<StackMember>& members)
       params_(policy_runs(members, false), StackedParams::WeightUse::Repeated),
       ema_(policy_runs(members, true)),
       normalizers_(policy_normalizers(members)) {
-  net_ = dynamic_cast<const MlpDenoiser*>(members.front().policy->trained_parts().net);
-  if (net_ == nullptr) throw Error("internal: a stacked MLP policy over another denoiser");
+  const auto parts = members.front().policy->trained_parts();
+  net_ = dynamic_cast<const MlpDenoiser*>(parts.net);
+  ema_net_ = dynamic_cast<const MlpDenoiser*>(parts.ema_net);
+  if (net_ == nullptr || ema_net_ == nullptr) throw Error("internal: a stacked MLP policy over another denoiser");
 }
 
 torch::Tensor MlpPolicyStack::bc_loss(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise) {
@@ -304,19 +306,20 @@ torch::Tensor MlpPolicyStack::bc_loss(const Batch& b, const torch::Tensor& step,
   return noise_prediction_loss(ddpm(), eps, noise);
 }
 
-torch::Tensor MlpPolicyStack::sample(StackedParams& params, const torch::Tensor& obs, const torch::Tensor& noise) {
-  const DenoiserChain eps_of = stacked_mlp_chain(*net_, params, normalized(normalizers_, obs), ddpm().config().steps);
+torch::Tensor MlpPolicyStack::sample(const MlpDenoiser& first_run, StackedParams& params, const torch::Tensor& obs,
+                                     const torch::Tensor& noise) {
+  const auto eps_of = stacked_mlp_chain(first_run, params, normalized(normalizers_, obs), ddpm().config().steps);
   long draw = 0;
   return ddpm().reverse_chain(eps_of, [&] { return noise.select(1, draw++); });
 }
 
 torch::Tensor MlpPolicyStack::sample_train(const torch::Tensor& obs, const torch::Tensor& noise) {
-  return sample(params_, obs, noise);
+  return sample(*net_, params_, obs, noise);
 }
 
 torch::Tensor MlpPolicyStack::sample_ema(const torch::Tensor& obs, const torch::Tensor& noise) {
   torch::NoGradGuard no_grad;
-  return sample(ema_, obs, noise);
+  return sample(*ema_net_, ema_, obs, noise);
 }
 
 void MlpPolicyStack::step(const torch::Tensor& losses) {

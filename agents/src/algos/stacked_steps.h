@@ -168,10 +168,12 @@ class MlpPolicyStack {
   const Ddpm& ddpm() const { return members_.front().policy->ddpm(); }
 
  private:
-  torch::Tensor sample(StackedParams& params, const torch::Tensor& obs, const torch::Tensor& noise);
+  // `first_run`: the first member's network of `params` (its parameters locate the others' in the rows).
+  torch::Tensor sample(const MlpDenoiser& first_run, StackedParams& params, const torch::Tensor& obs,
+                       const torch::Tensor& noise);
 
   const std::vector<StackMember>& members_;
-  const MlpDenoiser* net_ = nullptr;
+  const MlpDenoiser *net_ = nullptr, *ema_net_ = nullptr;
   StackedParams params_, ema_;
   std::vector<const Normalizer*> normalizers_;
 };

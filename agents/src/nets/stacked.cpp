@@ -36,8 +36,15 @@ StackedParams::StackedParams(const std::vector<Run>& runs, WeightUse use) : use_
   first_row_ = values_.data_ptr<float>();
 }
 
-StackedParams::Leaf& StackedParams::leaf(const torch::Tensor& first_run_parameter, bool written_by_op) {
+long StackedParams::offset_of(const torch::Tensor& first_run_parameter) const {
   const long offset = first_run_parameter.data_ptr<float>() - first_row_;
+  if (offset < 0 || offset + first_run_parameter.numel() > values_.size(1))
+    throw Error("internal: a parameter outside the first run's row of its stack");
+  return offset;
+}
+
+StackedParams::Leaf& StackedParams::leaf(const torch::Tensor& first_run_parameter, bool written_by_op) {
+  const long offset = offset_of(first_run_parameter);
   for (auto& l : leaves_)
     if (l.offset == offset) {
       if (l.written_by_op || written_by_op) throw Error("internal: a stacked product's weight used twice in one pass");
@@ -52,22 +59,14 @@ StackedParams::Leaf& StackedParams::leaf(const torch::Tensor& first_run_paramete
   return leaves_.back();
 }
 
-namespace {
-torch::Tensor constant_view(const torch::Tensor& values, const float* first_row, const torch::Tensor& parameter) {
-  std::vector<long> sizes{values.size(0)};
-  for (long s : parameter.sizes()) sizes.push_back(s);
-  return values.narrow(1, parameter.data_ptr<float>() - first_row, parameter.numel()).view(sizes);
-}
-}  // namespace
-
 torch::Tensor StackedParams::operator()(const torch::Tensor& first_run_parameter) {
-  if (!grads_.defined() || !torch::GradMode::is_enabled()) return constant_view(values_, first_row_, first_run_parameter);
+  if (!grads_.defined() || !torch::GradMode::is_enabled()) return constant(first_run_parameter);
   return leaf(first_run_parameter, false).leaf;
 }
 
 StackedParams::Param StackedParams::param(const torch::Tensor& first_run_parameter) {
   if (!grads_.defined() || !torch::GradMode::is_enabled())
-    return {constant_view(values_, first_row_, first_run_parameter), torch::Tensor()};
+    return {constant(first_run_parameter), torch::Tensor()};
   // Repeated uses: autograd's own products, their gradients accumulated in the leaf.
   if (use_ == WeightUse::Repeated) return {leaf(first_run_parameter, false).leaf, torch::Tensor()};
   const Leaf& l = leaf(first_run_parameter, true);
@@ -75,7 +74,9 @@ StackedParams::Param StackedParams::param(const torch::Tensor& first_run_paramet
 }
 
 torch::Tensor StackedParams::constant(const torch::Tensor& first_run_parameter) const {
-  return constant_view(values_, first_row_, first_run_parameter);
+  std::vector<long> sizes{values_.size(0)};
+  for (long s : first_run_parameter.sizes()) sizes.push_back(s);
+  return values_.narrow(1, offset_of(first_run_parameter), first_run_parameter.numel()).view(sizes);
 }
 
 void StackedParams::backward(const torch::Tensor& loss) {

@@ -64,6 +64,7 @@ class StackedParams {
     bool written_by_op;         // its gradient written by the operation that uses it (param())
   };
   Leaf& leaf(const torch::Tensor& first_run_parameter, bool written_by_op);
+  long offset_of(const torch::Tensor& first_run_parameter) const;  // in the rows; throws if outside the first
   WeightUse use_;
   const float* first_row_ = nullptr;
   torch::Tensor values_, grads_;

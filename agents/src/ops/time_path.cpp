@@ -188,6 +188,32 @@ StepTable time_path_table(int steps, const TimePathParams& p, const torch::Tenso
   return s;
 }
 
+namespace {
+
+// table[index] whose backward pass adds each row's gradients in a fixed order: index_select's backward adds them
+// with atomics on CUDA, in whatever order they land, so that a run would not repeat itself (EDP's T = 100 steps
+// take this path). index_put_ with accumulate sorts the rows by index first and adds each index's rows in turn.
+struct DeterministicRows : torch::autograd::Function<DeterministicRows> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& table,
+                               const torch::Tensor& index) {
+    ctx->save_for_backward({index});
+    ctx->saved_data["rows"] = table.size(0);
+    return table.index_select(0, index);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto index = ctx->get_saved_variables()[0];
+    const auto& g = grads[0];
+    auto grad_table = torch::zeros({ctx->saved_data["rows"].toInt(), g.size(1)}, g.options());
+    c10::List<c10::optional<at::Tensor>> indices;
+    indices.push_back(index);
+    at::index_put_(grad_table, indices, g, /*accumulate=*/true);
+    return {grad_table, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor add_step_rows(const torch::Tensor& data_part, const torch::Tensor& t, const StepTable& table,
                             const TimePathParams& p) {
 #ifdef MODIFF_CUDA_KERNELS
@@ -202,7 +228,7 @@ torch::Tensor add_step_rows(const torch::Tensor& data_part, const torch::Tensor&
   }
 #endif
   (void)p;
-  return data_part + table.table.index_select(0, t);
+  return data_part + (data_part.is_cuda() ? DeterministicRows::apply(table.table, t) : table.table.index_select(0, t));
 }
 
 }  // namespace modiff::agents

@@ -892,8 +892,8 @@ std::vector<std::vector<double>> metric_values(const fs::path& csv) {
 }  // namespace
 
 // On CUDA a group's runs are stacked where their phase has stacked steps (one network of stacked weights for all
-// four, algos/stacked_steps.h): every algorithm's guidance phase, IDQL's and Diffusion-QL's joint and diffusion
-// phases. Their products add in another order than a run's own kernels, so they agree with the runs alone to a
+// four, algos/stacked_steps.h): every algorithm's guidance phase, IDQL's, Diffusion-QL's and EDP's joint and
+// diffusion phases. Their products add in another order than a run's own kernels, so they agree with the runs alone to a
 // tolerance; the other phases' runs take their own steps, the kernels of the run alone.
 TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at every logged step", "[group][cuda]") {
   if (resolve_device("auto").kind != DeviceKind::Cuda) {
@@ -919,7 +919,7 @@ TEST_CASE("CUDA: a run trained in a group agrees with the run trained alone at e
         members.push_back({&data, bandit_ref(), options(together, seed)});
       }
       const auto results = agents::train_group_on(members);
-      const bool policy_stacked = algo == "idql" || algo == "dql";
+      const bool policy_stacked = algo != "cfg";
       for (uint64_t seed = 0; seed < 4; ++seed) {
         CAPTURE(algo, schedule, seed);
         REQUIRE(results[seed].error.empty());

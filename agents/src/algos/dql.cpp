@@ -209,9 +209,9 @@ class DqlStack : public StepByStep {
     const auto options = b.act.options();
     return stacked_draws(members_, [&] {
       std::vector<torch::Tensor> drawn;
-      if (critic_) drawn.push_back(draw_chain_noise(steps, batch, act_dim, options));
+      if (critic_) drawn.push_back(draw_sampling_noise(policy_.ddpm(), batch, act_dim, options));
       for (const auto& t : draw_noising(steps, batch, act_dim, options)) drawn.push_back(t);
-      drawn.push_back(draw_chain_noise(steps, batch, act_dim, options));
+      drawn.push_back(draw_sampling_noise(policy_.ddpm(), batch, act_dim, options));
       drawn.push_back(torch::rand({}, options));
       return drawn;
     });

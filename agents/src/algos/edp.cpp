@@ -7,6 +7,7 @@
 // gradients from the parameters before the step (the critic's target from the target policy's next action, the
 // policy's term through the online critics), then the critic's update, the policy's, the targets.
 #include "algos/algorithm.h"
+#include "algos/stacked_steps.h"
 #include "modiff/common/error.h"
 
 namespace modiff::agents {
@@ -151,12 +152,81 @@ class Edp : public Algorithm {
   const double alpha_, awr_temperature_, diff_coef_;
 };
 
+// EDP's joint and diffusion phases with the TD3 objective for a stack of runs: Edp::joint_step and
+// Edp::diffusion_step over [K, B, ...] tensors, in the same order (the policies' gradients through the critics
+// before the critics' update).
+class EdpStack : public StepByStep {
+ public:
+  EdpStack(const std::string& phase, const std::vector<StackMember>& members)
+      : StepByStep(members), config_(static_cast<const EdpConfig&>(*members.front().config)), policy_(members_) {
+    if (phase == "joint") critic_.emplace(members_);
+    else frozen_.emplace(members_);
+  }
+
+ private:
+  StepMetrics step(const Batch& b) override {
+    const auto d = draws(b);
+    const size_t first = critic_ ? 1 : 0;  // d: [next-action noise,] steps, noise, coin
+    torch::Tensor next_action;
+    if (critic_) next_action = policy_.sample_ema(b.next_obs, d[0]);
+    const Ddpm::Prediction bc = policy_.bc_prediction(b, d[first], d[first + 1]);
+    const auto [q1, q2] = critic_ ? critic_->policy_q(b.obs, bc.x0_estimate) : frozen_->policy_q(b.obs, bc.x0_estimate);
+    auto mean = [](const torch::Tensor& t) { return t.mean({1, 2}); };
+    const auto q_loss = config_.alpha * torch::where(d[first + 2] > 0.5, -mean(q1) / mean(q1.abs()).detach(),
+                                                     -mean(q2) / mean(q2.abs()).detach());
+    policy_.backward(config_.diff_coef * bc.loss + q_loss);
+    StepMetrics m;
+    if (critic_) {
+      const GuidanceMetrics g = critic_->update(b, next_action);
+      m.critic_loss = g.critic_loss;
+      m.q_mean = g.q_mean;
+      m.q_std = g.q_std;
+    }
+    policy_.optimizer_steps();
+    m.bc_loss = bc.loss.detach();
+    m.q_loss = q_loss.detach();
+    return m;
+  }
+
+  // Each run's draws in the order its own step makes them: the target policy's sample, the BC pass's steps and
+  // noise, the coin.
+  std::vector<torch::Tensor> draws(const Batch& b) const {
+    const long batch = b.act.size(1), act_dim = b.act.size(2);
+    const auto options = b.act.options();
+    return stacked_draws(members_, [&] {
+      std::vector<torch::Tensor> drawn;
+      if (critic_) drawn.push_back(draw_sampling_noise(policy_.ddpm(), batch, act_dim, options));
+      for (const auto& t : draw_noising(policy_.ddpm().config().steps, batch, act_dim, options)) drawn.push_back(t);
+      drawn.push_back(torch::rand({}, options));
+      return drawn;
+    });
+  }
+
+  const EdpConfig& config_;
+  MlpPolicyStack policy_;
+  std::optional<TdCriticStack> critic_;       // joint: twin-q critics trained beside the policies
+  std::optional<FrozenCriticStack> frozen_;  // diffusion: the frozen guidance's target critics
+};
+
+// The TD3 objective over the MLP denoiser without a condition; in the joint phase beside twin-q critics (an IQL
+// critic's joint update takes the data's next action, and its objective weighs by V: those runs take their own
+// steps).
+bool edp_stacks(const std::string& phase, const AlgorithmConfig& c, torch::Device) {
+  const auto& edp = static_cast<const EdpConfig&>(c);
+  return edp.objective == "td3" && c.policy.denoiser.kind == "mlp" && c.policy.denoiser.cond_dim == 0 &&
+         (phase == "diffusion" || c.guidance.kind == "twin-q");
+}
+
 }  // namespace
 
 extern const AlgorithmEntry kEdp = {
     "edp", "twin-q", [] { return std::unique_ptr<AlgorithmConfig>(new EdpConfig); },
     [](const AlgorithmConfig& c, GuidanceModule& g, DiffusionModel& p, const OfflineData& d) {
       return std::unique_ptr<Algorithm>(new Edp(static_cast<const EdpConfig&>(c), g, p, d));
+    },
+    edp_stacks,
+    [](const std::string& phase, const std::vector<StackMember>& members) {
+      return std::unique_ptr<StackedSteps>(new EdpStack(phase, members));
     }};
 
 }  // namespace modiff::agents

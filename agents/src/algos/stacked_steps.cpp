@@ -120,10 +120,11 @@ std::vector<torch::Tensor> stacked_draws(const std::vector<StackMember>& members
   return stacked;
 }
 
-torch::Tensor draw_chain_noise(int steps, long batch, long act_dim, const torch::TensorOptions& options) {
-  std::vector<torch::Tensor> draws;
-  for (int i = 0; i < steps; ++i) draws.push_back(torch::randn({batch, act_dim}, options));
-  return torch::stack(draws);
+torch::Tensor draw_sampling_noise(const Ddpm& ddpm, long batch, long act_dim, const torch::TensorOptions& options) {
+  const int draws = ddpm.config().sampler == "dpm-solver" ? 1 : ddpm.config().steps;
+  std::vector<torch::Tensor> drawn;
+  for (int i = 0; i < draws; ++i) drawn.push_back(torch::randn({batch, act_dim}, options));
+  return torch::stack(drawn);
 }
 
 std::vector<torch::Tensor> draw_noising(int steps, long batch, long act_dim, const torch::TensorOptions& options) {
@@ -145,9 +146,11 @@ torch::Tensor noise_prediction_loss(const Ddpm& ddpm, const torch::Tensor& eps, 
   return ddpm.config().loss == "sum" ? error.sum(2).mean(1) : error.mean({1, 2});
 }
 
-torch::Tensor noised_actions(const Ddpm& ddpm, const torch::Tensor& x0, const torch::Tensor& step,
-                             const torch::Tensor& noise) {
-  auto rows = ddpm.noising().index_select(0, step.flatten()).view({step.size(0), step.size(1), 2});
+torch::Tensor noising_rows(const Ddpm& ddpm, const torch::Tensor& step) {
+  return ddpm.noising().index_select(0, step.flatten()).view({step.size(0), step.size(1), 2});
+}
+
+torch::Tensor noised_actions(const torch::Tensor& rows, const torch::Tensor& x0, const torch::Tensor& noise) {
   return torch::addcmul(rows.narrow(2, 0, 1) * x0, rows.narrow(2, 1, 1), noise);
 }
 
@@ -300,15 +303,27 @@ MlpPolicyStack::MlpPolicyStack(const std::vector<StackMember>& members)
 }
 
 torch::Tensor MlpPolicyStack::bc_loss(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise) {
-  const auto x_t = noised_actions(ddpm(), b.act, step, noise);
+  const auto x_t = noised_actions(noising_rows(ddpm(), step), b.act, noise);
   const auto eps = stacked_mlp_denoiser(*net_, params_, x_t, step.unsqueeze(2).to(b.act.scalar_type()),
                                         normalized(normalizers_, b.obs));
   return noise_prediction_loss(ddpm(), eps, noise);
 }
 
+Ddpm::Prediction MlpPolicyStack::bc_prediction(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise) {
+  const auto rows = noising_rows(ddpm(), step);
+  const auto x_t = noised_actions(rows, b.act, noise);
+  const auto eps = stacked_mlp_denoiser(*net_, params_, x_t, step.unsqueeze(2).to(b.act.scalar_type()),
+                                        normalized(normalizers_, b.obs));
+  // (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), clipped, as nets/diffusion.cpp's clean_estimate.
+  const auto x0 = torch::clamp((x_t - rows.narrow(2, 1, 1) * eps) / rows.narrow(2, 0, 1), -1.0, 1.0);
+  return {noise_prediction_loss(ddpm(), eps, noise), x0};
+}
+
 torch::Tensor MlpPolicyStack::sample(const MlpDenoiser& first_run, StackedParams& params, const torch::Tensor& obs,
                                      const torch::Tensor& noise) {
-  const auto eps_of = stacked_mlp_chain(first_run, params, normalized(normalizers_, obs), ddpm().config().steps);
+  const auto& config = ddpm().config();
+  const auto eps_of = stacked_mlp_chain(first_run, params, normalized(normalizers_, obs), config.steps);
+  if (config.sampler == "dpm-solver") return ddpm().solve_ode(eps_of, config.solver_passes, noise.select(1, 0));
   long draw = 0;
   return ddpm().reverse_chain(eps_of, [&] { return noise.select(1, draw++); });
 }
@@ -322,8 +337,9 @@ torch::Tensor MlpPolicyStack::sample_ema(const torch::Tensor& obs, const torch::
   return sample(*ema_net_, ema_, obs, noise);
 }
 
-void MlpPolicyStack::step(const torch::Tensor& losses) {
-  params_.backward(losses.sum());
+void MlpPolicyStack::backward(const torch::Tensor& losses) { params_.backward(losses.sum()); }
+
+void MlpPolicyStack::optimizer_steps() {
   for (const auto& m : members_) m.policy->optimizer_step();
 }
 
@@ -348,7 +364,7 @@ torch::Tensor LnResnetBcStack::update(const Batch& b) {
     return drawn;
   });
   const auto& ddpm = members_.front().policy->ddpm();
-  const auto x_t = noised_actions(ddpm, b.act, d[0], d[1]);
+  const auto x_t = noised_actions(noising_rows(ddpm, d[0]), b.act, d[1]);
   const auto eps = stacked_ln_resnet(*net_, params_, x_t, d[0].unsqueeze(2).to(b.act.scalar_type()),
                                      normalized(normalizers_, b.obs), dropout ? d[2] : torch::Tensor(), dropout_);
   const auto loss = noise_prediction_loss(ddpm, eps, d[1]);

@@ -79,9 +79,10 @@ std::vector<Batch> stacked_batches(const std::vector<StackMember>& members, int 
 // current, and returns its tensors in the order its own step draws them; each is returned stacked ([K, ...]).
 std::vector<torch::Tensor> stacked_draws(const std::vector<StackMember>& members,
                                          const std::function<std::vector<torch::Tensor>()>& draw);
-// A reverse chain's draws for one run, as Ddpm::sample makes them: the start, then one per step but the last,
-// each [batch, act] (the chain's own calls, so that the same generator gives the same numbers): [steps, batch, act].
-torch::Tensor draw_chain_noise(int steps, long batch, long act_dim, const torch::TensorOptions& options);
+// One run's draws for one sample of `ddpm`, as Ddpm::sample makes them, each [batch, act] (the sampler's own calls,
+// so that the same generator gives the same numbers): a chain's start and one per step but the last ([T, batch,
+// act]), or the ODE solver's start alone ([1, batch, act]).
+torch::Tensor draw_sampling_noise(const Ddpm& ddpm, long batch, long act_dim, const torch::TensorOptions& options);
 // The draws of one run's noise-prediction loss (Ddpm::loss): the steps [batch] (long), then the noise [batch, act].
 std::vector<torch::Tensor> draw_noising(int steps, long batch, long act_dim, const torch::TensorOptions& options);
 
@@ -90,9 +91,10 @@ torch::Tensor normalized(const std::vector<const Normalizer*>& normalizers, cons
 
 // The noise-prediction loss of K runs (Ddpm::loss's reduction): eps and noise [K, B, act] -> [K].
 torch::Tensor noise_prediction_loss(const Ddpm& ddpm, const torch::Tensor& eps, const torch::Tensor& noise);
-// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise for steps [K, B], x0 and noise [K, B, act].
-torch::Tensor noised_actions(const Ddpm& ddpm, const torch::Tensor& x0, const torch::Tensor& step,
-                             const torch::Tensor& noise);
+// sqrt(abar_t), sqrt(1 - abar_t) for steps [K, B]: [K, B, 2].
+torch::Tensor noising_rows(const Ddpm& ddpm, const torch::Tensor& step);
+// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, x0 and noise [K, B, act], rows from noising_rows.
+torch::Tensor noised_actions(const torch::Tensor& rows, const torch::Tensor& x0, const torch::Tensor& noise);
 
 // The IQL update of K critics (GuidanceModule::update_iql): V by expectile regression on the minimum target Q,
 // Q on r + gamma (1 - terminal) V(s'), then the Polyak-averaged targets. Metrics [K] each.
@@ -159,12 +161,21 @@ class MlpPolicyStack {
   explicit MlpPolicyStack(const std::vector<StackMember>& members);
   // The noise-prediction losses ([K]) of the batch's actions noised by the members' draws (draw_noising).
   torch::Tensor bc_loss(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise);
-  // Actions sampled through the whole chain with gradients (DiffusionModel::sample_train): noise [K, T, B, act].
+  // The same losses and the one-step estimates of the clean actions from the same pass, with their gradients
+  // (DiffusionModel::bc_prediction, EDP's policy improvement).
+  Ddpm::Prediction bc_prediction(const Batch& b, const torch::Tensor& step, const torch::Tensor& noise);
+  // Actions sampled with gradients (DiffusionModel::sample_train): noise [K, draws, B, act] (draw_sampling_noise).
   torch::Tensor sample_train(const torch::Tensor& obs, const torch::Tensor& noise);
   // The EMAs' actions, without gradients (DiffusionModel::sample_ema).
   torch::Tensor sample_ema(const torch::Tensor& obs, const torch::Tensor& noise);
-  // The backward pass of the members' losses ([K]), then each member's optimizer step (with its EMA).
-  void step(const torch::Tensor& losses);
+  // The backward pass of the members' losses ([K]) into their gradients.
+  void backward(const torch::Tensor& losses);
+  // Each member's optimizer step (with its EMA), from the gradients of the last backward pass.
+  void optimizer_steps();
+  void step(const torch::Tensor& losses) {
+    backward(losses);
+    optimizer_steps();
+  }
   const Ddpm& ddpm() const { return members_.front().policy->ddpm(); }
 
  private:

@@ -208,6 +208,10 @@ std::vector<int> Ddpm::solver_indices(int evaluations, const std::function<doubl
 
 torch::Tensor Ddpm::solve_ode(Denoiser& model, const torch::Tensor& obs, int evaluations, const torch::Tensor& start,
                               const torch::Tensor& cond) {
+  return solve_ode(chain_of(model, obs, cond, config_.steps), evaluations, start);
+}
+
+torch::Tensor Ddpm::solve_ode(const DenoiserChain& eps_of, int evaluations, const torch::Tensor& start) const {
   const int T = config_.steps;
   if (evaluations < 1 || evaluations > T)
     throw Error("the ODE solver takes 1 to " + std::to_string(T) + " denoiser passes, got " + std::to_string(evaluations));
@@ -215,7 +219,6 @@ torch::Tensor Ddpm::solve_ode(Denoiser& model, const torch::Tensor& obs, int eva
   auto sigma = [&](int i) { return std::sqrt(1 - alphabar_[i]); };
   auto lambda = [&](int i) { return std::log(alpha(i) / sigma(i)); };  // half the log signal-to-noise ratio
   const std::vector<int> index = solver_indices(evaluations, lambda);
-  const DenoiserChain eps_of = chain_of(model, obs, cond, T);
   torch::Tensor x = start, previous_x0;
   double previous_h = 0;
   for (size_t j = 0;; ++j) {

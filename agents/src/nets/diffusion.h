@@ -65,6 +65,8 @@ class Ddpm {
   // (issue 20), far fewer passes than the T of the training chain. 1 <= evaluations <= T.
   torch::Tensor solve_ode(Denoiser& model, const torch::Tensor& obs, int evaluations, const torch::Tensor& start,
                           const torch::Tensor& cond = {});
+  // The same over any eps_hat(x, step) (a stack's chain, nets/stacked.h): x takes `start`'s shape.
+  torch::Tensor solve_ode(const DenoiserChain& eps_of, int evaluations, const torch::Tensor& start) const;
 
   const DiffusionConfig& config() const { return config_; }
   // [T, 2]: sqrt(alphabar_t), sqrt(1 - alphabar_t) per step index (x_t = row[0] x0 + row[1] noise).

@@ -409,12 +409,30 @@ bool TrainingRun::advance() {
 
 std::string TrainingRun::stack_key() const { return active_ ? active_->stack_key : ""; }
 
+namespace {
+// Numbers each run of a stack applies itself: its own optimizers (learning rate and its decay, Adam's constants,
+// gradient clipping), EMA and reward scale, and what only inference reads. Runs that differ in these alone still
+// stack: Diffusion-QL's gradient-norm limits differ per dataset, so a robot's datasets would not stack otherwise.
+bool applied_by_each_run(const std::string& row) {
+  static const char* const own[] = {"lr",       "lr_cosine", "beta1",           "beta2",      "eps",
+                                    "weight_decay", "max_grad_norm", "ema_rate", "ema_start", "ema_every",
+                                    "sample_with_ema", "candidates", "select", "scale_rewards"};
+  const auto dot = row.find('.');
+  if (dot == std::string::npos) return false;
+  const std::string name = row.substr(dot + 1);
+  for (const char* o : own)
+    if (name == o) return true;
+  return false;
+}
+}  // namespace
+
 std::string TrainingRun::phase_stack_key(const PhasePlan& phase) const {
   if (!captured_steps()) return "";
   if (!stacked_steps_exist(o_.algo, phase.name, config_, device_)) return "";
   std::string key = o_.algo + " " + phase.name + " " + std::to_string(phase_index_) + " " + device_.str() + " " +
                     std::to_string(data_->obs_dim) + "x" + std::to_string(data_->act_dim);
-  for (const auto& row : resolved_.table.rows()) key += " " + row.name + "=" + row.value;
+  for (const auto& row : resolved_.table.rows())
+    if (!applied_by_each_run(row.name)) key += " " + row.name + "=" + row.value;
   return key;
 }
 

@@ -147,12 +147,12 @@ namespace {
 
 // The mean and the share above 0.25 of 1000 actions sampled without a guidance (no candidates) after 1500 joint
 // steps of `algo` on the bimodal bandit, its improvement term's weight `weight` set to `value`.
-std::pair<double, double> unguided_samples(const std::string& algo, const std::string& weight, double value) {
+std::pair<double, double> unguided_samples(const std::string& algo, const std::vector<std::string>& overrides) {
   const auto data = bimodal_bandit(4000, 7);
-  const fs::path out = fresh_dir(algo + "_bandit_" + std::to_string(value));
+  const fs::path out = fresh_dir(algo + "_bandit");
   auto o = tiny(algo, "joint", out, 1500);
-  o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3",
-           weight + "=" + std::to_string(value)};
+  o.set = {"policy.hidden=64", "guidance.hidden=64", "batch=256", "policy.lr=1e-3", "guidance.lr=1e-3"};
+  o.set.insert(o.set.end(), overrides.begin(), overrides.end());
   agents::train_on(data, bandit_ref(), o);
   agents::InferenceOptions io;
   io.device = "cpu";
@@ -166,6 +166,10 @@ std::pair<double, double> unguided_samples(const std::string& algo, const std::s
     high_side += (a > 0.25) / double(actions.size());
   }
   return {mean, high_side};
+}
+
+std::pair<double, double> unguided_samples(const std::string& algo, const std::string& weight, double value) {
+  return unguided_samples(algo, {weight + "=" + std::to_string(value)});
 }
 
 }  // namespace
@@ -200,6 +204,20 @@ TEST_CASE("bandit: EDP's TD3 term on the one-step action estimate moves the poli
   CAPTURE(improved_mean, improved_high);
   CHECK(improved_mean > 0.4);
   CHECK(improved_high > 0.7);
+}
+
+TEST_CASE("bandit: EDP's CRR objective weighs the data's better actions up and moves the policy to them",
+          "[train][bandit]") {
+  // CRR's term: -(w log N(a; a0_hat, I)).mean() with w = min(exp(A / beta), 20), A the data action's advantage over
+  // the mean Q of actions drawn around a0_hat. The bandit's rewards are 0 and 1, so at the official beta = 1 the
+  // rewarded mode weighs only about e times the other (measured: mean 0.003, no move); at beta = 0.05 up to 20
+  // times, so the one-step estimates, and the samples through the ODE solver, move to that side (measured: mean
+  // 0.33, 60% above 0.25; beta 0.1: 0.27, 52%; against plain cloning, alpha 0 in the TD3 case above: mean -0.03,
+  // 28% above 0.25).
+  const auto [mean, high] = unguided_samples("edp", {"objective=crr", "crr_beta=0.05"});
+  CAPTURE(mean, high);
+  CHECK(mean > 0.2);
+  CHECK(high > 0.45);
 }
 
 TEST_CASE("every algorithm trains on every schedule and writes both artifacts", "[train]") {
@@ -309,6 +327,15 @@ TEST_CASE("EDP pairs and swaps with the other algorithms' guidance modules", "[t
   CHECK_THROWS_WITH(agents::train_on(data, bandit_ref(), without_v),
                     Catch::Contains("edp's iql objective weighs actions by Q - V: it needs a guidance with V(s)"));
   remove_tree(d.string());
+  // The crr objective needs only Q: under IDQL's guidance too, with binary weights.
+  const fs::path e = fresh_dir("edp_crr");
+  auto crr = tiny("edp", "guidance-first", e, 30);
+  crr.guidance_dir = idql.guidance_dir;
+  crr.set.insert(crr.set.end(), {"objective=crr", "crr_weight=binary", "crr_samples=4"});
+  const auto crr_run = agents::train_on(data, bandit_ref(), crr);
+  auto crr_policy = agents::InferencePolicy::load(crr_run.diffusion_dir, idql.guidance_dir, io);
+  for (double x : act_many(crr_policy, 4)) CHECK((x >= -1 && x <= 1));
+  remove_tree(e.string());
   // More solver passes than diffusion steps is refused, naming both.
   auto too_many = tiny("edp", "joint", fresh_dir("edp_passes"), 10);
   too_many.set.push_back("policy.solver_passes=200");

@@ -14,9 +14,13 @@ namespace modiff::agents {
 
 // EDP's numbers: the fields of AlgorithmConfig and the weights of the policy loss's two terms.
 struct EdpConfig : AlgorithmConfig {
-  std::string objective;       // td3 | iql (advantage-weighted regression of a0_hat)
+  std::string objective;       // td3 | iql (advantage-weighted regression of a0_hat) | crr
   double alpha = 0;            // weight of the normalized TD3 term
   double awr_temperature = 0;  // iql: the weights exp((Q - V) x this), at most 100
+  int crr_samples = 0;         // crr: actions around a0_hat whose mean Q is the baseline of the advantage
+  double crr_beta = 0;         // crr: the weights exp(advantage / this) ...
+  double crr_max_weight = 0;   // ... at most this
+  std::string crr_weight;      // crr: exp | binary (advantage > 0)
   double diff_coef = 0;        // weight of the behavior-cloning term
   void describe(Hyperparameters& h, const std::string& dataset) override;
 };
@@ -72,10 +76,14 @@ void EdpConfig::describe(Hyperparameters& h, const std::string& dataset) {
   h.number("policy.candidates", p.candidates, 50, "[1, 4096]", kEdpTrainer + ": SamplerPolicy num_samples");
   h.choice("policy.select", p.select, "softmax", {"argmax", "softmax", "expectile"},
            kEdpTrainer + ": categorical over min Q (temperature 1)");
-  h.choice("objective", objective, "td3", {"td3", "iql"},
-           src + ": loss_type TD3 (IQL: advantage-weighted regression, with a guidance that has V)");
+  h.choice("objective", objective, "td3", {"td3", "iql", "crr"},
+           src + ": loss_type TD3 (IQL: advantage-weighted regression, with a guidance that has V; CRR)");
   h.number("alpha", alpha, 2.0, "[0, 1e6]", src + ": alpha, the TD3 term's weight");
   h.number("awr_temperature", awr_temperature, 3.0, "[0, 1e6]", src + ": awr_temperature (iql objective)");
+  h.number("crr_samples", crr_samples, 20, "[1, 4096]", src + ": sample_actions (crr objective)");
+  h.number("crr_beta", crr_beta, 1.0, "(0, 1e6]", src + ": crr_beta");
+  h.number("crr_max_weight", crr_max_weight, 20.0, "(0, 1e6]", src + ": crr_ratio_upper_bound");
+  h.choice("crr_weight", crr_weight, "exp", {"exp", "binary"}, src + ": crr_fn exp (binary: heaviside)");
   h.number("diff_coef", diff_coef, diff_coef_for(dataset), "[0, 1e6]",
            "EDP hps.py diff_coef: 0 halfcheetah medium and medium-replay, 10 hopper medium-expert, 1 elsewhere");
 }
@@ -85,12 +93,8 @@ namespace {
 class Edp : public Algorithm {
  public:
   Edp(const EdpConfig& config, GuidanceModule& g, DiffusionModel& p, const OfflineData& d)
-      : Algorithm(g, p, d),
-        weighted_regression_(config.objective == "iql"),
-        alpha_(config.alpha),
-        awr_temperature_(config.awr_temperature),
-        diff_coef_(config.diff_coef) {
-    if (weighted_regression_ && !g.has_v())
+      : Algorithm(g, p, d), config_(config) {
+    if (config.objective == "iql" && !g.has_v())
       throw Error("edp's iql objective weighs actions by Q - V: it needs a guidance with V(s) (--guidance-kind iql), "
                   "got " + g.config().kind);
   }
@@ -119,9 +123,10 @@ class Edp : public Algorithm {
   StepMetrics policy_backward(const Batch& batch) {
     policy_.zero_grad();
     const Ddpm::Prediction bc = policy_.bc_prediction(batch.obs, batch.act);
-    const auto q_loss =
-        weighted_regression_ ? weighted_regression(batch, bc.x0_estimate) : td3_term(batch, bc.x0_estimate);
-    (diff_coef_ * bc.loss + q_loss).backward();
+    const auto q_loss = config_.objective == "iql"   ? weighted_regression(batch, bc.x0_estimate)
+                        : config_.objective == "crr" ? crr_term(batch, bc.x0_estimate)
+                                                     : td3_term(batch, bc.x0_estimate);
+    (config_.diff_coef * bc.loss + q_loss).backward();
     StepMetrics m;
     m.bc_loss = bc.loss.detach();
     m.q_loss = q_loss.detach();
@@ -132,24 +137,52 @@ class Edp : public Algorithm {
   torch::Tensor td3_term(const Batch& batch, const torch::Tensor& a0_hat) {
     auto [q1, q2] = guidance_.policy_q(batch.obs, a0_hat);
     const auto coin = torch::rand({}, q1.options()) > 0.5;
-    return alpha_ * torch::where(coin, -q1.mean() / q1.abs().mean().detach(), -q2.mean() / q2.abs().mean().detach());
+    return config_.alpha * torch::where(coin, -q1.mean() / q1.abs().mean().detach(), -q2.mean() / q2.abs().mean().detach());
   }
 
-  // IQL's advantage-weighted regression of a0_hat on the data action: -(w log N(a; a0_hat, I)).mean(), w =
-  // min(exp((min target Q(s, a) - V(s)) x awr_temperature), 100), constant (the official IQL loss, fixed std).
+  // IQL's advantage-weighted regression of a0_hat on the data action: weights w = min(exp((min target Q(s, a) -
+  // V(s)) x awr_temperature), 100), constant (the official IQL loss, fixed std).
   torch::Tensor weighted_regression(const Batch& batch, const torch::Tensor& a0_hat) {
     torch::Tensor weight;
     {
       torch::NoGradGuard no_grad;
       weight = torch::clamp_max(torch::exp((guidance_.q_min(batch.obs, batch.act) - guidance_.v(batch.obs)) *
-                                           awr_temperature_), 100.0);
+                                           config_.awr_temperature), 100.0);
     }
-    const auto log_prob = (batch.act - a0_hat).pow(2).sum(1, true) * -0.5;
+    return weighted_log_likelihood(weight, batch.act, a0_hat);
+  }
+
+  // CRR (the official _train_step_crr with its defaults: a fixed-std action distribution around a0_hat, the
+  // mean as the baseline): the advantage of the data action A = min Q(s, a) - mean_j min Q(s, a0_hat + e_j),
+  // e_j ~ N(0, I) for j = 1..crr_samples, through the critics a policy's loss goes through (the online ones
+  // while they train, before their update; the frozen guidance's after); weights min(exp(A / crr_beta),
+  // crr_max_weight), or A > 0, constant.
+  torch::Tensor crr_term(const Batch& batch, const torch::Tensor& a0_hat) {
+    torch::Tensor weight;
+    {
+      torch::NoGradGuard no_grad;
+      const long n = config_.crr_samples, rows = a0_hat.size(0), act_dim = a0_hat.size(1);
+      const auto around = a0_hat.unsqueeze(0) + torch::randn({n, rows, act_dim}, a0_hat.options());
+      const auto repeated_obs = batch.obs.unsqueeze(0).expand({n, rows, batch.obs.size(1)}).reshape({n * rows, -1});
+      const auto [v1, v2] = guidance_.policy_q(repeated_obs, around.reshape({n * rows, act_dim}));
+      const auto baseline = torch::min(v1, v2).view({n, rows, 1}).mean(0);
+      const auto [q1, q2] = guidance_.policy_q(batch.obs, batch.act);
+      const auto advantage = torch::min(q1, q2) - baseline;
+      weight = config_.crr_weight == "binary" ? (advantage > 0).to(advantage.scalar_type())
+                                               : torch::clamp_max(torch::exp(advantage / config_.crr_beta),
+                                                                  config_.crr_max_weight);
+    }
+    return weighted_log_likelihood(weight, batch.act, a0_hat);
+  }
+
+  // -(w log N(a; a0_hat, I)).mean() without log N's constant (the same gradient), w [B, 1] constant.
+  static torch::Tensor weighted_log_likelihood(const torch::Tensor& weight, const torch::Tensor& act,
+                                               const torch::Tensor& a0_hat) {
+    const auto log_prob = (act - a0_hat).pow(2).sum(1, true) * -0.5;
     return -(weight * log_prob).mean();
   }
 
-  const bool weighted_regression_;
-  const double alpha_, awr_temperature_, diff_coef_;
+  const EdpConfig config_;
 };
 
 // EDP's joint and diffusion phases with the TD3 objective for a stack of runs: Edp::joint_step and

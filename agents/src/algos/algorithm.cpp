@@ -56,7 +56,10 @@ ResolvedConfig resolve_config(const std::string& algo, const std::string& guidan
 
 StepMetrics Algorithm::guidance_step(const Batch& batch) {
   // Guidance-first: depends on the data alone (twin-q bootstraps from the dataset's next action).
-  auto g = guidance_.update(batch, batch.next_act);
+  return guidance_step_metrics(guidance_.update(batch, batch.next_act));
+}
+
+StepMetrics guidance_step_metrics(const GuidanceMetrics& g) {
   StepMetrics m;
   m.critic_loss = g.critic_loss;
   m.value_loss = g.value_loss;

@@ -51,6 +51,8 @@ extern const char* const kDiffusionQlGradNormSource;
 struct StepMetrics {
   torch::Tensor bc_loss, q_loss, critic_loss, value_loss, q_mean, q_std;
 };
+// A guidance update's metrics as a step's (the policy's fields undefined).
+StepMetrics guidance_step_metrics(const GuidanceMetrics& g);
 
 class Algorithm {
  public:

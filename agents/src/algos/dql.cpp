@@ -183,7 +183,8 @@ class DqlStack : public StepByStep {
       action = policy_.sample_train(b.obs, d[first + 2]);
     };
     if (joint) {
-      run_concurrently(b.act.device(), {policy_passes, [&] { g = critic_->update(b, policy_.sample_ema(b.next_obs, d[0])); }});
+      auto critic_update = [&] { g = critic_->update(b, policy_.sample_ema(b.next_obs, d[0])); };
+      run_concurrently(b.act.device(), {policy_passes, critic_update});
     } else {
       policy_passes();
     }
@@ -192,12 +193,9 @@ class DqlStack : public StepByStep {
     const auto q_loss = torch::where(d[first + 3] > 0.5, -mean(q1) / mean(q2.abs()).detach(),
                                      -mean(q2) / mean(q1.abs()).detach());
     policy_.step(bc + eta_ * q_loss);
-    StepMetrics m;
+    StepMetrics m = guidance_step_metrics(g);  // twin-q: no value loss
     m.bc_loss = bc.detach();
     m.q_loss = q_loss.detach();
-    m.critic_loss = g.critic_loss;
-    m.q_mean = g.q_mean;
-    m.q_std = g.q_std;
     return m;
   }
 

@@ -208,13 +208,7 @@ class EdpStack : public StepByStep {
     const auto q_loss = config_.alpha * torch::where(d[first + 2] > 0.5, -mean(q1) / mean(q1.abs()).detach(),
                                                      -mean(q2) / mean(q2.abs()).detach());
     policy_.backward(config_.diff_coef * bc.loss + q_loss);
-    StepMetrics m;
-    if (critic_) {
-      const GuidanceMetrics g = critic_->update(b, next_action);
-      m.critic_loss = g.critic_loss;
-      m.q_mean = g.q_mean;
-      m.q_std = g.q_std;
-    }
+    StepMetrics m = critic_ ? guidance_step_metrics(critic_->update(b, next_action)) : StepMetrics();
     policy_.optimizer_steps();
     m.bc_loss = bc.loss.detach();
     m.q_loss = q_loss.detach();

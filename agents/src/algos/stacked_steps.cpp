@@ -156,29 +156,51 @@ torch::Tensor noised_actions(const torch::Tensor& rows, const torch::Tensor& x0,
 
 // ---- Critics ----
 
-IqlCriticStack::IqlCriticStack(const std::vector<StackMember>& members)
+TwinCritics::TwinCritics(const std::vector<StackMember>& members)
     : members_(members),
       first_(members.front().guidance->trained_parts()),
       q_(guidance_runs(members, &GuidanceModule::TrainedParts::q, &GuidanceModule::TrainedParts::q_params)),
       q_target_(guidance_runs(members, &GuidanceModule::TrainedParts::q_target,
                               &GuidanceModule::TrainedParts::q_target_params)),
-      v_(guidance_runs(members, &GuidanceModule::TrainedParts::v, &GuidanceModule::TrainedParts::v_params)),
       config_(members.front().guidance->config()),
       normalizers_(guidance_normalizers(members)),
       reward_scale_(reward_scales(members, q_.values().options())) {}
 
-GuidanceMetrics IqlCriticStack::update(const Batch& b) {
-  const auto obs = normalized(normalizers_, b.obs), next_obs = normalized(normalizers_, b.next_obs);
-  const auto obs_act = torch::cat({obs, b.act}, 2);
-  torch::Tensor q_min;
+std::pair<torch::Tensor, torch::Tensor> TwinCritics::target_q(const torch::Tensor& obs_act) {
+  torch::NoGradGuard no_grad;
+  return stacked_twin_q(*first_.q_target, q_target_, obs_act);
+}
+
+std::pair<torch::Tensor, torch::Tensor> TwinCritics::policy_q(const torch::Tensor& obs_act) {
+  return stacked_twin_q(*first_.q, q_, obs_act, /*param_grads=*/false);
+}
+
+TwinCritics::Regression TwinCritics::regress(const torch::Tensor& obs_act, const torch::Tensor& target) {
+  const auto q = stacked_twin_q(*first_.q, q_, obs_act);
+  const auto loss = (q.first - target).pow(2).mean({1, 2}) + (q.second - target).pow(2).mean({1, 2});
+  q_.backward(loss.sum());
+  for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
   {
     torch::NoGradGuard no_grad;
-    auto q_target = stacked_twin_q(*first_.q_target, q_target_, obs_act);
-    q_min = torch::min(q_target.first, q_target.second);
+    q_target_.values().lerp_(q_.values(), config_.tau);
   }
-  const auto diff = q_min - stacked_mlp(*first_.v, v_, obs);
-  const auto weight = torch::where(diff > 0, torch::full_like(diff, config_.expectile),
-                                   torch::full_like(diff, 1 - config_.expectile));
+  return {loss.detach(), q};
+}
+
+IqlCriticStack::IqlCriticStack(const std::vector<StackMember>& members)
+    : members_(members),
+      critics_(members),
+      v_(guidance_runs(members, &GuidanceModule::TrainedParts::v, &GuidanceModule::TrainedParts::v_params)) {}
+
+GuidanceMetrics IqlCriticStack::update(const Batch& b) {
+  const auto obs = critics_.normalized_obs(b.obs), next_obs = critics_.normalized_obs(b.next_obs);
+  const auto obs_act = torch::cat({obs, b.act}, 2);
+  const auto target_q = critics_.target_q(obs_act);
+  const auto q_min = torch::min(target_q.first, target_q.second);
+  const auto& v_net = *critics_.first().v;
+  const double expectile = critics_.config().expectile;
+  const auto diff = q_min - stacked_mlp(v_net, v_, obs);
+  const auto weight = torch::where(diff > 0, torch::full_like(diff, expectile), torch::full_like(diff, 1 - expectile));
   const auto value_loss = (weight * diff.pow(2)).mean({1, 2});
   v_.backward(value_loss.sum());
   for (const auto& m : members_) m.guidance->trained_parts().v_optimizer->step();
@@ -186,58 +208,26 @@ GuidanceMetrics IqlCriticStack::update(const Batch& b) {
   torch::Tensor v_next;
   {
     torch::NoGradGuard no_grad;
-    v_next = stacked_mlp(*first_.v, v_, next_obs);
+    v_next = stacked_mlp(v_net, v_, next_obs);
   }
-  const auto q = stacked_twin_q(*first_.q, q_, obs_act);
-  const auto target = b.reward * reward_scale_ + config_.discount * b.not_done * v_next;
-  const auto critic_loss = ((q.first - target).pow(2) + (q.second - target).pow(2)).mean({1, 2});
-  q_.backward(critic_loss.sum());
-  for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
-  {
-    torch::NoGradGuard no_grad;
-    q_target_.values().lerp_(q_.values(), config_.tau);
-  }
+  const auto target = critics_.scaled_reward(b) + critics_.config().discount * b.not_done * v_next;
   GuidanceMetrics m;
-  m.critic_loss = critic_loss.detach();
+  m.critic_loss = critics_.regress(obs_act, target).loss;
   m.value_loss = value_loss.detach();
   record_q(m, q_min);
   return m;
 }
 
-TdCriticStack::TdCriticStack(const std::vector<StackMember>& members)
-    : members_(members),
-      first_(members.front().guidance->trained_parts()),
-      q_(guidance_runs(members, &GuidanceModule::TrainedParts::q, &GuidanceModule::TrainedParts::q_params)),
-      q_target_(guidance_runs(members, &GuidanceModule::TrainedParts::q_target,
-                              &GuidanceModule::TrainedParts::q_target_params)),
-      config_(members.front().guidance->config()),
-      normalizers_(guidance_normalizers(members)),
-      reward_scale_(reward_scales(members, q_.values().options())) {}
-
 GuidanceMetrics TdCriticStack::update(const Batch& b, const torch::Tensor& next_action) {
-  const auto obs = normalized(normalizers_, b.obs), next_obs = normalized(normalizers_, b.next_obs);
-  torch::Tensor target;
-  {
-    torch::NoGradGuard no_grad;
-    auto next_q = stacked_twin_q(*first_.q_target, q_target_, torch::cat({next_obs, next_action}, 2));
-    target = b.reward * reward_scale_ + config_.discount * b.not_done * torch::min(next_q.first, next_q.second);
-  }
-  const auto q = stacked_twin_q(*first_.q, q_, torch::cat({obs, b.act}, 2));
-  const auto critic_loss = (q.first - target).pow(2).mean({1, 2}) + (q.second - target).pow(2).mean({1, 2});
-  q_.backward(critic_loss.sum());
-  for (const auto& m : members_) m.guidance->trained_parts().q_optimizer->step();
-  {
-    torch::NoGradGuard no_grad;
-    q_target_.values().lerp_(q_.values(), config_.tau);
-  }
+  const auto obs = critics_.normalized_obs(b.obs), next_obs = critics_.normalized_obs(b.next_obs);
+  const auto next_q = critics_.target_q(torch::cat({next_obs, next_action}, 2));
+  const auto target = critics_.scaled_reward(b) +
+                      critics_.config().discount * b.not_done * torch::min(next_q.first, next_q.second);
+  const auto fit = critics_.regress(torch::cat({obs, b.act}, 2), target);
   GuidanceMetrics m;
-  m.critic_loss = critic_loss.detach();
-  record_q(m, torch::min(q.first, q.second));
+  m.critic_loss = fit.loss;
+  record_q(m, torch::min(fit.q.first, fit.q.second));
   return m;
-}
-
-std::pair<torch::Tensor, torch::Tensor> TdCriticStack::policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
-  return stacked_twin_q(*first_.q, q_, torch::cat({normalized(normalizers_, obs), act}, 2), /*param_grads=*/false);
 }
 
 namespace {
@@ -269,13 +259,7 @@ GuidanceStack::GuidanceStack(const std::vector<StackMember>& members) {
 }
 
 StepMetrics GuidanceStack::update(const Batch& b) {
-  const GuidanceMetrics g = iql_ ? iql_->update(b) : td_->update(b, b.next_act);
-  StepMetrics m;
-  m.critic_loss = g.critic_loss;
-  m.value_loss = g.value_loss;
-  m.q_mean = g.q_mean;
-  m.q_std = g.q_std;
-  return m;
+  return guidance_step_metrics(iql_ ? iql_->update(b) : td_->update(b, b.next_act));
 }
 
 // ---- Policies ----

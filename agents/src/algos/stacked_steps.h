@@ -96,6 +96,37 @@ torch::Tensor noising_rows(const Ddpm& ddpm, const torch::Tensor& step);
 // x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, x0 and noise [K, B, act], rows from noising_rows.
 torch::Tensor noised_actions(const torch::Tensor& rows, const torch::Tensor& x0, const torch::Tensor& noise);
 
+// The twin critics of K training guidance modules and their targets, what both critic updates share: the
+// members' normalized observations and scaled rewards, Q regressed on a target, each member's optimizer step and
+// the targets' Polyak step.
+class TwinCritics {
+ public:
+  explicit TwinCritics(const std::vector<StackMember>& members);
+  torch::Tensor normalized_obs(const torch::Tensor& obs) const { return normalized(normalizers_, obs); }
+  torch::Tensor scaled_reward(const Batch& b) const { return b.reward * reward_scale_; }
+  // Both target heads, no gradients: obs_act [K, B, obs + act] (normalized observations).
+  std::pair<torch::Tensor, torch::Tensor> target_q(const torch::Tensor& obs_act);
+  // Both online heads as constants (GuidanceModule::policy_q): gradients reach obs_act only.
+  std::pair<torch::Tensor, torch::Tensor> policy_q(const torch::Tensor& obs_act);
+  // Both online heads regressed on `target` [K, B, 1], each member's optimizer step, then the targets' Polyak step:
+  // the K losses and the heads' outputs.
+  struct Regression {
+    torch::Tensor loss;
+    std::pair<torch::Tensor, torch::Tensor> q;
+  };
+  Regression regress(const torch::Tensor& obs_act, const torch::Tensor& target);
+  const GuidanceConfig& config() const { return config_; }
+  const GuidanceModule::TrainedParts& first() const { return first_; }
+
+ private:
+  const std::vector<StackMember>& members_;
+  const GuidanceModule::TrainedParts first_;
+  StackedParams q_, q_target_;
+  const GuidanceConfig config_;
+  std::vector<const Normalizer*> normalizers_;
+  torch::Tensor reward_scale_;  // [K, 1, 1]
+};
+
 // The IQL update of K critics (GuidanceModule::update_iql): V by expectile regression on the minimum target Q,
 // Q on r + gamma (1 - terminal) V(s'), then the Polyak-averaged targets. Metrics [K] each.
 class IqlCriticStack {
@@ -105,29 +136,23 @@ class IqlCriticStack {
 
  private:
   const std::vector<StackMember>& members_;
-  const GuidanceModule::TrainedParts first_;
-  StackedParams q_, q_target_, v_;
-  const GuidanceConfig config_;
-  std::vector<const Normalizer*> normalizers_;
-  torch::Tensor reward_scale_;  // [K, 1, 1]
+  TwinCritics critics_;
+  StackedParams v_;
 };
 
 // Diffusion-QL's TD update of K twin critics (GuidanceModule::update_twin_q) towards r + gamma (1 - terminal)
 // min Q'(s', a') for the given next actions [K, B, act], then the Polyak-averaged targets. Metrics [K] each.
 class TdCriticStack {
  public:
-  explicit TdCriticStack(const std::vector<StackMember>& members);
+  explicit TdCriticStack(const std::vector<StackMember>& members) : critics_(members) {}
   GuidanceMetrics update(const Batch& b, const torch::Tensor& next_action);
   // The online critics a policy loss goes through (GuidanceModule::policy_q): constants, gradients to `act` only.
-  std::pair<torch::Tensor, torch::Tensor> policy_q(const torch::Tensor& obs, const torch::Tensor& act);
+  std::pair<torch::Tensor, torch::Tensor> policy_q(const torch::Tensor& obs, const torch::Tensor& act) {
+    return critics_.policy_q(torch::cat({critics_.normalized_obs(obs), act}, 2));
+  }
 
  private:
-  const std::vector<StackMember>& members_;
-  const GuidanceModule::TrainedParts first_;
-  StackedParams q_, q_target_;
-  const GuidanceConfig config_;
-  std::vector<const Normalizer*> normalizers_;
-  torch::Tensor reward_scale_;  // [K, 1, 1]
+  TwinCritics critics_;
 };
 
 // The guidance alone, from the data (Algorithm::guidance_step: iql's update, or twin-q's TD update towards the

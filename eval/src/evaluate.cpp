@@ -1,8 +1,5 @@
 #include "modiff/eval/evaluate.h"
 
-#include <tbb/parallel_for.h>
-
-
 #include "modiff/common/error.h"
 #include "modiff/common/rng.h"
 #include "modiff/envs/episode_pool.h"
@@ -54,7 +51,8 @@ uint64_t noise_key(const PoolEpisode& p, int step) {
 }  // namespace
 
 std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>& jobs, const envs::EnvSpec& spec,
-                                                      const EvalPool& limits, long* env_steps) {
+                                                      const EvalPool& limits, long* env_steps,
+                                                      long* stacked_passes) {
   if (jobs.empty()) return {};
   for (size_t j = 0; j < jobs.size(); ++j) {
     check_job(jobs[j]);
@@ -74,8 +72,8 @@ std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>
   pool.max_envs = limits.max_envs;
   pool.max_steps = limits.max_steps;
   pool.reset_seed = [&](long k) { return derive_seed(all[k].seed, static_cast<uint64_t>(all[k].episode)); };
-  // Each policy acts on its own rows (in the batch's order), in passes of its own; the policies at once, each
-  // from a thread of its own (on CUDA on its own stream, so that their passes overlap on the GPU).
+  // Each policy acts on its own rows (in the batch's order); the policies at once (SharedPasses: stacked passes for
+  // those alike, the others each in passes of its own from a thread of its own).
   struct JobRows {
     std::vector<int> rows;  // of the batch
     std::vector<float> obs;
@@ -83,19 +81,18 @@ std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>
     std::vector<uint64_t> keys;
   };
   std::vector<JobRows> parts(jobs.size());
-  std::vector<size_t> acting;
+  agents::SharedPasses passes(limits.stacking);
+  std::vector<agents::SharedPasses::Request> requests;
   envs::EpisodeHooks hooks;
   hooks.policy = [&](const float* obs, int rows, const long* episodes, const int* steps, double* actions) {
     const int obs_dim = spec.obs_dim, act_dim = spec.act_dim;
     for (auto& part : parts) part.rows.clear();
     for (int r = 0; r < rows; ++r) parts[all[episodes[r]].job].rows.push_back(r);
-    acting.clear();
-    for (size_t j = 0; j < jobs.size(); ++j)
-      if (!parts[j].rows.empty()) acting.push_back(j);
-    tbb::parallel_for(size_t{0}, acting.size(), [&](size_t a) {
-      const size_t j = acting[a];
+    requests.clear();
+    for (size_t j = 0; j < jobs.size(); ++j) {
       JobRows& part = parts[j];
       const int n = static_cast<int>(part.rows.size());
+      if (n == 0) continue;
       part.obs.resize(static_cast<size_t>(n) * obs_dim);
       part.actions.resize(static_cast<size_t>(n) * act_dim);
       part.keys.resize(static_cast<size_t>(n));
@@ -104,11 +101,13 @@ std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>
         std::copy_n(obs + static_cast<size_t>(r) * obs_dim, obs_dim, part.obs.begin() + static_cast<size_t>(i) * obs_dim);
         part.keys[i] = noise_key(all[episodes[r]], steps[r]);
       }
-      jobs[j].policy->act(part.obs.data(), n, part.actions.data(), part.keys.data());
-      for (int i = 0; i < n; ++i)
-        std::copy_n(part.actions.begin() + static_cast<size_t>(i) * act_dim, act_dim,
+      requests.push_back({jobs[j].policy, part.obs.data(), n, part.actions.data(), part.keys.data()});
+    }
+    passes.act(requests);
+    for (const JobRows& part : parts)
+      for (size_t i = 0; i < part.rows.size(); ++i)
+        std::copy_n(part.actions.begin() + static_cast<long>(i) * act_dim, act_dim,
                     actions + static_cast<size_t>(part.rows[i]) * act_dim);
-    });
   };
   hooks.after_step = [&](int, long k, const envs::EpisodeOutcome& so_far, bool ended) {
     if (ended) {
@@ -124,6 +123,7 @@ std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>
     };
   const long steps = envs::run_episodes(spec, pool, hooks);
   if (env_steps) *env_steps = steps;
+  if (stacked_passes) *stacked_passes = passes.passes();
   return records;
 }
 

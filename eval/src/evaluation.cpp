@@ -122,6 +122,7 @@ std::vector<Evaluation> evaluate_pairings(const std::vector<Pairing>& pairings, 
     for (size_t i : indices) jobs.push_back({&policies[i], s.seeds, s.episodes});
     EvalPool pool;
     pool.max_envs = s.max_envs;
+    pool.stacking = s.stacking;
     pool.progress = progress;
     const auto t0 = std::chrono::steady_clock::now();
     long env_steps = 0;

@@ -16,9 +16,12 @@
 #include "modiff/agents/inference_policy.h"
 #include "modiff/agents/train.h"
 #include "modiff/common/remove_tree.h"
+#include "modiff/common/rng.h"
 #include "modiff/eval/evaluate.h"
 #include "modiff/eval/evaluation.h"
 #include "modiff/eval/statistics.h"
+#include "modiff/torch/device.h"
+#include "skip.h"
 
 using namespace modiff;
 namespace fs = std::filesystem;
@@ -315,9 +318,12 @@ TEST_CASE("evaluations side by side in one episode pool give each pairing the ep
   s.candidates = 4;
   s.device = "cpu";
   s.bootstrap_reps = 100;
-  for (int max_envs : {0, 3}) {  // 3: slots shared by episodes of different policies, one after another
-    CAPTURE(max_envs);
+  // Each policy in passes of its own, and the policies alike in stacked passes (on the CPU only when asked).
+  for (auto [max_envs, stacking] : {std::pair{0, agents::PassStacking::Auto}, std::pair{3, agents::PassStacking::Auto},
+                                    std::pair{0, agents::PassStacking::Always}, std::pair{3, agents::PassStacking::Always}}) {
+    CAPTURE(max_envs, static_cast<int>(stacking));  // max_envs 3: slots shared by episodes of different policies
     s.max_envs = max_envs;
+    s.stacking = stacking;
     const auto together = eval::evaluate_pairings(pairings, s);
     REQUIRE(together.size() == pairings.size());
     for (size_t i = 0; i < pairings.size(); ++i) {
@@ -331,4 +337,147 @@ TEST_CASE("evaluations side by side in one episode pool give each pairing the ep
     CHECK(together[0].json.at("episodes") == together[3].json.at("episodes"));
     CHECK(together[0].json.at("episodes") != together[2].json.at("episodes"));  // guidance changes the episodes
   }
+}
+
+namespace {
+
+// Observations of a hopper-shaped batch, made up, and one noise key per row.
+std::pair<std::vector<float>, std::vector<uint64_t>> made_up_rows(int n, int obs_dim, uint64_t salt) {
+  std::vector<float> obs(static_cast<size_t>(n) * obs_dim);
+  for (size_t i = 0; i < obs.size(); ++i) obs[i] = static_cast<float>(std::sin(0.37 * i + salt));
+  std::vector<uint64_t> keys(n);
+  for (int r = 0; r < n; ++r) keys[r] = derive_seed(salt, static_cast<uint64_t>(r));
+  return {obs, keys};
+}
+
+struct Acted {
+  agents::InferencePolicy* policy;
+  std::vector<float> obs;
+  std::vector<uint64_t> keys;
+  std::vector<double> actions;
+};
+
+// The policies' rows acted on in one step of shared passes.
+void act_together(agents::SharedPasses& passes, std::vector<Acted*> acted) {
+  std::vector<agents::SharedPasses::Request> requests;
+  for (Acted* a : acted) {
+    const int n = static_cast<int>(a->keys.size());
+    a->actions.assign(static_cast<size_t>(n) * a->policy->diffusion().act_dim, 0.0);
+    requests.push_back({a->policy, a->obs.data(), n, a->actions.data(), a->keys.data()});
+  }
+  passes.act(requests);
+}
+
+double largest_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+// SharedPasses on `device`: a chunk's actions beside other policies' chunks are those it gets alone, bit for bit;
+// against the policy's own passes they differ by the products' rounding only (TF32 on CUDA: `tolerance`).
+void check_stacked_passes(const std::string& device, double tolerance) {
+  TinyPolicies p;
+  const std::string data = (p.dir / "hopper.hdf5").string();
+  // Each algorithm's sampler (IDQL's LN-ResNet with eps-clip, Diffusion-QL's MLP with the posterior, EDP's
+  // DPM-Solver) and each selection rule, two training seeds of each.
+  struct Case {
+    std::string algo, select;
+  };
+  for (const Case& c : {Case{"idql", "argmax"}, Case{"idql", "expectile"}, Case{"dql", "softmax"}, Case{"edp", "argmax"}}) {
+    CAPTURE(c.algo, c.select);
+    std::vector<agents::TrainResult> trained;
+    for (uint64_t seed : {0, 1}) {
+      auto o = modiff_test::tiny_cpu_training(c.algo, (p.dir / (c.algo + c.select + std::to_string(seed))).string());
+      o.steps = 20;
+      o.seed = seed;
+      trained.push_back(agents::train(data, o));
+    }
+    agents::InferenceOptions io;
+    io.device = device;
+    io.candidates = 5;
+    io.select = c.select;
+    io.chunk = 4;
+    auto a = agents::InferencePolicy::load(trained[0].diffusion_dir, trained[0].guidance_dir, io);
+    auto b = agents::InferencePolicy::load(trained[1].diffusion_dir, trained[1].guidance_dir, io);
+    auto a_again = agents::InferencePolicy::load(trained[0].diffusion_dir, trained[0].guidance_dir, io);
+    agents::InferenceOptions one_sample = io;
+    one_sample.candidates = 0;
+    one_sample.select.clear();
+    auto unguided = agents::InferencePolicy::load(trained[0].diffusion_dir, "none", one_sample);
+    const int obs_dim = a.diffusion().obs_dim;
+    auto [obs_a, keys_a] = made_up_rows(7, obs_dim, 1);  // two chunks, the second padded
+    auto [obs_b, keys_b] = made_up_rows(13, obs_dim, 2);
+    agents::SharedPasses stacked(agents::PassStacking::Always);
+    Acted alone{&a, obs_a, keys_a, {}};
+    act_together(stacked, {&alone});
+    CHECK(stacked.passes() == 1);
+    // Beside other policies' chunks (another seed's weights, the same weights loaded again, an unguided one):
+    // the same actions, to the bit.
+    Acted with_a{&a, obs_a, keys_a, {}}, with_b{&b, obs_b, keys_b, {}}, with_again{&a_again, obs_b, keys_b, {}},
+        with_unguided{&unguided, obs_a, keys_a, {}};
+    act_together(stacked, {&with_b, &with_a, &with_again, &with_unguided});
+    CHECK(with_a.actions == alone.actions);
+    Acted b_alone{&b, obs_b, keys_b, {}};
+    act_together(stacked, {&b_alone});
+    CHECK(with_b.actions == b_alone.actions);
+    CHECK(with_again.actions != with_b.actions);  // other weights, other actions
+    // More chunks than a pass has slots: passes in turn, each chunk as alone.
+    auto [obs_many, keys_many] = made_up_rows(4 * 40 + 3, obs_dim, 3);
+    Acted many{&a, obs_many, keys_many, {}};
+    const long before = stacked.passes();
+    act_together(stacked, {&many});
+    CHECK(stacked.passes() - before >= 2);
+    Acted first_rows{&a, std::vector<float>(obs_many.begin(), obs_many.begin() + 4 * obs_dim),
+                     std::vector<uint64_t>(keys_many.begin(), keys_many.begin() + 4), {}};
+    act_together(stacked, {&first_rows});
+    CHECK(std::vector<double>(many.actions.begin(), many.actions.begin() + 4 * 3) == first_rows.actions);
+
+    // The same policy in its own passes: the same actions but for the products' rounding (another order of
+    // additions), the unguided chain's and the guided selection's.
+    std::vector<double> own(alone.actions.size()), own_unguided(alone.actions.size());
+    a.act(obs_a.data(), 7, own.data(), keys_a.data());
+    unguided.act(obs_a.data(), 7, own_unguided.data(), keys_a.data());
+    CHECK(largest_difference(own_unguided, with_unguided.actions) < tolerance);
+    // (TF32's rounding may flip a choice between two close candidates: the guided comparison on the CPU.)
+    if (device == "cpu") CHECK(largest_difference(own, alone.actions) < tolerance);
+    // Without stacking the evaluator's step is the policy's own passes, exactly.
+    agents::SharedPasses own_passes(agents::PassStacking::Never);
+    Acted by_default{&a, obs_a, keys_a, {}};
+    act_together(own_passes, {&by_default});
+    CHECK(by_default.actions == own);
+    CHECK(own_passes.passes() == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("stacked passes: a chunk's actions depend on its policy and rows alone, as in the policy's own passes",
+          "[eval][stacked]") {
+  check_stacked_passes("cpu", 1e-4);
+}
+
+TEST_CASE("CUDA: stacked passes give a chunk the actions it has alone", "[eval][stacked][cuda]") {
+  if (modiff::resolve_device("auto").kind != modiff::DeviceKind::Cuda) {
+    MODIFF_SKIP("no CUDA device here: this case runs on the GPU machines (docs/gpu.md)");
+  }
+  check_stacked_passes("cuda", 1e-2);
+  // The evaluator on CUDA (stacked by default): each pairing's episodes beside the others are those it has alone.
+  TinyPolicies p;
+  const std::vector<eval::Pairing> pairings = {{p.hopper_diffusion, p.hopper_guidance},
+                                               {p.hopper_diffusion, "none"},
+                                               {p.hopper_diffusion, p.hopper_guidance}};
+  eval::EvalSettings s;
+  s.seeds = {0, 1};
+  s.episodes = 2;
+  s.candidates = 4;
+  s.device = "cuda";
+  s.bootstrap_reps = 100;
+  const auto together = eval::evaluate_pairings(pairings, s);
+  for (size_t i = 0; i < pairings.size(); ++i) {
+    CAPTURE(i);
+    const auto alone = eval::evaluate_pairing(pairings[i].diffusion, pairings[i].guidance, s);
+    CHECK(together[i].json.at("episodes") == alone.json.at("episodes"));
+  }
+  CHECK(together[0].json.at("episodes") == together[2].json.at("episodes"));
 }

@@ -6,6 +6,7 @@
 //   expectile : sampled with IQL's expectile weights, tau where Q > V, 1 - tau elsewhere (IDQL's variant).
 #include "modiff/agents/inference_policy.h"
 
+#include "infer/inference_impl.h"
 #include "io/artifact_io.h"
 #include "runtime/cuda_support.h"
 #include "modiff/torch/torch_support.h"
@@ -15,21 +16,6 @@
 #include <tbb/parallel_for.h>
 
 namespace modiff::agents {
-
-struct InferencePolicy::Impl {
-  torch::Device device{torch::kCPU};
-  ArtifactInfo diffusion_info, guidance_info;
-  std::unique_ptr<DiffusionModel> policy;
-  std::unique_ptr<GuidanceModule> guidance;
-  int candidates = 1;
-  std::string select = "argmax";
-  double temperature = 1.0;
-  int chunk = 16;
-  at::Generator generator;
-  void* stream = nullptr;  // on CUDA its own stream: policies evaluated side by side overlap on the GPU
-
-  void act_rows(const float* observations, int n, double* actions, const uint64_t* noise_keys);
-};
 
 InferencePolicy::InferencePolicy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 InferencePolicy::InferencePolicy(InferencePolicy&&) noexcept = default;
@@ -84,16 +70,16 @@ const ArtifactInfo* InferencePolicy::guidance() const { return impl_->guidance ?
 int InferencePolicy::candidates() const { return impl_->candidates; }
 const std::string& InferencePolicy::select() const { return impl_->select; }
 
-namespace {
-
-// Per-row noise [T, n k, act] and selection uniforms [n], each row from its key alone.
-std::pair<torch::Tensor, torch::Tensor> keyed_noise(const uint64_t* keys, int n, int k, int steps, int act_dim) {
-  auto noise = torch::empty({steps, static_cast<long>(n) * k, act_dim}, torch::kFloat32);
-  auto uniform = torch::empty({n}, torch::kFloat32);
+std::pair<torch::Tensor, torch::Tensor> keyed_noise(const uint64_t* keys, int n, int k, int steps, int act_dim,
+                                                    int live) {
+  if (live < 0) live = n;
+  const std::vector<long> shape{steps, static_cast<long>(n) * k, act_dim};
+  auto noise = live < n ? torch::zeros(shape, torch::kFloat32) : torch::empty(shape, torch::kFloat32);
+  auto uniform = torch::zeros({n}, torch::kFloat32);
   float* z = noise.data_ptr<float>();
   float* u = uniform.data_ptr<float>();
   const long row_stride = static_cast<long>(n) * k * act_dim;
-  tbb::parallel_for(0, n, [&](int r) {
+  tbb::parallel_for(0, live, [&](int r) {
     for (int c = 0; c < k; ++c) {
       Rng rng(derive_seed(keys[r], static_cast<uint64_t>(c)));
       for (int s = 0; s < steps; ++s)
@@ -105,14 +91,26 @@ std::pair<torch::Tensor, torch::Tensor> keyed_noise(const uint64_t* keys, int n,
   return {noise, uniform};
 }
 
-// Index drawn from each row's (unnormalized) weights with the given uniforms: inverse CDF.
 torch::Tensor draw_from_weights(const torch::Tensor& weights, const torch::Tensor& uniform) {
   auto cdf = torch::cumsum(weights, 1);
   auto threshold = uniform.view({-1, 1}) * cdf.narrow(1, cdf.size(1) - 1, 1);
   return torch::clamp_max((cdf < threshold).sum(1), weights.size(1) - 1);
 }
 
-}  // namespace
+torch::Tensor pick_candidates(const InferencePolicy::Impl& m, const torch::Tensor& q, const torch::Tensor& v,
+                              const torch::Tensor& uniform) {
+  if (m.select == "argmax") return q.argmax(1);
+  torch::Tensor weights;
+  if (m.select == "softmax") {
+    weights = torch::softmax(q / m.temperature, 1);
+  } else {
+    const double tau = m.guidance->config().expectile;
+    const auto adv = q - v;
+    weights = torch::where(adv > 0, torch::full_like(adv, tau), torch::full_like(adv, 1 - tau));
+  }
+  return uniform.defined() ? draw_from_weights(weights, uniform)
+                           : torch::multinomial(weights, 1, false, m.generator).view(-1);
+}
 
 void InferencePolicy::act(const float* observations, int n, double* actions, const uint64_t* noise_keys) {
   run_on_stream(impl_->stream, [&] { act_chunks(observations, n, actions, noise_keys); });
@@ -157,20 +155,9 @@ void InferencePolicy::Impl::act_rows(const float* observations, int n, double* a
   } else {
     auto repeated = obs.repeat_interleave(k, 0);                         // [n k, obs]
     auto cands = m.policy->sample_inference(repeated, m.generator, noise);  // [n k, act]
-    auto q = m.guidance->q_min(repeated, cands).view({n, k});
-    torch::Tensor pick, weights;
-    if (m.select == "argmax") {
-      pick = q.argmax(1);
-    } else if (m.select == "softmax") {
-      weights = torch::softmax(q / m.temperature, 1);
-    } else {
-      const double tau = m.guidance->config().expectile;
-      auto adv = q - m.guidance->v(repeated).view({n, k});
-      weights = torch::where(adv > 0, torch::full_like(adv, tau), torch::full_like(adv, 1 - tau));
-    }
-    if (weights.defined())
-      pick = uniform.defined() ? draw_from_weights(weights, uniform)
-                               : torch::multinomial(weights, 1, false, m.generator).view(-1);
+    const auto q = m.guidance->q_min(repeated, cands).view({n, k});
+    const auto v = m.select == "expectile" ? m.guidance->v(obs).view({n, 1}) : torch::Tensor();
+    const auto pick = pick_candidates(m, q, v, uniform);
     auto rows = torch::arange(n, pick.options()) * k + pick;
     chosen = cands.index_select(0, rows);
   }

@@ -91,6 +91,12 @@ class GuidanceModule {
     FlatParams* params;
   };
   TargetCritics target_critics() { return {q_target_.get(), &q_target_params_}; }
+  // V(s) and its flat parameters (a null network for twin-q), for stacked inference.
+  struct ValueNetwork {
+    MlpImpl* net;
+    FlatParams* params;
+  };
+  ValueNetwork value_network() { return {v_ ? v_.get() : nullptr, &v_params_}; }
 
   // Every tensor of the module's state by name: weights (and optimizer state while training).
   std::vector<std::pair<std::string, torch::Tensor>> state();

@@ -36,6 +36,12 @@ StackedParams::StackedParams(const std::vector<Run>& runs, WeightUse use) : use_
   first_row_ = values_.data_ptr<float>();
 }
 
+StackedParams::StackedParams(const FlatParams& layout, const torch::Tensor& rows)
+    : use_(WeightUse::Once), first_row_(layout.values.data_ptr<float>()), values_(rows) {
+  if (rows.dim() != 2 || rows.size(1) < layout.values.numel())
+    throw Error("internal: stacked rows narrower than the network they hold");
+}
+
 long StackedParams::offset_of(const torch::Tensor& first_run_parameter) const {
   const long offset = first_run_parameter.data_ptr<float>() - first_row_;
   if (offset < 0 || offset + first_run_parameter.numel() > values_.size(1))
@@ -214,6 +220,27 @@ torch::Tensor stacked_ln_resnet(const LnResnetDenoiser& net, StackedParams& p, c
     h = h + p.linear(net.contract[b], activate(net.activation, p.linear(net.expand[b], r)));
   }
   return p.linear(net.output, activate(net.activation, h));
+}
+
+DenoiserChain stacked_ln_resnet_chain(const LnResnetDenoiser& net, StackedParams& p, const torch::Tensor& obs,
+                                      int steps) {
+  const long runs = obs.size(0), act = net.action_dim;
+  const auto step_values = torch::arange(steps, obs.options()).view({1, steps, 1}).expand({runs, steps, 1});
+  const auto time = stacked_mlp(*net.time_mlp, p, stacked_fourier_features(step_values, p.param(net.time_features->kernel)));
+  const auto weight = p(net.input->weight).transpose(1, 2);  // [K, in, hidden]; input columns [x | obs | time]
+  const auto per_step = torch::bmm(time, weight.narrow(1, act + net.obs_width, time.size(2)));  // [K, T, hidden]
+  const auto fixed = torch::baddbmm(p(net.input->bias).unsqueeze(1), obs, weight.narrow(1, act, net.obs_width));
+  const auto x_weight = weight.narrow(1, 0, act);
+  const LnResnetDenoiser* body = &net;
+  return [&p, body, per_step, fixed, x_weight](const torch::Tensor& x, int step) {
+    auto h = torch::baddbmm(fixed + per_step.narrow(1, step, 1), x, x_weight);
+    for (size_t b = 0; b < body->norms.size(); ++b) {
+      const auto& norm = body->norms[b];
+      auto r = stacked_layer_norm(h, p(norm->weight), p(norm->bias), norm->options.eps());
+      h = h + p.linear(body->contract[b], activate(body->activation, p.linear(body->expand[b], r)));
+    }
+    return p.linear(body->output, activate(body->activation, h));
+  };
 }
 
 std::pair<torch::Tensor, torch::Tensor> stacked_twin_q(const TwinQImpl& net, StackedParams& p,

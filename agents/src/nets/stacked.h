@@ -33,6 +33,10 @@ class StackedParams {
   // Moves each run's parameters (and gradients, where it has them) into row k; the networks must have the
   // same parameters in the same order.
   explicit StackedParams(const std::vector<Run>& runs, WeightUse use = WeightUse::Once);
+  // Constants over rows the caller made ([K, n]: several networks' flat parameters, each laid out as `layout`,
+  // gathered for one pass of the evaluator's stacked inference, infer/shared_passes.cpp); parameters are found
+  // by their place in `layout`. No gradients.
+  StackedParams(const FlatParams& layout, const torch::Tensor& rows);
   long runs() const { return values_.size(0); }
   // The stacked [K, sizes...] view of a parameter of the first run's network (the others' sit at the same
   // offset of their rows). Where the runs train and gradients are recorded, a leaf of autograd (one per
@@ -96,6 +100,11 @@ torch::Tensor stacked_mlp_denoiser(const MlpDenoiser& first_run, StackedParams& 
 // The same denoiser along one reverse chain of `steps` steps (FastDenoiser::chain): the observation's and every
 // step's time features' parts of the first layer made once. obs [K, B, obs]; the chain takes x [K, B, act].
 DenoiserChain stacked_mlp_chain(const MlpDenoiser& first_run, StackedParams& p, const torch::Tensor& obs, int steps);
+// IDQL's LN-ResNet denoiser along one reverse chain of `steps` steps, without dropout (inference): the time
+// MLP's output for every step and the observation's part of the input layer made once. obs [K, B, obs]; the
+// chain takes x [K, B, act].
+DenoiserChain stacked_ln_resnet_chain(const LnResnetDenoiser& first_run, StackedParams& p, const torch::Tensor& obs,
+                                      int steps);
 // Both heads of a TwinQ over K runs: obs_act [K, B, obs + act] -> {Q1, Q2}, each [K, B, 1]. Without
 // `param_grads` the critics are constants: gradients reach obs_act only (GuidanceModule::policy_q).
 std::pair<torch::Tensor, torch::Tensor> stacked_twin_q(const TwinQImpl& first_run, StackedParams& p,

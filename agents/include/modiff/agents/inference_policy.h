@@ -52,11 +52,58 @@ class InferencePolicy {
   int candidates() const;
   const std::string& select() const;
 
- private:
+  // The policy's parts, for modiff's own inference code (defined in agents/src/infer/inference_impl.h).
   struct Impl;
+  Impl& impl() const { return *impl_; }
+
+ private:
   explicit InferencePolicy(std::unique_ptr<Impl> impl);
   void act_chunks(const float* observations, int n, double* actions, const uint64_t* noise_keys);
   std::unique_ptr<Impl> impl_;
 };
+
+// Whether SharedPasses stacks the chunks of policies alike.
+enum class PassStacking {
+  Auto,    // on CUDA; on the CPU each policy its own passes (modiff's fixed-order products, docs/statistics.md)
+  Always,  // on any device (tests of the stacked passes on the CPU)
+  Never,   // each policy its own passes (what stacking gains, `modiff bench eval --stacking never`)
+};
+
+// The rows of several policies acted on at once: one step of the evaluator. Policies alike (the same networks'
+// shapes, sampler, candidates, selection and chunk) run their chunks (`chunk` rows each, the last padded) in
+// stacked passes: every layer one batched product over a fixed number of chunk slots, set by the chunk's rows
+// and candidates alone (kStackedRowsPerPass), the slots filled with whichever policies' chunks are waiting and
+// the rest padding. A batched product computes each slot alike whatever the others hold, and the pass's shape
+// does not change with how many slots are filled, so a chunk's actions depend on its policy, observations and
+// noise keys alone: not on what else is evaluated beside it. They are those of the stacked pass, which adds
+// its products in another order than InferencePolicy::act: the evaluator acts through SharedPasses even for one
+// policy. Requests without noise keys, with chunk 0, of classifier-free guidance, or (Auto) on the CPU run in
+// their policy's own passes; requests of different policies run on threads of their own.
+class SharedPasses {
+ public:
+  explicit SharedPasses(PassStacking stacking = PassStacking::Auto);
+  SharedPasses(const SharedPasses&) = delete;
+  SharedPasses& operator=(const SharedPasses&) = delete;
+  ~SharedPasses();
+  struct Request {
+    InferencePolicy* policy = nullptr;
+    const float* observations = nullptr;  // [n, obs_dim]
+    int n = 0;
+    double* actions = nullptr;  // [n, act_dim]
+    const uint64_t* noise_keys = nullptr;
+  };
+  // Each policy in at most one request.
+  void act(const std::vector<Request>& requests);
+  // Stacked passes run and chunk slots filled, since construction (benchmarks).
+  long passes() const;
+  long filled_slots() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The rows of a stacked pass: slots x chunk rows x candidates is at most this (and slots at most 32).
+inline constexpr int kStackedRowsPerPass = 32768;
 
 }  // namespace modiff::agents

@@ -29,6 +29,8 @@ struct EpisodeRecord : envs::EpisodeOutcome {
 struct EvalPool {
   int max_envs = 0;  // envs alive at once (0: all episodes at once)
   int max_steps = 0; // > 0: stop every episode after this many steps (benchmarks), recorded as truncated
+  // Whether policies alike act in stacked passes (agents::SharedPasses; on CUDA by default).
+  agents::PassStacking stacking = agents::PassStacking::Auto;
   // Called now and then with (env steps so far, episodes finished, episodes in all).
   std::function<void(long, int, int)> progress;
 };
@@ -45,14 +47,17 @@ std::vector<EpisodeRecord> evaluate(agents::InferencePolicy& policy, const envs:
 // Several evaluations on one env in one episode pool: the physics of all their episodes stepped together, each
 // policy acting on its own episodes' rows in passes of its own. Each job's episodes are exactly those
 // evaluate(*job.policy, env, {job.seeds, job.episodes}) gives: an episode depends on its policy, seed and
-// episode number alone, not on what is evaluated beside it. The policies act at once: each job its own policy.
+// episode number alone, not on what is evaluated beside it. The policies act at once (agents::SharedPasses: on
+// CUDA the chunks of policies alike in stacked passes): each job its own policy.
 struct EvalJob {
   agents::InferencePolicy* policy = nullptr;
   std::vector<uint64_t> seeds;
   int episodes = 0;
 };
+// `stacked_passes`: the stacked policy passes run (benchmarks).
 std::vector<std::vector<EpisodeRecord>> evaluate_many(const std::vector<EvalJob>& jobs, const envs::EnvSpec& env,
-                                                      const EvalPool& pool, long* env_steps = nullptr);
+                                                      const EvalPool& pool, long* env_steps = nullptr,
+                                                      long* stacked_passes = nullptr);
 
 // Per-seed means of the normalized scores, in the order of `seeds`.
 std::vector<double> per_seed_means(const std::vector<EpisodeRecord>& episodes, const std::vector<uint64_t>& seeds);

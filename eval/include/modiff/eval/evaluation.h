@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "modiff/agents/inference_policy.h"
 #include "modiff/eval/statistics.h"
 
 namespace modiff::eval {
@@ -25,6 +26,7 @@ struct EvalSettings {
   std::string device = "auto";
   int max_envs = 0;
   int chunk = -1;
+  agents::PassStacking stacking = agents::PassStacking::Auto;  // agents::SharedPasses
   int bootstrap_reps = 50000;
   uint64_t bootstrap_seed = 0;
 };
